@@ -1,0 +1,3 @@
+from livedata.cli import main
+
+main()

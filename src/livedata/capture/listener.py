@@ -1,0 +1,171 @@
+"""The per-process listener: the one place that reads the change log and fans it out.
+
+One PostgreSQL connection per process does ``LISTEN``; a NOTIFY only wakes it (its payload
+is empty and may be lost while reconnecting), so on every wake-up, on a timer and after
+every reconnect it reads the log itself from its cursor and hands each batch to every
+registered consumer, in order. The cursor moves only after all consumers took a batch, so
+across database restarts a consumer sees each committed change exactly once.
+
+    listener = Listener()
+    listener.add_consumer(my_async_callable)   # called with list[ChangeRow]
+    await listener.run()                       # until listener.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from livedata.capture import log
+from livedata.capture.log import ChangeRow, Cursor, MissingLogTable
+from livedata.conf import livedata_settings
+
+logger = logging.getLogger("livedata.listener")
+
+Consumer = Callable[[list[ChangeRow]], Awaitable[None]]
+
+# Keys of Django's connection parameters that are not libpq connection options.
+_NOT_CONNINFO = {"cursor_factory", "context", "prepare_threshold", "server_side_binding"}
+
+
+def connection_params(alias: str = "default") -> dict[str, Any]:
+    """psycopg.connect() keyword arguments for Django's database ``alias``."""
+    from django.db import connections
+
+    params = connections[alias].get_connection_params()
+    return {k: v for k, v in params.items() if k not in _NOT_CONNINFO and v not in (None, "")}
+
+
+def describe(params: dict[str, Any]) -> str:
+    host = params.get("host") or "localhost"
+    port = f":{params['port']}" if params.get("port") else ""
+    return f"{params.get('dbname', '?')} on {host}{port}"
+
+
+class Listener:
+    """Reads committed changes from ``cursor`` on and feeds them to consumers.
+
+    ``cursor=None`` starts at the log's head when the listener first connects (only
+    changes committed after that are delivered); pass ``log.START`` or a saved cursor to
+    replay. ``models`` (labels) limits what is read.
+    """
+
+    def __init__(
+        self,
+        *,
+        cursor: Cursor | str | None = None,
+        models: Iterable[str] | None = None,
+        params: dict[str, Any] | None = None,
+        alias: str = "default",
+    ) -> None:
+        conf = livedata_settings()
+        self.cursor: Cursor | None = Cursor.parse(cursor) if cursor is not None else None
+        self.models = sorted({m.lower() for m in models}) if models else None
+        self._params = params
+        self._alias = alias
+        self.channel = conf.NOTIFY_CHANNEL
+        self.batch_size = conf.BATCH_SIZE
+        self.poll_interval = conf.POLL_INTERVAL
+        self.reconnect_min = conf.RECONNECT_MIN
+        self.reconnect_max = conf.RECONNECT_MAX
+        self._consumers: list[Consumer] = []
+        self._stopping = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.connects = 0  # how many times a connection was (re)established
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        self._consumers.append(consumer)
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        self._consumers.remove(consumer)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Serve until ``stop()``; reconnects with back-off when the database goes away."""
+        delay = self.reconnect_min
+        while not self._stopping.is_set():
+            conn: psycopg.AsyncConnection | None = None
+            try:
+                params = self._params or await asyncio.to_thread(connection_params, self._alias)
+                conn = await psycopg.AsyncConnection.connect(**params, autocommit=True)
+                await self._listen(conn)
+                delay = self.reconnect_min
+                await self._serve(conn)
+            except psycopg.errors.UndefinedTable as exc:
+                raise MissingLogTable() from exc
+            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+                self.connected.clear()
+                if self._stopping.is_set():
+                    break
+                where = describe(self._params or {}) if self._params else self._alias
+                logger.warning(
+                    "livedata listener: database %s unavailable (%s); retrying in %.1fs",
+                    where,
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                    delay,
+                )
+                await self._sleep(delay)
+                delay = min(delay * 2, self.reconnect_max)
+            finally:
+                self.connected.clear()
+                if conn is not None:
+                    await conn.close()
+
+    async def _listen(self, conn: psycopg.AsyncConnection) -> None:
+        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        exists = await (await conn.execute(log.TABLE_EXISTS_SQL)).fetchone()
+        if not exists or not exists[0]:
+            raise MissingLogTable()
+        if self.cursor is None:
+            self.cursor = await log.ahead(conn)
+        self.connects += 1
+        self.connected.set()
+        logger.debug("livedata listener connected, cursor %s", self.cursor)
+
+    async def _serve(self, conn: psycopg.AsyncConnection) -> None:
+        while not self._stopping.is_set():
+            await self._drain(conn)
+            # NOTIFYs that arrived while draining wait in psycopg's backlog and end this
+            # wait at once; the rest of the time it ends on a NOTIFY or the poll timer.
+            stop_wait = asyncio.ensure_future(self._stopping.wait())
+            try:
+                wait = asyncio.ensure_future(self._wait_notify(conn))
+                await asyncio.wait({wait, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                if not wait.done():
+                    wait.cancel()
+                    await asyncio.gather(wait, return_exceptions=True)
+                else:
+                    wait.result()
+            finally:
+                stop_wait.cancel()
+
+    async def _wait_notify(self, conn: psycopg.AsyncConnection) -> None:
+        async for _ in conn.notifies(timeout=self.poll_interval, stop_after=1):
+            pass
+
+    async def _drain(self, conn: psycopg.AsyncConnection) -> None:
+        assert self.cursor is not None
+        while True:
+            rows = await log.aread(conn, self.cursor, limit=self.batch_size, models=self.models)
+            if not rows:
+                return
+            for consumer in list(self._consumers):
+                try:
+                    await consumer(rows)
+                except Exception:
+                    logger.exception("livedata listener: consumer %r failed", consumer)
+            self.cursor = rows[-1].cursor
+            if len(rows) < self.batch_size:
+                return
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)

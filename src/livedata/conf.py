@@ -1,0 +1,49 @@
+"""livedata's settings, with every default in one place.
+
+Projects override any of these in ``settings.LIVEDATA`` (a dict); read them with
+``livedata_settings().NAME`` so tests that use ``override_settings`` see the change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+
+@dataclass(frozen=True)
+class LivedataSettings:
+    #: Models whose changes are captured, as labels ("app_label.Model"). Same effect as
+    #: decorating the model with ``@livedata.track``; both are installed by migrations.
+    TRACK: tuple[str, ...] = ()
+    #: How long change-log rows are kept; ``livedata prune`` deletes older ones.
+    #: ``None`` keeps everything.
+    RETENTION: timedelta | None = timedelta(days=30)
+    #: NOTIFY channel the triggers use to wake listeners (the payload is empty).
+    NOTIFY_CHANNEL: str = "livedata"
+    #: Seconds between listener reads when no NOTIFY arrives (catches lost notifications).
+    POLL_INTERVAL: float = 1.0
+    #: Maximum change-log rows read by one query.
+    BATCH_SIZE: int = 1000
+    #: Reconnect back-off of the listener: first and longest wait, in seconds.
+    RECONNECT_MIN: float = 0.1
+    RECONNECT_MAX: float = 5.0
+    #: Request header carrying a request id for the audit context (else one is generated).
+    REQUEST_ID_HEADER: str = "X-Request-ID"
+
+
+def livedata_settings() -> LivedataSettings:
+    """The effective settings: defaults updated with ``settings.LIVEDATA``."""
+    overrides: dict[str, Any] = dict(getattr(settings, "LIVEDATA", None) or {})
+    known = {f.name for f in fields(LivedataSettings)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"Unknown LIVEDATA setting(s): {', '.join(unknown)}. Known: {', '.join(sorted(known))}."
+        )
+    if "TRACK" in overrides:
+        overrides["TRACK"] = tuple(overrides["TRACK"])
+    return replace(LivedataSettings(), **overrides)

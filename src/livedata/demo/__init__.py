@@ -1,0 +1,1 @@
+"""The bookstore demo: the example project, and the default settings of the ``livedata`` command."""

@@ -1,0 +1,1 @@
+"""The demo's bookstore app: authors and books, captured into the change log."""

@@ -1,0 +1,61 @@
+"""``livedata demo``: migrate, seed, and serve the bookstore demo."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+from livedata.demo.bookstore.seed import USERS, seed
+
+
+class Command(BaseCommand):
+    help = "Set up the bookstore demo (migrate, seed) and serve it."
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--no-input", action="store_false", dest="interactive", help="never prompt"
+        )
+        parser.add_argument("--setup-only", action="store_true", help="migrate and seed, then exit")
+
+    def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
+        from django.db import connection
+
+        call_command("migrate", interactive=False, verbosity=0)
+        seed()
+        base = f"http://{host}:{port}"
+        lines = [
+            "",
+            "livedata demo: the bookstore",
+            f"  database      {_where(connection)}",
+            f"  site          {base}/",
+            f"  admin         {base}/admin/",
+            f"  change log    {base}/admin/livedata/change/",
+            "  credentials   " + "   ".join(f"{u} / {p}" for u, _, p, _ in USERS),
+            "  watch changes `livedata tail` in another terminal",
+            "",
+        ]
+        self.stdout.write("\n".join(lines))
+        if options["setup_only"]:
+            return
+        call_command(
+            "runserver",
+            f"{host}:{port}",
+            use_reloader=False,
+            use_threading=True,
+            skip_checks=True,
+        )
+
+
+def _where(connection: Any) -> str:
+    settings = connection.settings_dict
+    if settings["ENGINE"] == "livedata.embedded":
+        from livedata.embedded.server import default_data_dir
+
+        return f"embedded PostgreSQL, data in {default_data_dir()} (DATABASE_URL unset)"
+    host = settings.get("HOST") or "localhost"
+    return f"{settings['NAME']} on {host}:{settings.get('PORT') or 5432} (DATABASE_URL)"

@@ -1,0 +1,29 @@
+from django.db import models
+
+import livedata
+
+
+@livedata.track
+class Author(models.Model):
+    name = models.CharField(max_length=200)
+    email = models.EmailField(unique=True)
+
+    class Meta:
+        db_table = "bookstore_author"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@livedata.track
+class Book(models.Model):
+    title = models.CharField(max_length=200)
+    author = models.ForeignKey(Author, on_delete=models.CASCADE, related_name="books")
+
+    class Meta:
+        db_table = "bookstore_book"
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title

@@ -1,0 +1,5 @@
+"""Models of the ``livedata`` app; each part keeps its own in its folder."""
+
+from livedata.capture.models import Change, LogHorizon
+
+__all__ = ["Change", "LogHorizon"]

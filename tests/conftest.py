@@ -1,0 +1,112 @@
+"""Shared fixtures: real PostgreSQL connections to the test database, log helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from livedata.capture import log
+from livedata.capture.listener import connection_params
+from livedata.capture.log import ChangeRow, Cursor
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def db_params(transactional_db: None) -> dict[str, Any]:
+    """psycopg.connect() arguments for the test database (tables flushed after the test)."""
+    return connection_params()
+
+
+@pytest.fixture
+def connect(db_params: dict[str, Any]) -> Iterator[Callable[..., psycopg.Connection]]:
+    """Open extra real connections (another service, psql, a second writer)."""
+    opened: list[psycopg.Connection] = []
+
+    def _connect(autocommit: bool = True) -> psycopg.Connection:
+        conn = psycopg.connect(**db_params, autocommit=autocommit)
+        opened.append(conn)
+        return conn
+
+    yield _connect
+    for conn in opened:
+        conn.close()
+
+
+@pytest.fixture
+def head(connect: Callable[..., psycopg.Connection]) -> Cursor:
+    """The log's head when the test starts: tests look only at what they wrote."""
+    return log.head(connect())
+
+
+def settle(conn: psycopg.Connection, timeout: float = 30.0) -> None:
+    """Wait until every transaction that had started by now has ended.
+
+    Any transaction with an xid (e.g. autovacuum's ANALYZE on a fresh test database) holds
+    back the log's visibility horizon; tests that assert exact results wait it out.
+    """
+    import time
+
+    target = conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())").fetchone()[0]
+    deadline = time.monotonic() + timeout
+    while conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot()) < %s", [target]).fetchone()[
+        0
+    ]:
+        if time.monotonic() > deadline:
+            raise AssertionError("a transaction stayed open: the log cannot become visible")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def read_since(connect: Callable[..., psycopg.Connection]) -> Callable[..., list[ChangeRow]]:
+    """Everything committed after ``cursor`` (waits for transactions still in flight)."""
+    conn = connect()
+
+    def _read(cursor: Cursor, models: list[str] | None = None) -> list[ChangeRow]:
+        settle(conn)
+        rows: list[ChangeRow] = []
+        while True:
+            batch = log.read(conn, cursor, limit=1000, models=models)
+            if not batch:
+                return rows
+            rows.extend(batch)
+            cursor = batch[-1].cursor
+
+    return _read
+
+
+def livedata_env(**extra: str) -> dict[str, str]:
+    """Environment for a child ``livedata`` process using the test database."""
+    from django.db import connection
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": str(ROOT),
+        "LIVEDATA_DB_NAME": connection.settings_dict["NAME"],
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(extra)
+    return env
+
+
+def livedata_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "livedata", *args]
+
+
+def run_livedata(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        livedata_cmd(*args),
+        env=livedata_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )

@@ -1,0 +1,27 @@
+"""Models that exercise capture beyond the demo's: non-integer keys, JSON, no capture."""
+
+import uuid
+
+from django.db import models
+
+import livedata
+
+
+@livedata.track
+class Widget(models.Model):
+    code = models.CharField(primary_key=True, max_length=40)
+    data = models.JSONField(default=dict)
+    price = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+
+
+class Gadget(models.Model):
+    """Captured through settings: LIVEDATA["TRACK"]."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    name = models.CharField(max_length=100)
+
+
+class Note(models.Model):
+    """Not captured: its changes must never reach the log."""
+
+    text = models.TextField()

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from livedata.demo.urls import urlpatterns as demo_urls
+from tests.testapp import views
+
+urlpatterns = [
+    path("t/write-sync/", views.write_sync),
+    path("t/write-async/", views.write_async),
+    *demo_urls,
+]
