@@ -19,9 +19,35 @@ def main(argv: list[str] | None = None) -> None:
     if not given and not os.environ.get("DJANGO_SETTINGS_MODULE"):
         os.environ["DJANGO_SETTINGS_MODULE"] = DEFAULT_SETTINGS
     from django.core.management import execute_from_command_line
+    from django.db import DatabaseError
 
     argv[0] = "livedata"
-    execute_from_command_line(argv)
+    try:
+        execute_from_command_line(argv)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except DatabaseError as exc:
+        if "--traceback" in argv:
+            raise
+        sys.stderr.write(f"livedata: {explain_database_error(exc)}\n")
+        sys.exit(1)
+
+
+def explain_database_error(exc: Exception) -> str:
+    """One clear sentence for the database errors a newcomer meets, instead of a traceback."""
+    import psycopg
+
+    cause = exc.__cause__ or exc
+    first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    if isinstance(cause, psycopg.errors.UndefinedTable):
+        return f"{first}: the database is not migrated; run `livedata migrate`"
+    if isinstance(cause, psycopg.OperationalError):
+        where = "DATABASE_URL" if os.environ.get("DATABASE_URL") else "the embedded PostgreSQL"
+        return (
+            f"cannot use the database ({where}): {first}. "
+            "Is PostgreSQL running and DATABASE_URL right? (--traceback for details)"
+        )
+    return f"database error: {first} (--traceback for details)"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,188 @@
+"""Commands: ``livedata tail``, ``livedata triggers ls|prune`` and migrations of capture."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test import override_settings
+
+from livedata.demo.bookstore.models import Author, Book
+from tests.conftest import ROOT, livedata_cmd, livedata_env, run_livedata
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TAIL_KEYS = {
+    "cursor",
+    "txid",
+    "model",
+    "table",
+    "op",
+    "pk",
+    "old",
+    "new",
+    "changed",
+    "context",
+    "at",
+}
+
+
+def read_lines(proc: subprocess.Popen, n: int, timeout: float = 20) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while len(lines) < n:
+        assert time.monotonic() < deadline, f"got only {lines}"
+        line = proc.stdout.readline()
+        if line:
+            lines.append(line.rstrip("\n"))
+    return lines
+
+
+def test_tail_json_follows_commits_and_exits_cleanly_on_ctrl_c(head):
+    proc = subprocess.Popen(
+        livedata_cmd("tail", "--json", "--since", str(head), "--model", "bookstore.Book"),
+        env=livedata_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        author = Author.objects.create(name="Tail", email="tail@example.com")
+        book = Book.objects.create(title="First", author=author)
+        book.title = "Second"
+        book.save()
+        first, second = (json.loads(line) for line in read_lines(proc, 2))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert set(first) == TAIL_KEYS
+    assert first["op"] == "insert" and first["model"] == "bookstore.book"
+    assert first["table"] == "bookstore_book" and first["pk"] == str(book.pk)
+    assert first["new"] == {"id": book.pk, "title": "First", "author_id": author.pk}
+    assert second["op"] == "update" and second["changed"] == ["title"]
+    assert second["old"]["title"] == "First" and second["new"]["title"] == "Second"
+    assert first["cursor"] == f"{first['txid']}:{first['cursor'].split(':')[1]}"
+
+
+def test_tail_readable_lines_from_start(head):
+    from livedata.capture.log import START
+
+    with override_settings():
+        import livedata
+
+        with livedata.context(user_id=1, username="alice", method="POST", path="/x/"):
+            Author.objects.create(name="R", email="r@example.com")
+    proc = subprocess.Popen(
+        livedata_cmd("tail", "--from-start"),
+        env=livedata_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        lines = []
+        while not any("r@" in line or "bookstore.author#" in line for line in lines):
+            lines += read_lines(proc, 1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+    line = next(line for line in lines if "bookstore.author#" in line)
+    assert "insert" in line and "by=alice" in line and "[POST /x/]" in line
+    assert START == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--since", "yesterday"), "invalid cursor 'yesterday': expected TXID:ID"),
+        (("--model", "bookstore.Nope"), "unknown model 'bookstore.Nope'"),
+        (("--model", "nonsense"), "Captured models: bookstore.Author, bookstore.Book"),
+    ],
+)
+def test_tail_bad_input_is_a_precise_error(args, message):
+    out = run_livedata("tail", *args)
+    assert out.returncode == 1
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_tail_with_an_expired_cursor_says_refetch(head):
+    Author.objects.create(name="P", email="p@example.com")
+    with connection.cursor() as cur:
+        cur.execute("UPDATE livedata_change SET at = at - interval '400 days'")
+    call_command("prune")
+    out = run_livedata("tail", "--since", "1:1")
+    assert out.returncode == 1 and "refetch" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_triggers_ls_shows_every_declared_trigger_installed():
+    out = StringIO()
+    call_command("triggers", "ls", stdout=out)
+    lines = out.getvalue().splitlines()
+    for model in ("bookstore.Author", "bookstore.Book", "testapp.Widget", "testapp.Gadget"):
+        for op in ("insert", "update", "delete", "truncate"):
+            assert f"INSTALLED  {model}:livedata_{op}" in lines
+    assert not any("Note" in line for line in lines)
+
+
+def test_triggers_ls_flags_drift_and_prune_removes_orphans():
+    from livedata.capture.declare import CAPTURE_TRIGGERS
+    from tests.testapp.models import Note
+
+    # an orphan: a capture trigger in the database that no model declares
+    orphan = CAPTURE_TRIGGERS[0].compile(Note)
+    with connection.cursor() as cur:
+        cur.execute(orphan.install_sql)
+        # drift: someone edited an installed trigger by hand
+        cur.execute(
+            "COMMENT ON TRIGGER pgtrigger_livedata_insert_5f91d ON bookstore_book IS 'edited'"
+        )
+    out = StringIO()
+    call_command("triggers", "ls", stdout=out)
+    text = out.getvalue()
+    assert "ORPHAN" in text and "testapp_note" in text and "livedata triggers prune" in text
+    drifted = next(line for line in text.splitlines() if "bookstore.Book:livedata_insert" in line)
+    assert drifted.startswith("OUTDATED ") and "run `livedata migrate`" in drifted
+
+    out = StringIO()
+    call_command("triggers", "prune", stdout=out)
+    assert "1 orphaned capture trigger(s) pruned" in out.getvalue()
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_proc WHERE proname = %s", [orphan.sql.pgid])
+        assert cur.fetchone()[0] == 0  # its function went with it
+    call_command("pgtrigger", "install")  # restore the edited trigger for later tests
+
+
+def test_migrations_are_complete_and_removing_a_declaration_removes_triggers():
+    out = StringIO()
+    call_command("makemigrations", "--check", "--dry-run", stdout=out)  # nothing pending
+    # Drop the settings declaration of testapp.Gadget: makemigrations removes its triggers.
+    script = (
+        "import pgtrigger.registry as r;"
+        "from django.core.management import call_command;"
+        "[r.delete(f'testapp.Gadget:livedata_{op}') for op in "
+        "('insert','update','delete','truncate')];"
+        "call_command('makemigrations', 'testapp', '--dry-run', '-v', '3')"
+    )
+    result = subprocess.run(
+        livedata_cmd("shell", "-c", script),
+        env=livedata_env(),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    for op in ("insert", "update", "delete", "truncate"):
+        assert f"Remove trigger livedata_{op} from model gadget" in result.stdout
+    assert "pgtrigger.migrations.RemoveTrigger(" in result.stdout
