@@ -181,3 +181,30 @@ def test_prune_keeps_recent_rows_and_reports(head, connect, capsys):
             [timezone.now() - timedelta(days=1)],
         )
         assert cur.fetchone()[0] == 0
+
+
+def test_a_transaction_open_in_another_database_does_not_stall_the_log(head, connect, db_params):
+    """xmin is cluster-wide; the read bound ignores transactions of other databases only."""
+    import os
+
+    import psycopg
+
+    name = f"livedata_other_{os.getpid()}"
+    admin = connect()
+    admin.execute(f"DROP DATABASE IF EXISTS {name}")
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        with psycopg.connect(**{**db_params, "dbname": name}) as foreign:
+            foreign.execute("SELECT pg_current_xact_id()")  # holds an xid, stays open
+            local = connect(autocommit=False)
+            local.execute("SELECT pg_current_xact_id()")  # an open transaction here
+            writer = connect()
+            writer.execute(INSERT, ["W", "w@example.com"])
+            reader = connect()
+            assert log.read(reader, head) == []  # the local one holds it back: correct
+            local.rollback()
+            rows = log.read(reader, head)
+            assert [r.new["name"] for r in rows] == ["W"]  # the foreign one does not
+            foreign.rollback()
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

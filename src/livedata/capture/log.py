@@ -2,13 +2,23 @@
 
 The ordering trap: ids are assigned at insert, not at commit, so a reader that moved past
 id 11 may never see id 10 of a transaction that commits later. We read by ``(txid, id)``
-and only rows of transactions older than every transaction still in flight
-(``txid < pg_snapshot_xmin(pg_current_snapshot())``). A transaction's rows then appear all
-at once, in order, and everything below the cursor is final.
+and only rows of transactions older than every transaction still in flight (the bound
+below is ``pg_snapshot_xmin(pg_current_snapshot())``, refined). A transaction's rows then
+appear all at once, in order, and everything below the cursor is final.
+
+The refinement: ``xmin`` is cluster-wide, so a long transaction in *another database* on
+the same server (a benchmark, another application) would stall our log although it can
+never write to it. The bound therefore skips in-flight transactions that
+``pg_stat_activity`` (or ``pg_prepared_xacts``) shows belong to another database. Anything
+not positively known to be foreign still counts, so the rule stays safe: a role that
+cannot see other sessions' ``backend_xid`` (grant ``pg_read_all_stats``) simply gets the
+plain ``xmin`` behaviour. The bound is computed in the same statement as the read, from
+the same snapshot.
+
+What remains to know: a long-running writing transaction in *this* database delays (never
+loses) delivery of later commits until it ends.
 
 Cursors are strings ``"TXID:ID"`` (``Cursor.parse`` / ``str(cursor)``).
-One consequence to know: a long-running writing transaction anywhere in the cluster holds
-back ``xmin`` and so delays (never loses) delivery of later commits until it ends.
 """
 
 from __future__ import annotations
@@ -23,9 +33,27 @@ LOG_TABLE = "livedata_change"
 HORIZON_TABLE = "livedata_log_horizon"
 
 _COLUMNS = "id, txid::text::bigint, model, table_name, op, pk, old, new, changed, context, at"
-_VISIBLE = "txid < pg_snapshot_xmin(pg_current_snapshot())"
+# The oldest transaction in flight that may write to this database (see the docstring);
+# xids of pg_stat_activity are 32-bit, snapshot xids 64-bit: compare the low 32 bits.
+_BOUND = """
+bound AS (
+    SELECT COALESCE(
+        (SELECT x FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+         WHERE mod(x::text::bigint, 4294967296) NOT IN (
+             SELECT backend_xid::text::bigint FROM pg_stat_activity
+             WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()
+             UNION ALL
+             SELECT transaction::text::bigint FROM pg_prepared_xacts
+             WHERE database <> current_database()
+         )
+         ORDER BY x LIMIT 1),
+        pg_snapshot_xmax(pg_current_snapshot())
+    ) AS xid
+)"""
+_VISIBLE = "txid < (SELECT xid FROM bound)"
 
 READ_SQL = f"""
+WITH {_BOUND}
 SELECT {_COLUMNS} FROM {LOG_TABLE}
 WHERE (txid, id) > (%(txid)s::text::xid8, %(id)s) AND {_VISIBLE}
 {{models}}
@@ -34,12 +62,15 @@ LIMIT %(limit)s
 """
 # The newest visible row, or the pruning horizon when everything was pruned.
 HEAD_SQL = f"""
+WITH {_BOUND}
 SELECT txid::text::bigint, id FROM (
     (SELECT txid, id FROM {LOG_TABLE} WHERE {_VISIBLE} ORDER BY txid DESC, id DESC LIMIT 1)
     UNION ALL
     (SELECT txid, last_id FROM {HORIZON_TABLE} WHERE name = 'pruned')
 ) h ORDER BY txid DESC, id DESC LIMIT 1
 """
+# Transactions below this xid are final for readers of this database.
+BOUND_SQL = f"WITH {_BOUND} SELECT xid::text::bigint FROM bound"
 HORIZON_SQL = f"SELECT txid::text::bigint, last_id FROM {HORIZON_TABLE} WHERE name = 'pruned'"
 TABLE_EXISTS_SQL = f"SELECT to_regclass('{LOG_TABLE}') IS NOT NULL"
 
@@ -205,7 +236,7 @@ def prune(conn: Any, older_than: datetime) -> int:
     with conn.cursor() as cur:
         cur.execute(
             f"""
-            WITH gone AS (
+            WITH {_BOUND}, gone AS (
                 DELETE FROM {LOG_TABLE} WHERE at < %s AND {_VISIBLE}
                 RETURNING txid, id
             ), newest AS (
