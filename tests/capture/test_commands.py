@@ -186,3 +186,55 @@ def test_migrations_are_complete_and_removing_a_declaration_removes_triggers():
     for op in ("insert", "update", "delete", "truncate"):
         assert f"Remove trigger livedata_{op} from model gadget" in result.stdout
     assert "pgtrigger.migrations.RemoveTrigger(" in result.stdout
+
+
+def test_applying_a_remove_trigger_migration_drops_trigger_and_function():
+    """What `migrate` runs after a declaration is removed, applied for real (then undone)."""
+    from django.db.migrations.loader import MigrationLoader
+    from pgtrigger.migrations import RemoveTrigger
+
+    state = MigrationLoader(connection).project_state()
+    op = RemoveTrigger(model_name="gadget", name="livedata_update")
+    new_state = state.clone()
+    op.state_forwards("testapp", new_state)
+
+    def installed() -> list[tuple[str, int]]:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT t.tgname, (SELECT count(*) FROM pg_proc p WHERE p.proname = t.tgname)"
+                " FROM pg_trigger t WHERE t.tgrelid = 'testapp_gadget'::regclass"
+                " AND t.tgname LIKE 'pgtrigger_livedata_update_%%'"
+            )
+            return cur.fetchall()
+
+    [(pgid, functions)] = installed()
+    assert functions == 1
+    with connection.schema_editor() as editor:
+        op.database_forwards("testapp", editor, state, new_state)
+    assert installed() == []
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_proc WHERE proname = %s", [pgid])
+        assert cur.fetchone()[0] == 0
+    with connection.schema_editor() as editor:
+        op.database_backwards("testapp", editor, new_state, state)
+    assert installed() == [(pgid, 1)]
+
+
+def test_tail_waits_and_retries_while_the_database_is_down():
+    proc = subprocess.Popen(
+        livedata_cmd("tail"),
+        env=livedata_env(DATABASE_URL="postgresql://postgres@127.0.0.1:1/nothing"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        time.sleep(3)
+        assert proc.poll() is None  # still running: it retries
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "unavailable" in err and "retrying in" in err
+    assert "Traceback" not in err

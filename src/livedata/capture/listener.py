@@ -93,8 +93,9 @@ class Listener:
         delay = self.reconnect_min
         while not self._stopping.is_set():
             conn: psycopg.AsyncConnection | None = None
+            params: dict[str, Any] = self._params or {}
             try:
-                params = self._params or await asyncio.to_thread(connection_params, self._alias)
+                params = params or await asyncio.to_thread(connection_params, self._alias)
                 conn = await psycopg.AsyncConnection.connect(**params, autocommit=True)
                 await self._listen(conn)
                 delay = self.reconnect_min
@@ -105,10 +106,9 @@ class Listener:
                 self.connected.clear()
                 if self._stopping.is_set():
                     break
-                where = describe(self._params or {}) if self._params else self._alias
                 logger.warning(
                     "livedata listener: database %s unavailable (%s); retrying in %.1fs",
-                    where,
+                    describe(params) if params else repr(self._alias),
                     str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
                     delay,
                 )
