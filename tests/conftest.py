@@ -101,6 +101,18 @@ def livedata_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "livedata", *args]
 
 
+def spawn_livedata(*args: str, stderr: int = subprocess.PIPE, **env: str) -> subprocess.Popen:
+    """Start a ``livedata`` child process on the test database (text pipes)."""
+    return subprocess.Popen(
+        livedata_cmd(*args),
+        env=livedata_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        cwd=ROOT,
+    )
+
+
 def run_livedata(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         livedata_cmd(*args),

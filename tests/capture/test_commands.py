@@ -14,7 +14,7 @@ from django.db import connection
 from django.test import override_settings
 
 from livedata.demo.bookstore.models import Author, Book
-from tests.conftest import ROOT, livedata_cmd, livedata_env, run_livedata
+from tests.conftest import ROOT, livedata_cmd, livedata_env, run_livedata, spawn_livedata
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,14 +45,7 @@ def read_lines(proc: subprocess.Popen, n: int, timeout: float = 20) -> list[str]
 
 
 def test_tail_json_follows_commits_and_exits_cleanly_on_ctrl_c(head):
-    proc = subprocess.Popen(
-        livedata_cmd("tail", "--json", "--since", str(head), "--model", "bookstore.Book"),
-        env=livedata_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = spawn_livedata("tail", "--json", "--since", str(head), "--model", "bookstore.Book")
     try:
         author = Author.objects.create(name="Tail", email="tail@example.com")
         book = Book.objects.create(title="First", author=author)
@@ -81,14 +74,7 @@ def test_tail_readable_lines_from_start(head):
 
         with livedata.context(user_id=1, username="alice", method="POST", path="/x/"):
             Author.objects.create(name="R", email="r@example.com")
-    proc = subprocess.Popen(
-        livedata_cmd("tail", "--from-start"),
-        env=livedata_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = spawn_livedata("tail", "--from-start")
     try:
         lines = []
         while not any("r@" in line or "bookstore.author#" in line for line in lines):
@@ -221,14 +207,7 @@ def test_applying_a_remove_trigger_migration_drops_trigger_and_function():
 
 
 def test_tail_waits_and_retries_while_the_database_is_down():
-    proc = subprocess.Popen(
-        livedata_cmd("tail"),
-        env=livedata_env(DATABASE_URL="postgresql://postgres@127.0.0.1:1/nothing"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = spawn_livedata("tail", DATABASE_URL="postgresql://postgres@127.0.0.1:1/nothing")
     try:
         time.sleep(3)
         assert proc.poll() is None  # still running: it retries

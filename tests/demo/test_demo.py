@@ -12,7 +12,7 @@ from django.contrib.auth import authenticate
 from django.core.management import call_command
 
 from livedata.demo.bookstore.models import Author, Book
-from tests.conftest import ROOT, livedata_cmd, livedata_env
+from tests.conftest import spawn_livedata
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,14 +40,7 @@ def free_port() -> int:
 
 def test_serves_the_site_over_http():
     port = free_port()
-    proc = subprocess.Popen(
-        livedata_cmd("demo", "--port", str(port), "--no-input"),
-        env=livedata_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = spawn_livedata("demo", "--port", str(port), "--no-input", stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -108,28 +108,34 @@ class _CaptureTrigger(pgtrigger.Trigger):
 _COLUMNS = f"INSERT INTO {LOG_TABLE} (model, table_name, op, pk, old, new, changed, context)"
 
 
-class CaptureInsert(_CaptureTrigger):
-    name = "livedata_insert"
+class _CaptureRows(_CaptureTrigger):
+    """INSERT or DELETE: each row of the one transition table becomes one log row."""
+
     level = pgtrigger.Statement
+    op = ""
+
+    def body(self, *, label: str, table: str, pk: str) -> str:
+        if self.op == "insert":
+            alias, rows, old, new = "n", "livedata_new", "NULL", "to_jsonb(n)"
+        else:
+            alias, rows, old, new = "o", "livedata_old", "to_jsonb(o)", "NULL"
+        return f"""{_COLUMNS}
+SELECT {label}, {table}, '{self.op}', {alias}.{pk}::text, {old}, {new}, NULL, {CONTEXT_SQL}
+FROM {rows} {alias};"""
+
+
+class CaptureInsert(_CaptureRows):
+    name = "livedata_insert"
+    op = "insert"
     operation = pgtrigger.Insert
     referencing = pgtrigger.Referencing(new="livedata_new")
 
-    def body(self, *, label: str, table: str, pk: str) -> str:
-        return f"""{_COLUMNS}
-SELECT {label}, {table}, 'insert', n.{pk}::text, NULL, to_jsonb(n), NULL, {CONTEXT_SQL}
-FROM livedata_new n;"""
 
-
-class CaptureDelete(_CaptureTrigger):
+class CaptureDelete(_CaptureRows):
     name = "livedata_delete"
-    level = pgtrigger.Statement
+    op = "delete"
     operation = pgtrigger.Delete
     referencing = pgtrigger.Referencing(old="livedata_old")
-
-    def body(self, *, label: str, table: str, pk: str) -> str:
-        return f"""{_COLUMNS}
-SELECT {label}, {table}, 'delete', o.{pk}::text, to_jsonb(o), NULL, NULL, {CONTEXT_SQL}
-FROM livedata_old o;"""
 
 
 class CaptureUpdate(_CaptureTrigger):
