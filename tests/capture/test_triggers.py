@@ -174,3 +174,20 @@ def test_context_decorator_sync_and_async(head, read_since):
     sync_job()
     asyncio.run(async_job())
     assert [r.context for r in read_since(head)] == [{"worker": "sync"}, {"worker": "async"}]
+
+
+def test_a_big_update_after_small_ones_on_one_connection_stays_linear(head, read_since, connect):
+    """Guard against a plan cached for a 1-row update making a 5,000-row update quadratic
+    (it took minutes with the statement-level update trigger; here it must fit in 5 s)."""
+    conn = connect()
+    conn.execute("INSERT INTO bookstore_author (name, email) VALUES ('one', 'one@example.com')")
+    conn.execute(
+        "INSERT INTO bookstore_author (name, email)"
+        " SELECT 'n' || i, 'n' || i || '@example.com' FROM generate_series(1, 5000) i"
+    )
+    conn.execute("UPDATE bookstore_author SET name = 'one!' WHERE email = 'one@example.com'")
+    conn.execute("SET statement_timeout = '5s'")
+    conn.execute("UPDATE bookstore_author SET name = name || '?' WHERE name LIKE 'n%'")
+    rows = read_since(head)
+    assert sum(1 for r in rows if r.op == "update") == 5001
+    assert all(r.changed == ["name"] for r in rows if r.op == "update")

@@ -6,6 +6,10 @@ every reconnect it reads the log itself from its cursor and hands each batch to 
 registered consumer, in order. The cursor moves only after all consumers took a batch, so
 across database restarts a consumer sees each committed change exactly once.
 
+A consumer that raises is logged and the batch moves on without it: one buggy consumer
+must not stall every other one. Consumers that must not lose anything (webhooks, pull)
+keep their own durable cursor in the database and catch up from it.
+
     listener = Listener()
     listener.add_consumer(my_async_callable)   # called with list[ChangeRow]
     await listener.run()                       # until listener.stop()
@@ -40,6 +44,18 @@ def connection_params(alias: str = "default") -> dict[str, Any]:
 
     params = connections[alias].get_connection_params()
     return {k: v for k, v in params.items() if k not in _NOT_CONNINFO and v not in (None, "")}
+
+
+def _generic_plans(params: dict[str, Any]) -> dict[str, Any]:
+    """The listener's own session: autocommit, and generic plans for its one read query.
+
+    PostgreSQL otherwise keeps re-planning the read (its visibility-bound CTE makes the
+    custom plan look cheaper), which tripled its cost (0.65 ms vs 0.2 ms per read).
+    """
+    options = " ".join(
+        filter(None, [params.get("options"), "-c plan_cache_mode=force_generic_plan"])
+    )
+    return {**params, "options": options, "autocommit": True}
 
 
 def describe(params: dict[str, Any]) -> str:
@@ -96,7 +112,7 @@ class Listener:
             params: dict[str, Any] = self._params or {}
             try:
                 params = params or await asyncio.to_thread(connection_params, self._alias)
-                conn = await psycopg.AsyncConnection.connect(**params, autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(**_generic_plans(params))
                 await self._listen(conn)
                 delay = self.reconnect_min
                 await self._serve(conn)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 from django.db.models.functions import Now
 
@@ -67,7 +68,9 @@ class Change(models.Model):
             # the reader's order and cursor: WHERE (txid, id) > cursor ORDER BY txid, id
             models.Index(fields=["txid", "id"], name="livedata_change_cursor"),
             models.Index(fields=["model", "object_pk"], name="livedata_change_model_pk"),
-            models.Index(fields=["at"], name="livedata_change_at"),
+            # for pruning by age: BRIN is tiny and nearly free to maintain on an
+            # append-only table whose `at` grows with its physical order
+            BrinIndex(fields=["at"], name="livedata_change_at"),
         ]
 
     def __str__(self) -> str:
