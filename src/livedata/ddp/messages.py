@@ -1,0 +1,102 @@
+"""Client frames in, server messages out, with Meteor's parsing and serialising rules.
+
+Parsing (``parse``) mirrors Meteor's parseDDP: invalid JSON or a JSON scalar is a "Bad
+request" with no offending message; an object or array without ``msg`` is a "Bad
+request" that quotes it; EJSON in ``params``/``fields``/``result`` that cannot be decoded
+is a "Parse error". Only those three keys are EJSON-decoded.
+
+Serialising (``serialize``) mirrors stringifyDDP: ``fields``/``params``/``result`` are
+EJSON-encoded, fields set to ``UNDEFINED`` become ``cleared``, an empty ``fields`` is
+dropped, and keys whose value is ``UNDEFINED`` vanish (e.g. a result with no value).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from livedata.ddp import ejson
+
+EJSON_KEYS = ("fields", "params", "result")
+
+
+class _Undefined:
+    """JavaScript's ``undefined``: the key is left out of the serialised message."""
+
+    _instance: _Undefined | None = None
+
+    def __new__(cls) -> _Undefined:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNDEFINED"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNDEFINED = _Undefined()
+
+
+@dataclass(frozen=True, slots=True)
+class BadFrame:
+    """A frame that is not a DDP message: answer ``error`` with ``reason``."""
+
+    reason: str
+    offending: Any = UNDEFINED
+
+
+def parse(text: str | bytes) -> dict[str, Any] | BadFrame:
+    """A client message (a dict with a truthy ``msg``), or why it is not one."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return BadFrame("Bad request")
+    if not isinstance(value, dict | list):
+        return BadFrame("Bad request")
+    if isinstance(value, list) or not value.get("msg"):
+        return BadFrame("Bad request", value)
+    try:
+        for key in EJSON_KEYS:
+            if key in value:
+                value[key] = ejson.from_json_value(value[key])
+    except (ValueError, RecursionError):
+        return BadFrame("Parse error")
+    return value
+
+
+def serialize(message: dict[str, Any]) -> str:
+    """The text frame for a server message (see the module docstring for the rules)."""
+    out: dict[str, Any] = {}
+    for key, value in message.items():
+        if value is UNDEFINED:
+            continue
+        if key == "fields":
+            fields = {}
+            cleared = []
+            for name, field_value in value.items():
+                if field_value is UNDEFINED:
+                    cleared.append(name)
+                else:
+                    fields[name] = ejson.to_json_value(field_value)
+            if fields:
+                out["fields"] = fields
+            if cleared:
+                out["cleared"] = cleared
+        elif key in ("params", "result"):
+            out[key] = ejson.to_json_value(value)
+        else:
+            out[key] = value
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=False, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    # offendingMessage and error details hold decoded values: send them as plain JSON
+    return ejson.to_json_value(value)
+
+
+def error(reason: str, offending: Any = UNDEFINED) -> dict[str, Any]:
+    return {"msg": "error", "reason": reason, "offendingMessage": offending}
