@@ -1,5 +1,7 @@
 """Settings for the test suite: the demo project plus a small app of test models."""
 
+import os
+
 from livedata.demo.settings import *  # noqa: F403
 from livedata.demo.settings import INSTALLED_APPS
 
@@ -8,3 +10,12 @@ ROOT_URLCONF = "tests.urls"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
 # Capture declared in settings (the demo's models use the @livedata.track decorator).
 LIVEDATA = {"TRACK": ["testapp.Gadget"], "POLL_INTERVAL": 0.5, "RECONNECT_MAX": 1.0}
+
+if os.environ.get("LIVEDATA_TEST_OVERRIDES"):
+    # servers started by tests: fast heartbeats and small limits to exercise them
+    LIVEDATA.update(
+        DDP_HEARTBEAT_INTERVAL=1.0,
+        DDP_HEARTBEAT_TIMEOUT=1.0,
+        DDP_MAX_MESSAGE_BYTES=64 * 1024,
+        DDP_MAX_OUTGOING_BYTES=256 * 1024,
+    )

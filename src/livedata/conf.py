@@ -34,6 +34,26 @@ class LivedataSettings:
     #: Request header carrying a request id for the audit context (else one is generated).
     REQUEST_ID_HEADER: str = "X-Request-ID"
 
+    # --- DDP server ---------------------------------------------------------------------
+    #: Ping a connection after this many idle seconds; close it when nothing arrives within
+    #: the timeout after the ping (Meteor: 15 and 15). 0 disables server pings.
+    DDP_HEARTBEAT_INTERVAL: float = 15.0
+    DDP_HEARTBEAT_TIMEOUT: float = 15.0
+    #: Largest inbound message; a bigger one gets an error and the connection is closed.
+    DDP_MAX_MESSAGE_BYTES: int = 1024 * 1024
+    #: Outgoing bytes queued for one client before it is judged too slow and disconnected
+    #: (it can reconnect and resubscribe); bounds the memory one client can hold.
+    DDP_MAX_OUTGOING_BYTES: int = 16 * 1024 * 1024
+    #: Browser origins allowed to open DDP connections, e.g. ("https://app.example.com",);
+    #: ("*",) allows any. Empty: same origin only. Clients sending no Origin (Node, mobile)
+    #: are always allowed.
+    DDP_ALLOWED_ORIGINS: tuple[str, ...] = ()
+    #: Threads running sync DDP methods (each holds its own database connection).
+    METHOD_THREADS: int = 8
+    #: Longest wait for a method's writes to reach the listener before ``updated`` is sent
+    #: anyway (only when the database is unreachable for that long).
+    METHOD_FENCE_TIMEOUT: float = 30.0
+
 
 def livedata_settings() -> LivedataSettings:
     """The effective settings: defaults updated with ``settings.LIVEDATA``."""
@@ -44,6 +64,7 @@ def livedata_settings() -> LivedataSettings:
         raise ImproperlyConfigured(
             f"Unknown LIVEDATA setting(s): {', '.join(unknown)}. Known: {', '.join(sorted(known))}."
         )
-    if "TRACK" in overrides:
-        overrides["TRACK"] = tuple(overrides["TRACK"])
+    for key in ("TRACK", "DDP_ALLOWED_ORIGINS"):
+        if key in overrides:
+            overrides[key] = tuple(overrides[key])
     return replace(LivedataSettings(), **overrides)

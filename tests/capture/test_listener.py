@@ -189,3 +189,37 @@ def test_survives_a_real_database_restart(tmp_path, caplog):
     assert len({r.cursor for r in got}) == len(got)
     assert listener.connects >= 2
     assert "unavailable" in caplog.text and "retrying" in caplog.text
+
+
+def test_write_fence_resolves_after_the_transaction_is_delivered(db_params):
+    """What DDP methods wait on before `updated`: their transaction reached the consumers."""
+
+    async def main() -> None:
+        got, consumer = collect()
+        listener = Listener(params=db_params)
+        listener.poll_interval = 30  # only NOTIFY or wake() may drive it
+        listener.add_consumer(consumer)
+        task = asyncio.create_task(listener.run())
+        await asyncio.wait_for(listener.connected.wait(), 10)
+        async with await psycopg.AsyncConnection.connect(**db_params) as conn:
+            await conn.execute(INSERT, ["fenced", "fenced@example.com"])
+            txid = int(
+                (await (await conn.execute("SELECT pg_current_xact_id()::text")).fetchone())[0]
+            )
+            await conn.commit()
+        await asyncio.wait_for(listener.wait_delivered(txid), 5)
+        assert [r.new["name"] for r in got] == ["fenced"]
+        # a transaction that wrote no captured row (no NOTIFY): wake() reads at once
+        async with await psycopg.AsyncConnection.connect(**db_params) as conn:
+            await conn.execute("CREATE TEMP TABLE t (x int)")
+            await conn.execute("INSERT INTO t VALUES (1)")
+            txid = int(
+                (await (await conn.execute("SELECT pg_current_xact_id()::text")).fetchone())[0]
+            )
+            await conn.commit()
+        await asyncio.wait_for(listener.wait_delivered(txid), 5)
+        assert len(got) == 1
+        listener.stop()
+        await task
+
+    asyncio.run(main())

@@ -92,6 +92,10 @@ class Listener:
         self.reconnect_max = conf.RECONNECT_MAX
         self._consumers: list[Consumer] = []
         self._stopping = asyncio.Event()
+        self._poke = asyncio.Event()
+        #: Every transaction with a txid below this has been handed to the consumers.
+        self.delivered_below = 0
+        self._fences: list[tuple[int, asyncio.Future[None]]] = []
         self.connected = asyncio.Event()
         self.connects = 0  # how many times a connection was (re)established
 
@@ -103,6 +107,31 @@ class Listener:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def wake(self) -> None:
+        """Read the log now instead of waiting for a NOTIFY or the poll timer."""
+        self._poke.set()
+
+    async def wait_delivered(self, txid: int) -> None:
+        """Return once every change of transaction ``txid`` (and older) reached the consumers.
+
+        The write fence of DDP methods: the caller knows its transaction committed, and
+        this resolves after the consumers got its rows (or found it wrote none).
+        """
+        if txid < self.delivered_below:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._fences.append((txid, future))
+        self.wake()
+        try:
+            await future
+        finally:
+            self._fences = [(t, f) for t, f in self._fences if f is not future]
+
+    def _release_fences(self) -> None:
+        for txid, future in self._fences:
+            if txid < self.delivered_below and not future.done():
+                future.set_result(None)
 
     async def run(self) -> None:
         """Serve until ``stop()``; reconnects with back-off when the database goes away."""
@@ -151,10 +180,16 @@ class Listener:
             await self._drain(conn)
             # NOTIFYs that arrived while draining wait in psycopg's backlog and end this
             # wait at once; the rest of the time it ends on a NOTIFY or the poll timer.
+            if self._poke.is_set():
+                self._poke.clear()
+                continue
             stop_wait = asyncio.ensure_future(self._stopping.wait())
+            poke_wait = asyncio.ensure_future(self._poke.wait())
             try:
                 wait = asyncio.ensure_future(self._wait_notify(conn))
-                await asyncio.wait({wait, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {wait, stop_wait, poke_wait}, return_when=asyncio.FIRST_COMPLETED
+                )
                 if not wait.done():
                     wait.cancel()
                     await asyncio.gather(wait, return_exceptions=True)
@@ -162,6 +197,7 @@ class Listener:
                     wait.result()
             finally:
                 stop_wait.cancel()
+                poke_wait.cancel()
 
     async def _wait_notify(self, conn: psycopg.AsyncConnection) -> None:
         async for _ in conn.notifies(timeout=self.poll_interval, stop_after=1):
@@ -170,16 +206,20 @@ class Listener:
     async def _drain(self, conn: psycopg.AsyncConnection) -> None:
         assert self.cursor is not None
         while True:
-            rows = await log.aread(conn, self.cursor, limit=self.batch_size, models=self.models)
-            if not rows:
-                return
-            for consumer in list(self._consumers):
-                try:
-                    await consumer(rows)
-                except Exception:
-                    logger.exception("livedata listener: consumer %r failed", consumer)
-            self.cursor = rows[-1].cursor
+            rows, bound = await log.aread_batch(
+                conn, self.cursor, limit=self.batch_size, models=self.models
+            )
+            if rows:
+                for consumer in list(self._consumers):
+                    try:
+                        await consumer(rows)
+                    except Exception:
+                        logger.exception("livedata listener: consumer %r failed", consumer)
+                self.cursor = rows[-1].cursor
             if len(rows) < self.batch_size:
+                # everything below the bound was in this read: fences up to it are done
+                self.delivered_below = max(self.delivered_below, bound)
+                self._release_fences()
                 return
 
     async def _sleep(self, seconds: float) -> None:

@@ -32,7 +32,9 @@ from typing import Any, NamedTuple
 LOG_TABLE = "livedata_change"
 HORIZON_TABLE = "livedata_log_horizon"
 
-_COLUMNS = "id, txid::text::bigint, model, table_name, op, pk, old, new, changed, context, at"
+_COLUMNS = (
+    "id, txid::text::bigint AS txid, model, table_name, op, pk, old, new, changed, context, at"
+)
 # The oldest transaction in flight that may write to this database (see the docstring);
 # xids of pg_stat_activity are 32-bit, snapshot xids 64-bit: compare the low 32 bits.
 _BOUND = """
@@ -52,13 +54,19 @@ bound AS (
 )"""
 _VISIBLE = "txid < (SELECT xid FROM bound)"
 
+# One statement, one snapshot: the batch, and the bound it was read under (returned even
+# when the batch is empty: the listener's write fences need it).
 READ_SQL = f"""
-WITH {_BOUND}
-SELECT {_COLUMNS} FROM {LOG_TABLE}
-WHERE (txid, id) > (%(txid)s::text::xid8, %(id)s) AND {_VISIBLE}
-{{models}}
-ORDER BY txid, id
-LIMIT %(limit)s
+WITH {_BOUND}, batch AS (
+    SELECT {_COLUMNS} FROM {LOG_TABLE}
+    WHERE (txid, id) > (%(txid)s::text::xid8, %(id)s) AND {_VISIBLE}
+    {{models}}
+    ORDER BY txid, id
+    LIMIT %(limit)s
+)
+SELECT (SELECT xid::text::bigint FROM bound), batch.*
+FROM (SELECT 1) AS one LEFT JOIN batch ON true
+ORDER BY batch.txid, batch.id
 """
 # The newest visible row, or the pruning horizon when everything was pruned.
 HEAD_SQL = f"""
@@ -185,31 +193,51 @@ def _check_horizon(cursor: Cursor, row: Sequence[Any] | None) -> None:
             raise CursorExpired(cursor, horizon)
 
 
-def read(
-    conn: Any, cursor: Cursor, *, limit: int = 1000, models: Iterable[str] | None = None
-) -> list[ChangeRow]:
-    """Committed changes after ``cursor``, oldest first (sync psycopg connection).
+def _batch(result: list[Sequence[Any]]) -> tuple[list[ChangeRow], int]:
+    bound = int(result[0][0])
+    return [_row(r[1:]) for r in result if r[1] is not None], bound
 
-    Raises ``CursorExpired`` when rows after ``cursor`` were pruned.
+
+def read_batch(
+    conn: Any, cursor: Cursor, *, limit: int = 1000, models: Iterable[str] | None = None
+) -> tuple[list[ChangeRow], int]:
+    """Committed changes after ``cursor``, oldest first, and the visibility bound.
+
+    Every transaction with a txid below the bound is final: when fewer than ``limit`` rows
+    come back, the reader has seen all of them. Raises ``CursorExpired`` when rows after
+    ``cursor`` were pruned. ``conn`` is a sync psycopg (or Django) connection.
     """
     with conn.cursor() as cur:
         cur.execute(HORIZON_SQL)
         _check_horizon(cursor, cur.fetchone())
         sql, params = _read_query(cursor, limit, models)
         cur.execute(sql, params)
-        return [_row(r) for r in cur.fetchall()]
+        return _batch(cur.fetchall())
 
 
-async def aread(
+async def aread_batch(
     conn: Any, cursor: Cursor, *, limit: int = 1000, models: Iterable[str] | None = None
-) -> list[ChangeRow]:
-    """``read`` for an async psycopg connection."""
+) -> tuple[list[ChangeRow], int]:
+    """``read_batch`` for an async psycopg connection."""
     async with conn.cursor() as cur:
         await cur.execute(HORIZON_SQL)
         _check_horizon(cursor, await cur.fetchone())
         sql, params = _read_query(cursor, limit, models)
         await cur.execute(sql, params)
-        return [_row(r) for r in await cur.fetchall()]
+        return _batch(await cur.fetchall())
+
+
+def read(
+    conn: Any, cursor: Cursor, *, limit: int = 1000, models: Iterable[str] | None = None
+) -> list[ChangeRow]:
+    """Committed changes after ``cursor``, oldest first (see ``read_batch``)."""
+    return read_batch(conn, cursor, limit=limit, models=models)[0]
+
+
+async def aread(
+    conn: Any, cursor: Cursor, *, limit: int = 1000, models: Iterable[str] | None = None
+) -> list[ChangeRow]:
+    return (await aread_batch(conn, cursor, limit=limit, models=models))[0]
 
 
 def head(conn: Any) -> Cursor:

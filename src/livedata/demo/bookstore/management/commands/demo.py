@@ -35,6 +35,7 @@ class Command(BaseCommand):
             f"  site          {base}/",
             f"  admin         {base}/admin/",
             f"  change log    {base}/admin/livedata/change/",
+            f"  DDP           ws://{host}:{port}/websocket  (methods: {', '.join(_methods())})",
             "  credentials   " + "   ".join(f"{u} / {p}" for u, _, p, _ in USERS),
             "  watch changes `livedata tail` in another terminal",
             "",
@@ -42,13 +43,18 @@ class Command(BaseCommand):
         self.stdout.write("\n".join(lines))
         if options["setup_only"]:
             return
-        call_command(
-            "runserver",
-            f"{host}:{port}",
-            use_reloader=False,
-            use_threading=True,
-            skip_checks=True,
-        )
+        from livedata.management.commands.serve import serve
+
+        serve(host, port)
+
+
+def _methods() -> list[str]:
+    from django.utils.module_loading import autodiscover_modules
+
+    from livedata.publish.methods import registry
+
+    autodiscover_modules("ddp")
+    return registry.names()
 
 
 def _where(connection: Any) -> str:

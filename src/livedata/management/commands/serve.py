@@ -1,0 +1,55 @@
+"""``livedata serve``: the site and DDP in one process (or N), on uvicorn."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+APP = "livedata.server.asgi:application"
+
+
+class Command(BaseCommand):
+    help = "Serve the Django site and DDP (/websocket) on one port with uvicorn."
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=1,
+            help="processes sharing the port, each with its own listener",
+        )
+        parser.add_argument("--log-level", default="info")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        serve(
+            options["host"],
+            options["port"],
+            workers=options["workers"],
+            log_level=options["log_level"],
+        )
+
+
+def serve(host: str, port: int, *, workers: int = 1, log_level: str = "info") -> None:
+    import uvicorn
+
+    from livedata.conf import livedata_settings
+
+    conf = livedata_settings()
+    uvicorn.run(
+        APP,
+        host=host,
+        port=port,
+        workers=workers if workers > 1 else None,
+        lifespan="on",
+        ws="websockets",
+        http="httptools",
+        # protocol-level cap above ours, so messages between the two get a DDP error first
+        ws_max_size=2 * conf.DDP_MAX_MESSAGE_BYTES,
+        ws_ping_interval=None,  # DDP has its own heartbeat
+        log_level=log_level,
+        proxy_headers=False,
+    )

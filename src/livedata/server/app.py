@@ -1,0 +1,173 @@
+"""The ASGI application: DDP at ``/websocket``, Django for everything else.
+
+    application = LivedataApp(get_asgi_application())
+
+One ``Runtime`` per process holds what all sessions share: the method registry, the
+threads that run sync methods, and the change-log listener (started with the server's
+lifespan, or on the first DDP connection when the server has no lifespan support).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from livedata.capture.listener import Listener
+from livedata.conf import LivedataSettings, livedata_settings
+from livedata.publish.methods import Method, MethodCall, MethodRegistry
+from livedata.publish.methods import registry as default_methods
+
+logger = logging.getLogger("livedata.server")
+
+DDP_PATHS = ("/websocket", "/sockjs/websocket")
+
+
+class Runtime:
+    """What every session of this process shares."""
+
+    def __init__(
+        self,
+        *,
+        methods: MethodRegistry | None = None,
+        settings: LivedataSettings | None = None,
+        listen: bool = True,
+    ) -> None:
+        self.settings = settings or livedata_settings()
+        self.method_registry = methods or default_methods
+        self.methods = self.method_registry
+        self.publications: frozenset[str] = frozenset()  # the publication engine: issue 5
+        self.listener: Listener | None = Listener() if listen else None
+        self._listener_task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.settings.METHOD_THREADS, thread_name_prefix="livedata-method"
+        )
+
+    async def start(self) -> None:
+        if self.listener is not None and self._listener_task is None:
+            self._listener_task = asyncio.create_task(self.listener.run())
+            self._listener_task.add_done_callback(_report_listener_exit)
+
+    async def stop(self) -> None:
+        if self.listener is not None and self._listener_task is not None:
+            self.listener.stop()
+            await asyncio.gather(self._listener_task, return_exceptions=True)
+            self._listener_task = None
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def invoke(
+        self, method: Method, call: MethodCall, params: list[Any]
+    ) -> tuple[Any, int | None]:
+        """Run a method; returns its result and the txid its writes must be fenced on."""
+        bound = method.bind(call, params)
+        if method.is_async:
+            result = await method.func(*bound.args, **bound.kwargs)
+            fence = await asyncio.get_running_loop().run_in_executor(
+                self._executor, _current_horizon
+            )
+            return result, fence
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, _run_sync, method, bound
+        )
+
+    async def fence(self, txid: int) -> None:
+        """Wait until the listener delivered transaction ``txid`` (the write fence)."""
+        if self.listener is None:
+            return
+        await self.start()
+        try:
+            await asyncio.wait_for(
+                self.listener.wait_delivered(txid), self.settings.METHOD_FENCE_TIMEOUT
+            )
+        except TimeoutError:
+            logger.warning("livedata: write fence for txid %s timed out; sending updated", txid)
+
+
+def _report_listener_exit(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("livedata: the change-log listener stopped", exc_info=task.exception())
+
+
+def _run_sync(method: Method, bound: Any) -> tuple[Any, int | None]:
+    """A sync method in a worker thread: in a transaction; returns (result, its txid)."""
+    from django.db import close_old_connections, connection, transaction
+
+    close_old_connections()
+    try:
+        if not method.atomic:
+            result = method.func(*bound.args, **bound.kwargs)
+            return result, _current_horizon_locked(connection)
+        with transaction.atomic():
+            result = method.func(*bound.args, **bound.kwargs)
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_current_xact_id_if_assigned()::text")
+                txid = cur.fetchone()[0]
+        return result, int(txid) if txid is not None else None
+    finally:
+        close_old_connections()
+
+
+def _current_horizon() -> int:
+    from django.db import close_old_connections, connection
+
+    try:
+        return _current_horizon_locked(connection)
+    finally:
+        close_old_connections()
+
+
+def _current_horizon_locked(connection: Any) -> int:
+    """For writes we cannot name (async methods, autocommit): fence on everything that has
+    started by now, i.e. every txid below the snapshot's xmax."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+        return int(cur.fetchone()[0]) - 1
+
+
+class LivedataApp:
+    """Route DDP WebSockets to livedata and everything else to ``django_app``."""
+
+    def __init__(self, django_app: Any, *, runtime: Runtime | None = None) -> None:
+        self.django_app = django_app
+        self.runtime = runtime or Runtime()
+        self._discovered = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket" and scope["path"].rstrip("/") in DDP_PATHS:
+            from livedata.server.websocket import serve_websocket
+
+            self._discover()
+            await self.runtime.start()
+            await serve_websocket(self.runtime, scope, receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 4404})
+        else:
+            await self.django_app(scope, receive, send)
+
+    def _discover(self) -> None:
+        """Import every installed app's ``ddp.py`` (where methods and publications live)."""
+        if not self._discovered:
+            from django.utils.module_loading import autodiscover_modules
+
+            autodiscover_modules("ddp")
+            self._discovered = True
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self._discover()
+                    await self.runtime.start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

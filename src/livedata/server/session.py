@@ -1,0 +1,226 @@
+"""One client's DDP session over any transport (WebSocket now, SockJS next).
+
+The transport hands text frames to ``feed`` and provides ``send``/``close`` coroutines.
+Frames go through a bounded outbox drained by a writer task, so nothing that produces
+messages (methods, later the live-query engine) ever waits on a slow client; a client
+whose outbox exceeds ``DDP_MAX_OUTGOING_BYTES`` is disconnected. Subscriptions and methods
+run one at a time in arrival order, as Meteor does; ping is answered immediately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from livedata.ddp.connection import (
+    CallMethod,
+    Close,
+    DDPConnection,
+    Heartbeat,
+    Subscribe,
+    Unsubscribe,
+)
+from livedata.ddp.errors import DDPError, client_error
+from livedata.ddp.messages import UNDEFINED
+from livedata.publish.methods import ConnectionInfo, MethodCall
+
+if TYPE_CHECKING:
+    from livedata.server.app import Runtime
+
+logger = logging.getLogger("livedata.server")
+
+SendText = Callable[[str], Awaitable[None]]
+CloseTransport = Callable[[int, str], Awaitable[None]]
+
+
+class Session:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        send: SendText,
+        close: CloseTransport,
+        client_address: str | None = None,
+        http_headers: dict[str, str] | None = None,
+    ) -> None:
+        conf = runtime.settings
+        self.runtime = runtime
+        heartbeat = None
+        if conf.DDP_HEARTBEAT_INTERVAL:
+            heartbeat = Heartbeat(conf.DDP_HEARTBEAT_INTERVAL, conf.DDP_HEARTBEAT_TIMEOUT)
+        self.conn = DDPConnection(
+            publications=runtime.publications, methods=runtime.methods, heartbeat=heartbeat
+        )
+        if heartbeat is not None:
+            heartbeat.seen(self._now())
+        self._send = send
+        self._close = close
+        self.client_address = client_address
+        self.http_headers = http_headers or {}
+        self.max_outgoing = conf.DDP_MAX_OUTGOING_BYTES
+        self._outbox: deque[str] = deque()
+        self._outbox_bytes = 0
+        self._outbox_ready = asyncio.Event()
+        self._actions: asyncio.Queue[Any] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.closed = asyncio.Event()
+        self.close_reason: str | None = None
+
+    @staticmethod
+    def _now() -> float:
+        return time.monotonic()
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._writer()),
+            asyncio.create_task(self._worker()),
+        ]
+        if self.conn.heartbeat is not None:
+            self._tasks.append(asyncio.create_task(self._heartbeats()))
+        self.flush()
+
+    async def stop(self) -> None:
+        """The transport is gone: stop every task of this session."""
+        self.conn.close()
+        self.closed.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def shutdown(self, code: int, reason: str) -> None:
+        """Close the transport (after what is already queued) with ``code``."""
+        if self.closed.is_set():
+            return
+        self.close_reason = reason
+        self.conn.close()
+        self.closed.set()
+        writer = self._tasks[0] if self._tasks else None
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()  # drain below, alone, so frames keep their order
+            await asyncio.gather(writer, return_exceptions=True)
+        try:
+            await self._drain_outbox()
+            await self._close(code, reason)
+        except Exception:  # the transport may already be gone
+            logger.debug("closing %s failed", self.conn.session, exc_info=True)
+
+    # --- input --------------------------------------------------------------------------
+
+    async def feed(self, text: str) -> None:
+        if self.closed.is_set():
+            return
+        actions = self.conn.receive(text, self._now())
+        self.flush()
+        for action in actions:
+            if isinstance(action, Close):
+                await self.shutdown(1000, action.reason)
+                return
+            self._actions.put_nowait(action)
+
+    async def _worker(self) -> None:
+        while True:
+            action = await self._actions.get()
+            try:
+                if isinstance(action, CallMethod):
+                    await self._call(action)
+                elif isinstance(action, Subscribe):
+                    # no publication engine yet (issue 5): registered names only
+                    self.conn.nosub(
+                        action.id, DDPError(404, f"Subscription '{action.name}' not found")
+                    )
+                elif isinstance(action, Unsubscribe):
+                    self.conn.nosub(action.id)
+            except Exception:
+                logger.exception("livedata: session %s failed on %r", self.conn.session, action)
+            self.flush()
+
+    async def _call(self, action: CallMethod) -> None:
+        method = self.runtime.method_registry.get(action.name)
+        if method is None:  # unregistered since the connection checked: same 404
+            from livedata.ddp.errors import not_found_method
+
+            self.conn.method_result(action.id, error=not_found_method(action.name))
+            self.conn.method_updated(action.id)
+            return
+        call = MethodCall(
+            method_id=action.id,
+            name=action.name,
+            connection=ConnectionInfo(
+                self.conn.session or "", self.client_address, self.http_headers
+            ),
+            random_seed=action.random_seed,
+            user=None,
+        )
+        fence: int | None = None
+        try:
+            result, fence = await self.runtime.invoke(method, call, action.params)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            error, unexpected = client_error(exc)
+            if unexpected:
+                logger.error(
+                    "livedata: exception while invoking method %r", action.name, exc_info=exc
+                )
+            self.conn.method_updated(action.id)
+            self.conn.method_result(action.id, error=error)
+            return
+        if fence is None:  # wrote nothing: Meteor sends updated, then result
+            self.conn.method_updated(action.id)
+            self.conn.method_result(action.id, UNDEFINED if result is None else result)
+            return
+        self.conn.method_result(action.id, UNDEFINED if result is None else result)
+        self.flush()
+        await self.runtime.fence(fence)
+        self.conn.method_updated(action.id)
+
+    async def _heartbeats(self) -> None:
+        hb = self.conn.heartbeat
+        assert hb is not None
+        step = max(0.05, min(hb.interval, hb.timeout) / 4)
+        while True:
+            await asyncio.sleep(step)
+            for action in self.conn.tick(self._now()):
+                if isinstance(action, Close):
+                    await self.shutdown(1000, action.reason)
+                    return
+            self.flush()
+
+    # --- output -------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Move the protocol's queued frames into the outbox (never blocks)."""
+        frames = self.conn.data_to_send()
+        if not frames:
+            return
+        for frame in frames:
+            self._outbox.append(frame)
+            self._outbox_bytes += len(frame)
+        self._outbox_ready.set()
+        if self._outbox_bytes > self.max_outgoing and not self.closed.is_set():
+            logger.warning(
+                "livedata: session %s exceeded %d queued bytes: disconnecting a slow client",
+                self.conn.session,
+                self.max_outgoing,
+            )
+            self._outbox.clear()
+            self._outbox_bytes = 0
+            asyncio.get_running_loop().create_task(self.shutdown(1008, "outgoing buffer limit"))
+
+    async def _writer(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            await self._drain_outbox()
+
+    async def _drain_outbox(self) -> None:
+        while self._outbox:
+            frame = self._outbox.popleft()
+            self._outbox_bytes -= len(frame)
+            await self._send(frame)

@@ -1,0 +1,83 @@
+"""Raw DDP over WebSocket (``/websocket``): one DDP message per text frame, as Meteor's
+Node and mobile clients speak it. Origin checks and the inbound size limit live here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from livedata.ddp import messages
+from livedata.server.session import Session
+
+logger = logging.getLogger("livedata.server")
+
+
+def headers_of(scope: dict[str, Any]) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def origin_allowed(headers: dict[str, str], allowed: tuple[str, ...]) -> bool:
+    """No Origin (non-browser clients): allowed. Otherwise same host, or listed."""
+    origin = headers.get("origin")
+    if not origin:
+        return True
+    if "*" in allowed or origin in allowed:
+        return True
+    return urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
+
+
+async def serve_websocket(runtime: Any, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    headers = headers_of(scope)
+    if not origin_allowed(headers, runtime.settings.DDP_ALLOWED_ORIGINS):
+        logger.info("livedata: refused DDP connection from origin %s", headers.get("origin"))
+        await receive()  # websocket.connect
+        await send({"type": "websocket.close", "code": 4003})
+        return
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    closed = asyncio.Event()
+
+    async def send_text(text: str) -> None:
+        if not closed.is_set():
+            await send({"type": "websocket.send", "text": text})
+
+    async def close(code: int, reason: str) -> None:
+        if not closed.is_set():
+            closed.set()
+            await send({"type": "websocket.close", "code": code, "reason": reason[:120]})
+
+    client = scope.get("client")
+    session = Session(
+        runtime,
+        send=send_text,
+        close=close,
+        client_address=client[0] if client else None,
+        http_headers=headers,
+    )
+    limit = runtime.settings.DDP_MAX_MESSAGE_BYTES
+    session.start()
+    try:
+        while not session.closed.is_set():
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.disconnect":
+                break
+            if kind != "websocket.receive":
+                continue
+            text = message.get("text")
+            if text is None:
+                data = message.get("bytes") or b""
+                text = data.decode("utf-8", errors="replace")
+            if len(text) > limit:
+                session.conn.send(messages.error(f"Message too big (limit {limit} bytes)"))
+                session.flush()
+                await session.shutdown(1009, "message too big")
+                break
+            await session.feed(text)
+    finally:
+        closed.set()
+        await session.stop()

@@ -1,0 +1,56 @@
+"""A real ``livedata serve`` process on a free port, on the test database."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import spawn_livedata
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, proc, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stdout.read()}") from None
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def server(transactional_db) -> Iterator[str]:
+    """Base URL ``127.0.0.1:PORT`` of a running server (heartbeat every 1 s, 1 s timeout)."""
+    import subprocess
+
+    port = free_port()
+    proc = spawn_livedata(
+        "serve",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        stderr=subprocess.STDOUT,
+        LIVEDATA_TEST_OVERRIDES="1",
+    )
+    try:
+        wait_listening(port, proc)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -1,0 +1,208 @@
+"""DDP over a real WebSocket against a real ``livedata serve`` process."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from livedata.demo.bookstore.models import Author, Book
+from livedata.models import Change
+from tests.testapp.models import Note
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CONNECT = {"msg": "connect", "version": "1", "support": ["1", "pre2", "pre1"]}
+
+
+class Client:
+    def __init__(self, server: str, **kwargs) -> None:
+        self._cm = connect(f"ws://{server}/websocket", open_timeout=10, **kwargs)
+        self.ws = self._cm.__enter__()
+
+    def close(self) -> None:
+        self._cm.__exit__(None, None, None)
+
+    def send(self, message: dict | str) -> None:
+        self.ws.send(message if isinstance(message, str) else json.dumps(message))
+
+    def recv(self, timeout: float = 10) -> dict:
+        return json.loads(self.ws.recv(timeout=timeout))
+
+    def until(self, predicate, timeout: float = 10) -> list[dict]:
+        seen = []
+        while True:
+            message = self.recv(timeout)
+            seen.append(message)
+            if predicate(message):
+                return seen
+
+    def call(self, method_id: str, method: str, *params) -> list[dict]:
+        """Send a method; return every message up to both its result and updated."""
+        self.send({"msg": "method", "id": method_id, "method": method, "params": list(params)})
+        got: list[dict] = []
+        need = {"result", "updated"}
+        while need:
+            message = self.recv()
+            got.append(message)
+            if message["msg"] == "result" and message["id"] == method_id:
+                need.discard("result")
+            if message["msg"] == "updated" and method_id in message["methods"]:
+                need.discard("updated")
+        return got
+
+
+@pytest.fixture
+def client(server):
+    c = Client(server)
+    assert c.recv() == {"server_id": "0"}
+    c.send(CONNECT)
+    assert c.recv()["msg"] == "connected"
+    yield c
+    c.close()
+
+
+def test_connect_ping_and_a_method_without_writes(client):
+    client.send({"msg": "ping", "id": "p1"})
+    assert client.recv() == {"msg": "pong", "id": "p1"}
+    got = client.call("1", "hello", "livedata")
+    # no writes: Meteor's order is updated, then result
+    assert got == [
+        {"msg": "updated", "methods": ["1"]},
+        {"msg": "result", "id": "1", "result": "hello livedata"},
+    ]
+
+
+def test_method_writes_are_committed_then_fenced(client):
+    author = Author.objects.create(name="Janet Evanovich", email="janet@evanovich.com")
+    got = client.call("7", "addBook", "Hot Six", "janet@evanovich.com")
+    assert [m["msg"] for m in got] == ["result", "updated"]
+    book = Book.objects.get(pk=int(got[0]["result"]))
+    assert (book.title, book.author_id) == ("Hot Six", author.pk)
+    assert Change.objects.filter(model="bookstore.book", object_pk=str(book.pk)).exists()
+    # a write to an uncaptured table is fenced too (nothing to deliver, no NOTIFY)
+    got = client.call("8", "test.writeNote", "hi")
+    assert [m["msg"] for m in got] == ["result", "updated"]
+    assert Note.objects.filter(text="hi").exists()
+
+
+def test_error_mapping(client):
+    def error_of(method_id, *args):
+        [*_, result] = [m for m in client.call(method_id, *args) if m["msg"] == "result"]
+        return result["error"]
+
+    assert error_of("a", "nope") == {
+        "isClientSafe": True,
+        "error": 404,
+        "reason": "Method 'nope' not found",
+        "message": "Method 'nope' not found [404]",
+        "errorType": "Meteor.Error",
+    }
+    e = error_of("b", "addBook", "only one param")
+    assert (e["error"], e["reason"]) == (400, "Match failed")
+    assert "author_email" in e["details"]
+    e = error_of("c", "test.fail", "ddp")
+    assert (e["error"], e["reason"], e["details"]) == (
+        "custom-code",
+        "You asked for it",
+        {"why": "test"},
+    )
+    e = error_of("d", "test.fail", "validation")
+    assert (e["error"], e["details"]) == (400, {"title": ["This field is required."]})
+    assert error_of("e", "test.fail", "permission")["error"] == 403
+    e = error_of("f", "test.fail", "crash")
+    assert e == {
+        "isClientSafe": True,
+        "error": 500,
+        "reason": "Internal server error",
+        "message": "Internal server error [500]",
+        "errorType": "Meteor.Error",
+    }
+    assert error_of("g", "addBook", "", "x@example.com")["error"] == 400
+    # a method that raises rolls its transaction back
+    assert error_of("h", "test.rollback", "never")["error"] == 409
+    assert not Note.objects.filter(text="never").exists()
+    # the connection is still healthy
+    client.send({"msg": "ping"})
+    assert client.recv() == {"msg": "pong"}
+
+
+def test_async_methods_and_in_order_processing(client):
+    client.send({"msg": "method", "id": "slow", "method": "test.sleep", "params": [0.3]})
+    client.send({"msg": "method", "id": "fast", "method": "test.echo", "params": [1]})
+    results = [
+        m["id"]
+        for m in client.until(lambda m: m.get("id") == "fast" and m["msg"] == "result")
+        if m["msg"] == "result"
+    ]
+    assert results == ["slow", "fast"]  # one at a time, in arrival order (as Meteor)
+
+
+def test_random_seed_and_connection_reach_the_method(client):
+    client.send(
+        {"msg": "method", "id": "s", "method": "test.echo", "params": [1, "a"], "randomSeed": "abc"}
+    )
+    [result] = [m for m in client.until(lambda m: m["msg"] == "result") if m["msg"] == "result"]
+    assert result["result"]["args"] == [1, "a"] and result["result"]["seed"] == "abc"
+    assert len(result["result"]["session"]) == 17
+
+
+def test_protocol_errors_keep_the_connection(client):
+    client.send("{not json")
+    assert client.recv() == {"msg": "error", "reason": "Bad request"}
+    client.send({"msg": "sub", "id": "s1", "name": "nope"})
+    assert client.recv()["error"]["reason"] == "Subscription 'nope' not found"
+    client.send({"msg": "ping"})
+    assert client.recv() == {"msg": "pong"}
+
+
+def test_server_heartbeat_pings_then_closes_a_silent_client(server):
+    c = Client(server)
+    c.recv()
+    c.send(CONNECT)
+    c.recv()
+    assert c.recv(timeout=5) == {"msg": "ping"}  # 1 s interval in test settings
+    with pytest.raises(ConnectionClosed):
+        c.recv(timeout=5)  # never answered: closed after the 1 s timeout
+
+
+def test_oversized_message_gets_an_error_then_close(client):
+    client.send({"msg": "method", "id": "1", "method": "test.echo", "params": ["x" * 70_000]})
+    error = client.recv()
+    assert error["msg"] == "error" and "Message too big" in error["reason"]
+    with pytest.raises(ConnectionClosed) as closed:
+        client.recv()
+    assert closed.value.rcvd.code == 1009
+
+
+def test_slow_client_is_disconnected_and_others_unaffected(server, client):
+    for i in range(60):  # ~12 MB of results it never reads
+        client.send({"msg": "method", "id": str(i), "method": "test.big", "params": [200_000]})
+    other = Client(server)
+    other.recv()
+    other.send(CONNECT)
+    other.recv()
+    other.send({"msg": "ping", "id": "still-there"})
+    assert other.recv() == {"msg": "pong", "id": "still-there"}
+    with pytest.raises(ConnectionClosed):
+        while True:
+            client.recv(timeout=20)
+
+
+def test_origin_checks(server):
+    host = server
+    with pytest.raises(InvalidStatus):
+        Client(server, origin="http://evil.example")
+    same = Client(server, origin=f"http://{host}")
+    assert same.recv() == {"server_id": "0"}
+    same.close()
+
+
+def test_the_django_site_is_served_on_the_same_port(server):
+    with urllib.request.urlopen(f"http://{server}/admin/login/", timeout=10) as page:
+        assert page.status == 200
+    with pytest.raises(InvalidStatus), connect(f"ws://{server}/not-ddp", open_timeout=5):
+        pass
