@@ -48,6 +48,9 @@ class LivedataSettings:
     #: ("*",) allows any. Empty: same origin only. Clients sending no Origin (Node, mobile)
     #: are always allowed.
     DDP_ALLOWED_ORIGINS: tuple[str, ...] = ()
+    #: permessage-deflate on DDP WebSockets. Off by default: measured (bench/asgi_servers.py)
+    #: it costs ~90 KiB per idle connection (zlib state) and halves fan-out throughput.
+    DDP_WEBSOCKET_COMPRESSION: bool = False
     #: Threads running sync DDP methods (each holds its own database connection).
     METHOD_THREADS: int = 8
     #: Longest wait for a method's writes to reach the listener before ``updated`` is sent

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from livedata.capture.listener import Listener
 from livedata.conf import LivedataSettings, livedata_settings
 from livedata.publish.methods import Method, MethodCall, MethodRegistry
 from livedata.publish.methods import registry as default_methods
+
+if TYPE_CHECKING:
+    from livedata.server.session import Session
 
 logger = logging.getLogger("livedata.server")
 
@@ -40,6 +44,9 @@ class Runtime:
         self.publications: frozenset[str] = frozenset()  # the publication engine: issue 5
         self.listener: Listener | None = Listener() if listen else None
         self._listener_task: asyncio.Task[None] | None = None
+        #: Live sessions with a heartbeat; one task ticks them all.
+        self.sessions: set[Session] = set()
+        self._ticker: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(
             max_workers=self.settings.METHOD_THREADS, thread_name_prefix="livedata-method"
         )
@@ -48,8 +55,26 @@ class Runtime:
         if self.listener is not None and self._listener_task is None:
             self._listener_task = asyncio.create_task(self.listener.run())
             self._listener_task.add_done_callback(_report_listener_exit)
+        if self._ticker is None and self.settings.DDP_HEARTBEAT_INTERVAL:
+            self._ticker = asyncio.create_task(self._tick_sessions())
+
+    async def _tick_sessions(self) -> None:
+        conf = self.settings
+        step = max(0.05, min(conf.DDP_HEARTBEAT_INTERVAL, conf.DDP_HEARTBEAT_TIMEOUT) / 4)
+        while True:
+            await asyncio.sleep(step)
+            now = time.monotonic()
+            for session in list(self.sessions):
+                try:
+                    session.tick(now)
+                except Exception:
+                    logger.exception("livedata: heartbeat of a session failed")
 
     async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+            self._ticker = None
         if self.listener is not None and self._listener_task is not None:
             self.listener.stop()
             await asyncio.gather(self._listener_task, return_exceptions=True)

@@ -24,7 +24,7 @@ from livedata.ddp.connection import (
     Subscribe,
     Unsubscribe,
 )
-from livedata.ddp.errors import DDPError, client_error
+from livedata.ddp.errors import client_error, not_found_method, not_found_subscription
 from livedata.ddp.messages import UNDEFINED
 from livedata.publish.methods import ConnectionInfo, MethodCall
 
@@ -62,11 +62,14 @@ class Session:
         self.client_address = client_address
         self.http_headers = http_headers or {}
         self.max_outgoing = conf.DDP_MAX_OUTGOING_BYTES
+        # An idle session owns no task: the worker and the writer exist only while there
+        # is work, and one runtime-wide task ticks every session's heartbeat. That keeps
+        # an idle connection's memory small (bench/asgi_servers.py).
         self._outbox: deque[str] = deque()
         self._outbox_bytes = 0
-        self._outbox_ready = asyncio.Event()
-        self._actions: asyncio.Queue[Any] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._actions: deque[Any] = deque()
+        self._worker: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         self.close_reason: str | None = None
 
@@ -77,21 +80,19 @@ class Session:
     # --- life cycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._writer()),
-            asyncio.create_task(self._worker()),
-        ]
         if self.conn.heartbeat is not None:
-            self._tasks.append(asyncio.create_task(self._heartbeats()))
+            self.runtime.sessions.add(self)
         self.flush()
 
     async def stop(self) -> None:
-        """The transport is gone: stop every task of this session."""
+        """The transport is gone: stop this session's work."""
         self.conn.close()
         self.closed.set()
-        for task in self._tasks:
+        self.runtime.sessions.discard(self)
+        tasks = [t for t in (self._worker, self._writer) if t is not None]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def shutdown(self, code: int, reason: str) -> None:
         """Close the transport (after what is already queued) with ``code``."""
@@ -100,7 +101,8 @@ class Session:
         self.close_reason = reason
         self.conn.close()
         self.closed.set()
-        writer = self._tasks[0] if self._tasks else None
+        self.runtime.sessions.discard(self)
+        writer = self._writer
         if writer is not None and writer is not asyncio.current_task():
             writer.cancel()  # drain below, alone, so frames keep their order
             await asyncio.gather(writer, return_exceptions=True)
@@ -109,6 +111,14 @@ class Session:
             await self._close(code, reason)
         except Exception:  # the transport may already be gone
             logger.debug("closing %s failed", self.conn.session, exc_info=True)
+
+    def tick(self, now: float) -> None:
+        """Heartbeat (called by the runtime's ticker for every live session)."""
+        for action in self.conn.tick(now):
+            if isinstance(action, Close):
+                asyncio.get_running_loop().create_task(self.shutdown(1000, action.reason))
+                return
+        self.flush()
 
     # --- input --------------------------------------------------------------------------
 
@@ -121,30 +131,32 @@ class Session:
             if isinstance(action, Close):
                 await self.shutdown(1000, action.reason)
                 return
-            self._actions.put_nowait(action)
+            self._actions.append(action)
+        if self._actions and self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._work())
 
-    async def _worker(self) -> None:
-        while True:
-            action = await self._actions.get()
-            try:
-                if isinstance(action, CallMethod):
-                    await self._call(action)
-                elif isinstance(action, Subscribe):
-                    # no publication engine yet (issue 5): registered names only
-                    self.conn.nosub(
-                        action.id, DDPError(404, f"Subscription '{action.name}' not found")
-                    )
-                elif isinstance(action, Unsubscribe):
-                    self.conn.nosub(action.id)
-            except Exception:
-                logger.exception("livedata: session %s failed on %r", self.conn.session, action)
-            self.flush()
+    async def _work(self) -> None:
+        """Run queued subs/methods one at a time, in arrival order (as Meteor does)."""
+        try:
+            while self._actions:
+                action = self._actions.popleft()
+                try:
+                    if isinstance(action, CallMethod):
+                        await self._call(action)
+                    elif isinstance(action, Subscribe):
+                        # no publication engine yet (issue 5): registered names only
+                        self.conn.nosub(action.id, not_found_subscription(action.name))
+                    elif isinstance(action, Unsubscribe):
+                        self.conn.nosub(action.id)
+                except Exception:
+                    logger.exception("livedata: session %s failed on %r", self.conn.session, action)
+                self.flush()
+        finally:
+            self._worker = None
 
     async def _call(self, action: CallMethod) -> None:
         method = self.runtime.method_registry.get(action.name)
         if method is None:  # unregistered since the connection checked: same 404
-            from livedata.ddp.errors import not_found_method
-
             self.conn.method_result(action.id, error=not_found_method(action.name))
             self.conn.method_updated(action.id)
             return
@@ -180,18 +192,6 @@ class Session:
         await self.runtime.fence(fence)
         self.conn.method_updated(action.id)
 
-    async def _heartbeats(self) -> None:
-        hb = self.conn.heartbeat
-        assert hb is not None
-        step = max(0.05, min(hb.interval, hb.timeout) / 4)
-        while True:
-            await asyncio.sleep(step)
-            for action in self.conn.tick(self._now()):
-                if isinstance(action, Close):
-                    await self.shutdown(1000, action.reason)
-                    return
-            self.flush()
-
     # --- output -------------------------------------------------------------------------
 
     def flush(self) -> None:
@@ -202,7 +202,6 @@ class Session:
         for frame in frames:
             self._outbox.append(frame)
             self._outbox_bytes += len(frame)
-        self._outbox_ready.set()
         if self._outbox_bytes > self.max_outgoing and not self.closed.is_set():
             logger.warning(
                 "livedata: session %s exceeded %d queued bytes: disconnecting a slow client",
@@ -212,12 +211,15 @@ class Session:
             self._outbox.clear()
             self._outbox_bytes = 0
             asyncio.get_running_loop().create_task(self.shutdown(1008, "outgoing buffer limit"))
+            return
+        if self._writer is None and not self.closed.is_set():
+            self._writer = asyncio.get_running_loop().create_task(self._write())
 
-    async def _writer(self) -> None:
-        while True:
-            await self._outbox_ready.wait()
-            self._outbox_ready.clear()
+    async def _write(self) -> None:
+        try:
             await self._drain_outbox()
+        finally:
+            self._writer = None
 
     async def _drain_outbox(self) -> None:
         while self._outbox:

@@ -50,6 +50,7 @@ def serve(host: str, port: int, *, workers: int = 1, log_level: str = "info") ->
         # protocol-level cap above ours, so messages between the two get a DDP error first
         ws_max_size=2 * conf.DDP_MAX_MESSAGE_BYTES,
         ws_ping_interval=None,  # DDP has its own heartbeat
+        ws_per_message_deflate=conf.DDP_WEBSOCKET_COMPRESSION,
         log_level=log_level,
         proxy_headers=False,
     )

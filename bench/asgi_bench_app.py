@@ -1,0 +1,47 @@
+"""A bare ASGI WebSocket app: the ceiling for bench/asgi_servers.py (no DDP, no Django).
+
+``/ws``: every connection joins one broadcast group. A text ``"b N"`` makes the server
+send N precomputed messages to every connection; anything else is echoed back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MESSAGE = '{"msg":"changed","collection":"bookstore.book","id":"1","fields":{"title":"x"}}'
+_group: set[Any] = set()
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    _group.add(send)
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text") or ""
+            if text.startswith("b "):
+                for _ in range(int(text[2:])):
+                    for member in list(_group):
+                        try:
+                            await member({"type": "websocket.send", "text": MESSAGE})
+                        except Exception:
+                            _group.discard(member)
+            else:
+                await send({"type": "websocket.send", "text": text})
+    finally:
+        _group.discard(send)
