@@ -206,3 +206,33 @@ def test_the_django_site_is_served_on_the_same_port(server):
         assert page.status == 200
     with pytest.raises(InvalidStatus), connect(f"ws://{server}/not-ddp", open_timeout=5):
         pass
+
+
+def test_a_flooding_client_does_not_starve_others(server, client):
+    """10,000 messages as fast as one client can send them; another client stays served."""
+    import threading
+    import time
+
+    other = Client(server)
+    other.recv()
+    other.send(CONNECT)
+    other.recv()
+
+    def flood() -> None:
+        for i in range(10_000):
+            client.send({"msg": "ping", "id": str(i)})
+
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    worst = 0.0
+    for i in range(20):
+        start = time.monotonic()
+        other.send({"msg": "ping", "id": f"o{i}"})
+        assert other.recv() == {"msg": "pong", "id": f"o{i}"}
+        worst = max(worst, time.monotonic() - start)
+    flooder.join()
+    assert worst < 2.0  # a fault bound, not a speed measurement: starvation would be seconds
+    last = None
+    while last != {"msg": "pong", "id": "9999"}:
+        last = client.recv()
+    other.close()
