@@ -1,15 +1,25 @@
 """A bare ASGI WebSocket app: the ceiling for bench/asgi_servers.py (no DDP, no Django).
 
 ``/ws``: every connection joins one broadcast group. A text ``"b N"`` makes the server
-send N precomputed messages to every connection; anything else is echoed back.
+send N precomputed messages to every connection (concurrently, one task per connection);
+anything else is echoed back.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 MESSAGE = '{"msg":"changed","collection":"bookstore.book","id":"1","fields":{"title":"x"}}'
 _group: set[Any] = set()
+
+
+async def _send_k(member: Any, k: int) -> None:
+    try:
+        for _ in range(k):
+            await member({"type": "websocket.send", "text": MESSAGE})
+    except Exception:
+        _group.discard(member)
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -35,12 +45,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 return
             text = message.get("text") or ""
             if text.startswith("b "):
-                for _ in range(int(text[2:])):
-                    for member in list(_group):
-                        try:
-                            await member({"type": "websocket.send", "text": MESSAGE})
-                        except Exception:
-                            _group.discard(member)
+                k = int(text[2:])
+                await asyncio.gather(*(_send_k(member, k) for member in list(_group)))
             else:
                 await send({"type": "websocket.send", "text": text})
     finally:

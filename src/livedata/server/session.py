@@ -68,6 +68,7 @@ class Session:
         self._outbox: deque[str] = deque()
         self._outbox_bytes = 0
         self._writer: asyncio.Task[None] | None = None
+        self._draining = False  # someone is sending the outbox: frames keep their order
         self._actions: deque[Any] = deque()
         self._worker: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
@@ -126,7 +127,18 @@ class Session:
         if self.closed.is_set():
             return
         actions = self.conn.receive(text, self._now())
-        self.flush()
+        frames = self.conn.data_to_send()
+        if frames and self._writer is None and not self._draining:
+            # replies (pong, errors) go out inline: no task per message; a client that
+            # does not read blocks only its own receive loop
+            self._draining = True
+            try:
+                self._enqueue(frames)
+                await self._drain_outbox_locked()
+            finally:
+                self._draining = False
+        elif frames:
+            self._enqueue(frames)
         for action in actions:
             if isinstance(action, Close):
                 await self.shutdown(1000, action.reason)
@@ -194,10 +206,19 @@ class Session:
 
     # --- output -------------------------------------------------------------------------
 
+    def send_frames(self, frames: list[str]) -> None:
+        """Queue frames serialised once for many sessions (fan-out), after pending ones."""
+        self.flush()
+        self._enqueue(frames)
+
     def flush(self) -> None:
         """Move the protocol's queued frames into the outbox (never blocks)."""
         frames = self.conn.data_to_send()
-        if not frames:
+        if frames:
+            self._enqueue(frames)
+
+    def _enqueue(self, frames: list[str]) -> None:
+        if self.closed.is_set():
             return
         for frame in frames:
             self._outbox.append(frame)
@@ -212,7 +233,7 @@ class Session:
             self._outbox_bytes = 0
             asyncio.get_running_loop().create_task(self.shutdown(1008, "outgoing buffer limit"))
             return
-        if self._writer is None and not self.closed.is_set():
+        if self._writer is None and not self._draining and not self.closed.is_set():
             self._writer = asyncio.get_running_loop().create_task(self._write())
 
     async def _write(self) -> None:
@@ -222,6 +243,13 @@ class Session:
             self._writer = None
 
     async def _drain_outbox(self) -> None:
+        self._draining = True
+        try:
+            await self._drain_outbox_locked()
+        finally:
+            self._draining = False
+
+    async def _drain_outbox_locked(self) -> None:
         while self._outbox:
             frame = self._outbox.popleft()
             self._outbox_bytes -= len(frame)
