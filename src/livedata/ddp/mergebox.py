@@ -1,0 +1,167 @@
+"""The mergebox: the exact document view Meteor's server keeps per connection.
+
+Several subscriptions may publish the same document. The client must see one document
+whose fields merge them: for each field, the subscription that provided it first wins
+(later providers queue behind it and take over when it goes). ``changed`` carries only
+fields whose visible value changed (``UNDEFINED`` for cleared ones), ``removed`` comes
+only when no subscription provides the document any more, and removing a subscription
+retracts exactly what only it provided.
+
+Pure data structure (sans-I/O): each call returns the DDP data messages to send.
+Mirrors Meteor's SessionCollectionView / SessionDocumentView (docs/ddp-wire-reference.md §8).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from livedata.ddp.messages import UNDEFINED
+
+Message = dict[str, Any]
+
+
+def ejson_equals(a: Any, b: Any) -> bool:
+    """EJSON.equals: like ==, but NaN equals NaN and bool is not a number."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(ejson_equals(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(ejson_equals(x, y) for x, y in zip(a, b, strict=True))
+    if _number(a) and _number(b):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass
+class _DocumentView:
+    exists_in: dict[Any, None] = field(default_factory=dict)  # ordered set of subscriptions
+    # field -> [[subscription, value], ...]; element 0 is the visible value
+    data: dict[str, list[list[Any]]] = field(default_factory=dict)
+
+    def fields(self) -> dict[str, Any]:
+        return {key: entries[0][1] for key, entries in self.data.items()}
+
+    def change_field(
+        self, sub: Any, key: str, value: Any, collector: dict[str, Any], is_add: bool
+    ) -> None:
+        if key == "_id":
+            return
+        entries = self.data.get(key)
+        if entries is None:
+            self.data[key] = [[sub, value]]
+            collector[key] = value
+            return
+        if not is_add:
+            for i, entry in enumerate(entries):
+                if entry[0] == sub:
+                    if i == 0 and not ejson_equals(value, entry[1]):
+                        collector[key] = value
+                    entry[1] = value
+                    return
+        entries.append([sub, value])
+
+    def clear_field(self, sub: Any, key: str, collector: dict[str, Any]) -> None:
+        if key == "_id":
+            return
+        entries = self.data.get(key)
+        if entries is None:
+            return
+        removed = UNDEFINED
+        for i, entry in enumerate(entries):
+            if entry[0] == sub:
+                if i == 0:
+                    removed = entry[1]
+                del entries[i]
+                break
+        if not entries:
+            del self.data[key]
+            collector[key] = UNDEFINED
+        elif removed is not UNDEFINED and not ejson_equals(removed, entries[0][1]):
+            collector[key] = entries[0][1]
+
+
+class Mergebox:
+    """One connection's view: collection → document id → merged fields."""
+
+    def __init__(self) -> None:
+        self.collections: dict[str, dict[str, _DocumentView]] = {}
+        # subscription → {(collection, id)}: what each subscription currently provides
+        self.provided: dict[Any, dict[tuple[str, str], None]] = {}
+
+    def added(
+        self, sub: Any, collection: str, doc_id: str, fields: dict[str, Any]
+    ) -> list[Message]:
+        docs = self.collections.setdefault(collection, {})
+        view = docs.get(doc_id)
+        is_new = view is None
+        if view is None:
+            view = docs[doc_id] = _DocumentView()
+        view.exists_in[sub] = None
+        self.provided.setdefault(sub, {})[(collection, doc_id)] = None
+        collector: dict[str, Any] = {}
+        for key, value in fields.items():
+            view.change_field(sub, key, value, collector, is_add=True)
+        if is_new:
+            return [{"msg": "added", "collection": collection, "id": doc_id, "fields": collector}]
+        return self._changed_message(collection, doc_id, collector)
+
+    def changed(
+        self, sub: Any, collection: str, doc_id: str, fields: dict[str, Any]
+    ) -> list[Message]:
+        """``fields`` maps names to new values, or to ``UNDEFINED`` to clear them."""
+        view = self.collections.get(collection, {}).get(doc_id)
+        if view is None:
+            raise KeyError(f"Could not find element with id {doc_id} to change")
+        collector: dict[str, Any] = {}
+        for key, value in fields.items():
+            if value is UNDEFINED:
+                view.clear_field(sub, key, collector)
+            else:
+                view.change_field(sub, key, value, collector, is_add=False)
+        return self._changed_message(collection, doc_id, collector)
+
+    def removed(self, sub: Any, collection: str, doc_id: str) -> list[Message]:
+        docs = self.collections.get(collection, {})
+        view = docs.get(doc_id)
+        if view is None or sub not in view.exists_in:
+            raise KeyError(f"Removed nonexistent document {doc_id}")
+        del view.exists_in[sub]
+        provided = self.provided.get(sub)
+        if provided is not None:
+            provided.pop((collection, doc_id), None)
+        if not view.exists_in:
+            del docs[doc_id]
+            if not docs:
+                del self.collections[collection]
+            return [{"msg": "removed", "collection": collection, "id": doc_id}]
+        collector: dict[str, Any] = {}
+        for key in list(view.data):
+            view.clear_field(sub, key, collector)
+        return self._changed_message(collection, doc_id, collector)
+
+    def remove_subscription(self, sub: Any) -> list[Message]:
+        """Retract everything ``sub`` provided (unsub, error, stop)."""
+        out: list[Message] = []
+        for collection, doc_id in list(self.provided.get(sub, {})):
+            out.extend(self.removed(sub, collection, doc_id))
+        self.provided.pop(sub, None)
+        return out
+
+    def document(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        view = self.collections.get(collection, {}).get(doc_id)
+        return None if view is None else view.fields()
+
+    @staticmethod
+    def _changed_message(collection: str, doc_id: str, collector: dict[str, Any]) -> list[Message]:
+        if not collector:
+            return []
+        return [{"msg": "changed", "collection": collection, "id": doc_id, "fields": collector}]
