@@ -16,7 +16,7 @@ connections per process), and DDP ping round trips per second. The clients share
 2-core machine with the server, so absolute rates are bounded by the client side too;
 the servers are compared side by side under the same client.
 
-    .venv/bin/python bench/asgi_servers.py [--quick] [--connections N]
+    .venv/bin/python -m bench.asgi_servers [--quick] [--connections N]
 
 Writes bench/results/asgi_servers.json.
 """
