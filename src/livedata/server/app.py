@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from livedata.capture.listener import Listener
 from livedata.conf import LivedataSettings, livedata_settings
+from livedata.publish.api import API
+from livedata.publish.engine import Engine
 from livedata.publish.methods import Method, MethodCall, MethodRegistry
 from livedata.publish.methods import registry as default_methods
 
@@ -41,7 +43,8 @@ class Runtime:
         self.settings = settings or livedata_settings()
         self.method_registry = methods or default_methods
         self.methods = self.method_registry
-        self.publications: frozenset[str] = frozenset()  # the publication engine: issue 5
+        self.publications = API.publications  # names clients may subscribe to
+        self.engine = Engine(self)
         self.listener: Listener | None = Listener() if listen else None
         self._listener_task: asyncio.Task[None] | None = None
         #: Live sessions with a heartbeat; one task ticks them all.
@@ -53,6 +56,7 @@ class Runtime:
 
     async def start(self) -> None:
         if self.listener is not None and self._listener_task is None:
+            self.listener.add_consumer(self.engine.on_changes)
             self._listener_task = asyncio.create_task(self.listener.run())
             self._listener_task.add_done_callback(_report_listener_exit)
         if self._ticker is None and self.settings.DDP_HEARTBEAT_INTERVAL:

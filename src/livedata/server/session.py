@@ -24,7 +24,8 @@ from livedata.ddp.connection import (
     Subscribe,
     Unsubscribe,
 )
-from livedata.ddp.errors import client_error, not_found_method, not_found_subscription
+from livedata.ddp.errors import client_error, not_found_method
+from livedata.ddp.mergebox import Mergebox
 from livedata.ddp.messages import UNDEFINED
 from livedata.publish.methods import ConnectionInfo, MethodCall
 
@@ -70,6 +71,7 @@ class Session:
         self._writer: asyncio.Task[None] | None = None
         self._draining = False  # someone is sending the outbox: frames keep their order
         self._actions: deque[Any] = deque()
+        self.mergebox = Mergebox()
         self._worker: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         self.close_reason: str | None = None
@@ -86,10 +88,11 @@ class Session:
         self.flush()
 
     async def stop(self) -> None:
-        """The transport is gone: stop this session's work."""
+        """The transport is gone: stop this session's work and drop its subscriptions."""
         self.conn.close()
         self.closed.set()
         self.runtime.sessions.discard(self)
+        await self.runtime.engine.drop_session(self)
         tasks = [t for t in (self._worker, self._writer) if t is not None]
         for task in tasks:
             task.cancel()
@@ -156,15 +159,64 @@ class Session:
                     if isinstance(action, CallMethod):
                         await self._call(action)
                     elif isinstance(action, Subscribe):
-                        # no publication engine yet (issue 5): registered names only
-                        self.conn.nosub(action.id, not_found_subscription(action.name))
+                        await self._subscribe(action)
                     elif isinstance(action, Unsubscribe):
+                        await self.runtime.engine.unsubscribe(self, action.id)
+                        self._send_data(self.mergebox.remove_subscription(action.id))
                         self.conn.nosub(action.id)
                 except Exception:
                     logger.exception("livedata: session %s failed on %r", self.conn.session, action)
                 self.flush()
         finally:
             self._worker = None
+
+    async def _subscribe(self, action: Subscribe) -> None:
+        try:
+            await self.runtime.engine.subscribe(self, action.id, action.name, action.params)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            error, unexpected = client_error(exc)
+            if unexpected:
+                logger.error("livedata: publication %r failed", action.name, exc_info=exc)
+            await self.runtime.engine.unsubscribe(self, action.id)
+            self._send_data(self.mergebox.remove_subscription(action.id))
+            self.conn.nosub(action.id, error)
+
+    # --- data from the live-query engine ------------------------------------------------
+
+    def publish_added(self, sub_id: str, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """A subscription's initial documents (through the mergebox)."""
+        if sub_id not in self.conn.subscriptions:
+            return
+        out = []
+        for collection, doc_id, fields in docs:
+            out.extend(self.mergebox.added(sub_id, collection, doc_id, fields))
+        self._send_data(out)
+
+    def publish_diffs(self, sub_id: str, diffs: list[list[Any]]) -> None:
+        """Changes of an observer, for one of its subscriptions on this connection."""
+        if sub_id not in self.conn.subscriptions or self.closed.is_set():
+            return
+        box = self.mergebox
+        out = []
+        for changes in diffs:
+            for collection, op, doc_id, fields in changes:
+                try:
+                    if op == "added":
+                        out.extend(box.added(sub_id, collection, doc_id, fields))
+                    elif op == "changed":
+                        out.extend(box.changed(sub_id, collection, doc_id, fields))
+                    else:
+                        out.extend(box.removed(sub_id, collection, doc_id))
+                except KeyError:
+                    logger.warning("livedata: mergebox out of step for %s/%s", collection, doc_id)
+        self._send_data(out)
+
+    def _send_data(self, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            self.conn.send(message)
+        self.flush()
 
     async def _call(self, action: CallMethod) -> None:
         method = self.runtime.method_registry.get(action.name)

@@ -1,10 +1,49 @@
-"""The bookstore's DDP API (discovered at start-up, like django-ddp's ``ddp.py``)."""
+"""The bookstore's DDP API, discovered at start-up like django-ddp's ``ddp.py``.
+
+The collections and publications are the seed's, unchanged but for the import line.
+"""
 
 from __future__ import annotations
 
+from livedata.api import API, Collection, Publication
 from livedata.ddp.errors import DDPError
-from livedata.demo.bookstore.models import Author, Book
+from livedata.demo.bookstore import models
 from livedata.publish.methods import MethodCall, method
+
+
+class Book(Collection):
+    model = models.Book
+
+
+class Author(Collection):
+    model = models.Author
+
+
+class AllBooks(Publication):
+    queries = [
+        models.Author.objects.all(),
+        models.Book.objects.all(),
+    ]
+
+
+class BooksByAuthorEmail(Publication):
+    def get_queries(self, author_email):
+        return [
+            models.Author.objects.filter(email=author_email),
+            models.Book.objects.filter(author__email=author_email),
+        ]
+
+
+class LatestBooks(Publication):
+    """Top-N: the newest ``count`` books, kept so as books come and go."""
+
+    def get_queries(self, count=10):
+        if not isinstance(count, int) or not 0 < count <= 100:
+            raise DDPError(400, "count must be an integer from 1 to 100")
+        return [models.Book.objects.order_by("-id")[:count]]
+
+
+API.register([Book, Author, AllBooks, BooksByAuthorEmail, LatestBooks])
 
 
 @method(name="addBook")
@@ -12,10 +51,10 @@ def add_book(call: MethodCall, title: str, author_email: str) -> str:
     """Add a book by an existing author; returns its id."""
     if not isinstance(title, str) or not title.strip() or len(title) > 200:
         raise DDPError(400, "title must be a non-empty string of at most 200 characters")
-    author = Author.objects.filter(email=author_email).first()
+    author = models.Author.objects.filter(email=author_email).first()
     if author is None:
         raise DDPError(404, f"No author with email {author_email!r}")
-    return str(Book.objects.create(title=title.strip(), author=author).pk)
+    return str(models.Book.objects.create(title=title.strip(), author=author).pk)
 
 
 @method

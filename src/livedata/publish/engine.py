@@ -1,0 +1,249 @@
+"""The live-query engine: publications kept up to date from the change log alone.
+
+Data flow: listener batch → ``Engine.on_changes`` → each affected ``Observer`` re-reads
+what changed → the difference goes to every subscribed session's mergebox → clients.
+
+- Work is shared: subscriptions to the same publication with the same parameters (and
+  user) share one ``Observer``; a batch is matched once per observer, not per client.
+- Fed only by the change log (never Django signals): raw SQL, bulk writes and other
+  services' writes reach clients, and only committed data is ever sent.
+- How a query is refreshed: for changes to the query's own model, it re-queries only the
+  affected primary keys (``qs.filter(pk__in=...)``), once per observer per batch. A change
+  to another table the query joins (``author__email=...`` depends on the author table), a
+  TRUNCATE, or a sliced query (top-N: "latest 10") re-runs the whole query. Matching rows
+  in memory without any query is not done yet: every refresh is one query.
+- Subscribing and refreshing are serialised by one lock, so a subscription's initial
+  query and the batches around it can never interleave badly; a refresh re-reads the
+  current state, so seeing a change twice is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.apps import apps
+from django.db.models import QuerySet
+
+from livedata.capture.log import ChangeRow
+from livedata.ddp.messages import UNDEFINED
+from livedata.publish.api import API, Collection, Publication
+
+if TYPE_CHECKING:
+    from livedata.server.app import Runtime
+    from livedata.server.session import Session
+
+logger = logging.getLogger("livedata.publish")
+
+Docs = dict[str, dict[str, Any]]  # doc id → published fields
+
+
+@dataclass
+class QueryObserver:
+    """One queryset of a publication and the documents it currently yields."""
+
+    queryset: QuerySet[Any]
+    collection: type[Collection]
+    columns: list[tuple[str, str]]  # (attname, published name)
+    label: str
+    dependencies: frozenset[str]  # model labels whose changes may affect the result
+    sliced: bool
+    docs: Docs = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, qs: QuerySet[Any], publication: Publication) -> QueryObserver:
+        model = qs.model
+        collection = API.collection_for(model)
+        allowed = publication.fields.get(collection.name())
+        columns = [
+            (attname, name)
+            for attname, name, f in collection.columns()
+            if allowed is None or f.name in allowed or attname in allowed
+        ]
+        query = qs.query
+        sliced = query.low_mark != 0 or query.high_mark is not None
+        return cls(
+            queryset=qs,
+            collection=collection,
+            columns=columns,
+            label=model._meta.label_lower,
+            dependencies=frozenset({model._meta.label_lower, *_joined_models(qs)}),
+            sliced=sliced,
+        )
+
+    def fetch(self, qs: QuerySet[Any] | None = None) -> Docs:
+        rows = (qs if qs is not None else self.queryset).values_list(
+            "pk", *(attname for attname, _ in self.columns)
+        )
+        names = [name for _, name in self.columns]
+        return {str(row[0]): dict(zip(names, row[1:], strict=True)) for row in rows}
+
+    def refresh(self, rows: list[ChangeRow]) -> list[tuple[str, str, dict[str, Any] | None]]:
+        """Re-read what ``rows`` may have changed; returns (op, id, fields) differences."""
+        relevant = [r for r in rows if r.model in self.dependencies]
+        if not relevant:
+            return []
+        full = self.sliced or any(r.op == "truncate" or r.model != self.label for r in relevant)
+        if full:
+            new = self.fetch()
+            candidates: Iterable[str] = set(new) | set(self.docs)
+        else:
+            pks = {r.pk for r in relevant if r.pk is not None}
+            model_pk = self.queryset.model._meta.pk
+            keys = [model_pk.to_python(pk) for pk in pks]
+            new = self.fetch(self.queryset.filter(pk__in=keys))
+            candidates = pks
+        out: list[tuple[str, str, dict[str, Any] | None]] = []
+        for doc_id in sorted(candidates, key=str):
+            before, after = self.docs.get(doc_id), new.get(doc_id)
+            if after is None and before is not None:
+                del self.docs[doc_id]
+                out.append(("removed", doc_id, None))
+            elif after is not None and before is None:
+                self.docs[doc_id] = after
+                out.append(("added", doc_id, after))
+            elif after is not None and before is not None and after != before:
+                delta = {k: v for k, v in after.items() if before.get(k, UNDEFINED) != v}
+                delta.update({k: UNDEFINED for k in before if k not in after})
+                self.docs[doc_id] = after
+                out.append(("changed", doc_id, delta))
+        return out
+
+
+def _joined_models(qs: QuerySet[Any]) -> set[str]:
+    """Labels of the other models whose tables the query reads (joins, subqueries)."""
+    compiler = qs.query.get_compiler(using=qs.db)
+    try:
+        compiler.as_sql()
+    except Exception:  # an empty IN list etc.: no extra tables to know about
+        return set()
+    tables = {alias.table_name for alias in compiler.query.alias_map.values()}
+    by_table = {m._meta.db_table: m._meta.label_lower for m in apps.get_models()}
+    return {by_table[t] for t in tables if t in by_table} - {qs.model._meta.label_lower}
+
+
+@dataclass(eq=False)
+class Observer:
+    """A publication with given parameters and user, shared by its subscribers."""
+
+    key: tuple[str, str, Any]
+    queries: list[QueryObserver]
+    subscribers: dict[tuple[Session, str], None] = field(default_factory=dict)
+
+    @property
+    def dependencies(self) -> set[str]:
+        return {label for q in self.queries for label in q.dependencies}
+
+    def documents(self) -> list[tuple[str, str, dict[str, Any]]]:
+        return [
+            (q.collection.name(), doc_id, fields)
+            for q in self.queries
+            for doc_id, fields in q.docs.items()
+        ]
+
+
+class Engine:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.observers: dict[tuple[str, str, Any], Observer] = {}
+        self.by_model: dict[str, set[Observer]] = {}
+        self._lock = asyncio.Lock()
+
+    # --- subscriptions ------------------------------------------------------------------
+
+    async def subscribe(self, session: Session, sub_id: str, name: str, params: list[Any]) -> None:
+        """Start (or join) the observer, send its documents, then ``ready``.
+
+        Raises ``DDPError`` (or any error from the publication) for the caller to turn
+        into ``nosub``.
+        """
+        publication_cls = API.publications[name]
+        user = None
+        key = (name, json.dumps(params, sort_keys=True, default=str), getattr(user, "pk", None))
+        async with self._lock:
+            observer = self.observers.get(key)
+            if observer is None:
+                observer = await self._run(self._start_observer, key, publication_cls, params, user)
+                self.observers[key] = observer
+                for label in observer.dependencies:
+                    self.by_model.setdefault(label, set()).add(observer)
+            observer.subscribers[(session, sub_id)] = None
+            session.publish_added(sub_id, observer.documents())
+        session.conn.ready(sub_id)
+
+    @staticmethod
+    def _start_observer(
+        key: tuple[str, str, Any], publication_cls: type[Publication], params: list[Any], user: Any
+    ) -> Observer:
+        publication = publication_cls(user)
+        queries = [QueryObserver.build(qs, publication) for qs in publication.resolve(params)]
+        for q in queries:
+            q.docs = q.fetch()
+        return Observer(key=key, queries=queries)
+
+    async def unsubscribe(self, session: Session, sub_id: str) -> None:
+        async with self._lock:
+            for observer in list(self.observers.values()):
+                if (session, sub_id) in observer.subscribers:
+                    del observer.subscribers[(session, sub_id)]
+                    self._maybe_drop(observer)
+
+    async def drop_session(self, session: Session) -> None:
+        """A connection went away: forget its subscriptions (memory back to baseline)."""
+        async with self._lock:
+            for observer in list(self.observers.values()):
+                for sub in [s for s in observer.subscribers if s[0] is session]:
+                    del observer.subscribers[sub]
+                self._maybe_drop(observer)
+
+    def _maybe_drop(self, observer: Observer) -> None:
+        if observer.subscribers:
+            return
+        self.observers.pop(observer.key, None)
+        for label in observer.dependencies:
+            group = self.by_model.get(label)
+            if group is not None:
+                group.discard(observer)
+                if not group:
+                    del self.by_model[label]
+
+    # --- the listener's consumer --------------------------------------------------------
+
+    async def on_changes(self, rows: list[ChangeRow]) -> None:
+        labels = {r.model for r in rows}
+        async with self._lock:
+            affected = {o for label in labels for o in self.by_model.get(label, ())}
+            for observer in affected:
+                try:
+                    diffs = await self._run(self._refresh, observer, rows)
+                except Exception:
+                    logger.exception("livedata: refreshing publication %s failed", observer.key[0])
+                    continue
+                if not any(diffs):
+                    continue
+                for session, sub_id in list(observer.subscribers):
+                    session.publish_diffs(sub_id, diffs)
+
+    @staticmethod
+    def _refresh(observer: Observer, rows: list[ChangeRow]) -> list[list[Any]]:
+        return [
+            [(q.collection.name(), *change) for change in q.refresh(rows)] for q in observer.queries
+        ]
+
+    async def _run(self, func: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.runtime._executor, _with_connection, func, *args)
+
+
+def _with_connection(func: Any, *args: Any) -> Any:
+    from django.db import close_old_connections
+
+    close_old_connections()
+    try:
+        return func(*args)
+    finally:
+        close_old_connections()

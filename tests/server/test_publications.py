@@ -1,0 +1,144 @@
+"""Publications over a real server: the seed's API, live changes from any writer, mergebox."""
+
+from __future__ import annotations
+
+import pytest
+
+from livedata.demo.bookstore.models import Author, Book
+from tests.server.test_websocket import CONNECT, Client
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def janet() -> Author:
+    author = Author.objects.create(name="Janet Evanovich", email="janet@evanovich.com")
+    Book.objects.create(title="One for the Money", author=author)
+    Book.objects.create(title="Two for the Dough", author=author)
+    return author
+
+
+@pytest.fixture
+def ddp(server):
+    clients = []
+
+    def make() -> Client:
+        c = Client(server)
+        c.recv()
+        c.send(CONNECT)
+        c.recv()
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+def subscribe(client: Client, sub_id: str, name: str, *params) -> list[dict]:
+    client.send({"msg": "sub", "id": sub_id, "name": name, "params": list(params)})
+    return client.until(
+        lambda m: m["msg"] in ("ready", "nosub") and sub_id in (m.get("subs") or [m.get("id")])
+    )
+
+
+def test_seed_publication_initial_data_then_live_changes_from_raw_sql(ddp, janet, connect):
+    c = ddp()
+    got = subscribe(c, "s1", "BooksByAuthorEmail", "janet@evanovich.com")
+    added = {
+        (m["collection"], m["fields"].get("title") or m["fields"].get("name"))
+        for m in got
+        if m["msg"] == "added"
+    }
+    assert added == {
+        ("bookstore.author", "Janet Evanovich"),
+        ("bookstore.book", "One for the Money"),
+        ("bookstore.book", "Two for the Dough"),
+    }
+    assert got[-1] == {"msg": "ready", "subs": ["s1"]}
+    book_msg = next(m for m in got if m.get("collection") == "bookstore.book")
+    assert set(book_msg["fields"]) == {"title", "author_id"} and book_msg["id"].isdigit()
+
+    other = connect()  # psql / another service: no Django involved
+    other.execute(
+        "INSERT INTO bookstore_book (title, author_id) VALUES ('Three to Get Deadly', %s)",
+        [janet.pk],
+    )
+    [msg] = c.until(lambda m: m["msg"] == "added")
+    assert msg["collection"] == "bookstore.book" and msg["fields"]["title"] == "Three to Get Deadly"
+    other.execute("UPDATE bookstore_book SET title = 'Three' WHERE id = %s", [int(msg["id"])])
+    assert c.until(lambda m: m["msg"] == "changed")[-1] == {
+        "msg": "changed",
+        "collection": "bookstore.book",
+        "id": msg["id"],
+        "fields": {"title": "Three"},
+    }
+    other.execute("DELETE FROM bookstore_book WHERE id = %s", [int(msg["id"])])
+    assert c.until(lambda m: m["msg"] == "removed")[-1] == {
+        "msg": "removed",
+        "collection": "bookstore.book",
+        "id": msg["id"],
+    }
+
+
+def test_join_dependency_author_email_change_removes_books(ddp, janet):
+    c = ddp()
+    subscribe(c, "s1", "BooksByAuthorEmail", "janet@evanovich.com")
+    Author.objects.filter(pk=janet.pk).update(email="someone@else.example")
+    removed = c.until(lambda m: m["msg"] == "removed" and m["collection"] == "bookstore.book")
+    removed += c.until(lambda m: m["msg"] == "removed")
+    kinds = sorted((m["collection"]) for m in removed if m["msg"] == "removed")
+    assert kinds.count("bookstore.book") == 2
+
+
+def test_overlapping_subscriptions_and_unsub(ddp, janet):
+    other = Author.objects.create(name="Terry", email="terry@example.com")
+    Book.objects.create(title="Small Gods", author=other)
+    c = ddp()
+    all_books = subscribe(c, "all", "AllBooks")
+    assert sum(1 for m in all_books if m["msg"] == "added") == 5
+    # the same documents again: no added (the mergebox shows one document), only ready
+    again = subscribe(c, "janet", "BooksByAuthorEmail", "janet@evanovich.com")
+    assert [m["msg"] for m in again] == ["ready"]
+    c.send({"msg": "unsub", "id": "all"})
+    got = c.until(lambda m: m["msg"] == "nosub")
+    removed = sorted(m["id"] for m in got if m["msg"] == "removed")
+    # only what "all" alone provided goes: Terry and his book
+    assert len(removed) == 2 and got[-1] == {"msg": "nosub", "id": "all"}
+
+
+def test_method_data_arrives_before_updated(ddp, janet):
+    c = ddp()
+    subscribe(c, "s1", "AllBooks")
+    got = c.call("m1", "addBook", "Hot Six", "janet@evanovich.com")
+    kinds = [m["msg"] for m in got]
+    assert kinds.index("added") < kinds.index("updated")
+    assert kinds.index("result") < kinds.index("updated")
+
+
+def test_top_n_stays_the_latest(ddp, janet):
+    c = ddp()
+    got = subscribe(c, "s1", "LatestBooks", 2)
+    assert sum(1 for m in got if m["msg"] == "added") == 2
+    newest = Book.objects.create(title="Newest", author=janet)
+    msgs = c.until(lambda m: m["msg"] == "added")
+    assert msgs[-1]["id"] == str(newest.pk)
+    oldest = Book.objects.order_by("id").first()
+    assert any(m["msg"] == "removed" and m["id"] == str(oldest.pk) for m in msgs)
+
+
+def test_publication_errors_are_nosub(ddp, janet):
+    c = ddp()
+    got = subscribe(c, "bad-params", "BooksByAuthorEmail")
+    assert got[-1]["msg"] == "nosub" and got[-1]["error"]["error"] == 400
+    assert got[-1]["error"]["reason"] == "Match failed"
+    got = subscribe(c, "bad-count", "LatestBooks", "ten")
+    assert got[-1]["error"] == {
+        "isClientSafe": True,
+        "error": 400,
+        "reason": "count must be an integer from 1 to 100",
+        "message": "count must be an integer from 1 to 100 [400]",
+        "errorType": "Meteor.Error",
+    }
+    c.send({"msg": "ping"})
+    assert c.until(lambda m: m["msg"] == "pong")
