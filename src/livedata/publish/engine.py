@@ -7,11 +7,12 @@ what changed → the difference goes to every subscribed session's mergebox → 
   user) share one ``Observer``; a batch is matched once per observer, not per client.
 - Fed only by the change log (never Django signals): raw SQL, bulk writes and other
   services' writes reach clients, and only committed data is ever sent.
-- How a query is refreshed: for changes to the query's own model, it re-queries only the
+- How a query is refreshed: when it only filters its own model's columns with simple
+  lookups (matching.py lists them), the log rows alone decide membership and fields: no
+  query at all. Otherwise, for changes to the query's own model, it re-queries only the
   affected primary keys (``qs.filter(pk__in=...)``), once per observer per batch. A change
   to another table the query joins (``author__email=...`` depends on the author table), a
-  TRUNCATE, or a sliced query (top-N: "latest 10") re-runs the whole query. Matching rows
-  in memory without any query is not done yet: every refresh is one query.
+  TRUNCATE, or a sliced query (top-N: "latest 10") re-runs the whole query.
 - Subscribing and refreshing are serialised by one lock, so a subscription's initial
   query and the batches around it can never interleave badly; a refresh re-reads the
   current state, so seeing a change twice is harmless.
@@ -32,6 +33,7 @@ from django.db.models import QuerySet
 from livedata.capture.log import ChangeRow
 from livedata.ddp.messages import UNDEFINED
 from livedata.publish.api import API, Collection, Publication
+from livedata.publish.matching import Matcher, compile_matcher, supported, to_python
 
 if TYPE_CHECKING:
     from livedata.server.app import Runtime
@@ -52,7 +54,14 @@ class QueryObserver:
     label: str
     dependencies: frozenset[str]  # model labels whose changes may affect the result
     sliced: bool
+    #: decides membership from a log row alone (see matching.py); None: re-query
+    matcher: Matcher | None = None
+    #: (attname, published name, field) when every published column converts from the log
+    converters: list[tuple[str, str, Any]] | None = None
     docs: Docs = field(default_factory=dict)
+    #: refreshes done without a query / with one (for tests and benchmarks)
+    in_memory: int = 0
+    queried: int = 0
 
     @classmethod
     def build(cls, qs: QuerySet[Any], publication: Publication) -> QueryObserver:
@@ -66,6 +75,11 @@ class QueryObserver:
         ]
         query = qs.query
         sliced = query.low_mark != 0 or query.high_mark is not None
+        fields = {f.attname: f for f in model._meta.concrete_fields}
+        converters = [(attname, name, fields[attname]) for attname, name in columns]
+        matcher = compile_matcher(qs)
+        if matcher is None or not all(supported(f) for _, _, f in converters):
+            matcher, converters = None, None
         return cls(
             queryset=qs,
             collection=collection,
@@ -73,6 +87,8 @@ class QueryObserver:
             label=model._meta.label_lower,
             dependencies=frozenset({model._meta.label_lower, *_joined_models(qs)}),
             sliced=sliced,
+            matcher=matcher,
+            converters=converters,
         )
 
     def fetch(self, qs: QuerySet[Any] | None = None) -> Docs:
@@ -88,7 +104,11 @@ class QueryObserver:
         if not relevant:
             return []
         full = self.sliced or any(r.op == "truncate" or r.model != self.label for r in relevant)
-        if full:
+        if not full and self.matcher is not None:
+            new = self._match_in_memory(relevant)
+            candidates = {r.pk for r in relevant if r.pk is not None}
+            self.in_memory += 1
+        elif full:
             new = self.fetch()
             candidates: Iterable[str] = set(new) | set(self.docs)
         else:
@@ -97,6 +117,8 @@ class QueryObserver:
             keys = [model_pk.to_python(pk) for pk in pks]
             new = self.fetch(self.queryset.filter(pk__in=keys))
             candidates = pks
+        if full or self.matcher is None:
+            self.queried += 1
         out: list[tuple[str, str, dict[str, Any] | None]] = []
         for doc_id in sorted(candidates, key=str):
             before, after = self.docs.get(doc_id), new.get(doc_id)
@@ -113,6 +135,21 @@ class QueryObserver:
                 out.append(("changed", doc_id, delta))
         return out
 
+    def _match_in_memory(self, rows: list[ChangeRow]) -> Docs:
+        """The documents ``rows`` leave behind, from their values alone (no query)."""
+        assert self.matcher is not None and self.converters is not None
+        state: dict[str, dict[str, Any] | None] = {}
+        for row in rows:
+            if row.pk is None:
+                continue
+            if row.op == "delete" or row.new is None or self.matcher(row.new) is not True:
+                state[row.pk] = None
+            else:
+                state[row.pk] = {
+                    name: to_python(f, row.new.get(attname)) for attname, name, f in self.converters
+                }
+        return {pk: doc for pk, doc in state.items() if doc is not None}
+
 
 def _joined_models(qs: QuerySet[Any]) -> set[str]:
     """Labels of the other models whose tables the query reads (joins, subqueries)."""
@@ -121,7 +158,13 @@ def _joined_models(qs: QuerySet[Any]) -> set[str]:
         compiler.as_sql()
     except Exception:  # an empty IN list etc.: no extra tables to know about
         return set()
-    tables = {alias.table_name for alias in compiler.query.alias_map.values()}
+    query = compiler.query
+    # joins Django set up then trimmed (filter(author=obj)) stay in alias_map, unreferenced
+    tables = {
+        join.table_name
+        for alias, join in query.alias_map.items()
+        if query.alias_refcount.get(alias) or join.join_type is None
+    }
     by_table = {m._meta.db_table: m._meta.label_lower for m in apps.get_models()}
     return {by_table[t] for t in tables if t in by_table} - {qs.model._meta.label_lower}
 

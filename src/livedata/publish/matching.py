@@ -1,0 +1,260 @@
+"""Matching a changed row against a queryset in memory, with no query.
+
+The change log carries each changed row's full new value, so for a queryset that only
+filters the model's own columns with simple lookups, whether the row belongs to the
+result, and its published fields, can be computed from the log row alone.
+
+Matched in memory (``compile_matcher`` returns a function), when the queryset has:
+- no joins, slicing, DISTINCT, ``extra()``, annotations, or set operations;
+- only these lookups on the model's own columns, combined with AND/OR/NOT
+  (``filter``/``exclude``/``Q``): ``exact``, ``iexact``, ``in``, ``isnull``, ``range``,
+  ``gt``/``gte``/``lt``/``lte`` (not on text: PostgreSQL's collation orders text
+  differently from Python), ``contains``/``icontains``/``startswith``/``istartswith``/
+  ``endswith``/``iendswith``;
+- constant values (no ``F()`` or subqueries);
+- columns of supported types (text, numbers, booleans, dates and times, UUIDs, foreign
+  keys, and NOT NULL JSON columns with ``exact``/``isnull``); every other field type
+  makes the query fall back to re-querying.
+Everything else is refreshed by re-querying the affected primary keys (see engine.py).
+SQL's three-valued logic is kept: a comparison with NULL is unknown, never true.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from django.db import models
+from django.db.models.expressions import Col
+from django.db.models.lookups import Lookup
+from django.db.models.sql.where import AND, OR, WhereNode
+from django.utils.dateparse import parse_date, parse_datetime, parse_time
+
+Row = dict[str, Any]
+Matcher = Callable[[Row], bool | None]  # True, False, or None (SQL unknown)
+
+_TEXT = (models.CharField, models.TextField)
+_SUPPORTED = (
+    models.CharField,
+    models.TextField,
+    models.IntegerField,  # includes Small/Big/Positive and AutoFields
+    models.FloatField,
+    models.DecimalField,
+    models.BooleanField,
+    models.DateTimeField,
+    models.DateField,
+    models.TimeField,
+    models.UUIDField,
+    models.JSONField,
+    models.ForeignKey,
+)
+
+
+def supported(field: models.Field) -> bool:
+    return isinstance(field, _SUPPORTED) and not getattr(field, "many_to_many", False)
+
+
+def to_python(field: models.Field, value: Any) -> Any:
+    """The value the ORM would return for ``field``, from its JSON form in the log."""
+    if value is None:
+        return None
+    if isinstance(field, models.ForeignKey):
+        return to_python(field.target_field, value)
+    if isinstance(field, models.DecimalField):
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+        if field.decimal_places is not None:
+            number = number.quantize(Decimal(1).scaleb(-field.decimal_places))
+        return number
+    if isinstance(field, models.DateTimeField):
+        return parse_datetime(value)
+    if isinstance(field, models.DateField):
+        return parse_date(value)
+    if isinstance(field, models.TimeField):
+        return parse_time(value)
+    if isinstance(field, models.UUIDField):
+        return uuid.UUID(value)
+    if isinstance(field, models.FloatField):
+        return float(value)
+    return value
+
+
+def _cmp(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool | None]:
+    def compare(a: Any, b: Any) -> bool | None:
+        if a is None or b is None:
+            return None
+        return op(a, b)
+
+    return compare
+
+
+def _text(op: Callable[[str, str], bool], fold: bool) -> Callable[[Any, Any], bool | None]:
+    def compare(a: Any, b: Any) -> bool | None:
+        if a is None or b is None:
+            return None
+        a, b = str(a), str(b)
+        if fold:
+            a, b = a.upper(), b.upper()
+        return op(a, b)
+
+    return compare
+
+
+def _in(a: Any, values: Any) -> bool | None:
+    if a is None:
+        return None
+    values = [v for v in values if v is not None]
+    return a in values
+
+
+def _range(a: Any, bounds: Any) -> bool | None:
+    low, high = bounds
+    if a is None or low is None or high is None:
+        return None
+    return low <= a <= high
+
+
+_LOOKUPS: dict[str, Callable[[Any, Any], bool | None]] = {
+    "exact": _cmp(lambda a, b: a == b),
+    "iexact": _text(lambda a, b: a == b, fold=True),
+    "in": _in,
+    "range": _range,
+    "gt": _cmp(lambda a, b: a > b),
+    "gte": _cmp(lambda a, b: a >= b),
+    "lt": _cmp(lambda a, b: a < b),
+    "lte": _cmp(lambda a, b: a <= b),
+    "contains": _text(lambda a, b: b in a, fold=False),
+    "icontains": _text(lambda a, b: b in a, fold=True),
+    "startswith": _text(lambda a, b: a.startswith(b), fold=False),
+    "istartswith": _text(lambda a, b: a.startswith(b), fold=True),
+    "endswith": _text(lambda a, b: a.endswith(b), fold=False),
+    "iendswith": _text(lambda a, b: a.endswith(b), fold=True),
+}
+_ORDERED = {"gt", "gte", "lt", "lte", "range"}
+
+
+def compile_matcher(qs: models.QuerySet[Any]) -> Matcher | None:
+    """A function deciding membership from a log row's ``new`` dict, or None (re-query)."""
+    query = qs.query
+    if (
+        query.low_mark
+        or query.high_mark is not None
+        or query.distinct
+        or query.combinator
+        or query.extra
+        or query.annotations
+        or query.extra_tables
+        or sum(1 for alias in query.alias_map if query.alias_refcount.get(alias)) > 1
+    ):
+        return None
+    return _compile(query.where, query.get_initial_alias())
+
+
+def _compile(node: Any, alias: str) -> Matcher | None:
+    if isinstance(node, WhereNode):
+        parts = [_compile(child, alias) for child in node.children]
+        if any(p is None for p in parts):
+            return None
+        if node.connector == AND:
+            matcher = _and(parts)  # type: ignore[arg-type]
+        elif node.connector == OR:
+            matcher = _or(parts)  # type: ignore[arg-type]
+        else:
+            return None
+        return _not(matcher) if node.negated else matcher
+    if isinstance(node, Lookup):
+        return _lookup(node, alias)
+    return None
+
+
+def _lookup(node: Lookup, alias: str) -> Matcher | None:
+    lhs = node.lhs
+    if not isinstance(lhs, Col) or lhs.alias != alias:
+        return None
+    field = lhs.target
+    if not supported(field):
+        return None
+    name = node.lookup_name
+    if isinstance(field, models.JSONField):
+        return _json_lookup(node, field)
+    if name == "isnull":
+        expected = bool(node.rhs)
+        column = field.column
+        return lambda row: (row.get(column) is None) == expected
+    compare = _LOOKUPS.get(name)
+    if compare is None or (name in _ORDERED and isinstance(field, _TEXT)):
+        return None
+    rhs = node.rhs
+    if hasattr(rhs, "resolve_expression"):
+        return None
+    if name in ("in", "range"):
+        try:
+            value: Any = [_python_value(field, v) for v in rhs]
+        except TypeError:
+            return None
+        if any(hasattr(v, "resolve_expression") for v in value):
+            return None
+    else:
+        value = _python_value(field, rhs)
+    column = field.column
+    return lambda row: compare(to_python(field, row.get(column)), value)
+
+
+def _json_lookup(node: Lookup, field: models.JSONField) -> Matcher | None:
+    """JSON columns: in the log, SQL NULL and JSON null both read as None, so only
+    NOT NULL columns are matched in memory (None is then JSON null, a real value)."""
+    if field.null or hasattr(node.rhs, "resolve_expression"):
+        return None
+    column = field.column
+    if node.lookup_name == "isnull":
+        always = not bool(node.rhs)
+        return lambda row: always
+    if node.lookup_name != "exact":
+        return None
+    value = node.rhs.adapted if hasattr(node.rhs, "adapted") else node.rhs
+    return lambda row: row.get(column) == value
+
+
+def _python_value(field: models.Field, value: Any) -> Any:
+    if isinstance(field, models.ForeignKey):
+        field = field.target_field
+    if value is None or hasattr(value, "resolve_expression"):
+        return value
+    return field.to_python(value)
+
+
+def _and(parts: list[Matcher]) -> Matcher:
+    def match(row: Row) -> bool | None:
+        unknown = False
+        for part in parts:
+            result = part(row)
+            if result is False:
+                return False
+            if result is None:
+                unknown = True
+        return None if unknown else True
+
+    return match
+
+
+def _or(parts: list[Matcher]) -> Matcher:
+    def match(row: Row) -> bool | None:
+        unknown = False
+        for part in parts:
+            result = part(row)
+            if result is True:
+                return True
+            if result is None:
+                unknown = True
+        return None if unknown else False
+
+    return match
+
+
+def _not(matcher: Matcher) -> Matcher:
+    def match(row: Row) -> bool | None:
+        result = matcher(row)
+        return None if result is None else not result
+
+    return match
