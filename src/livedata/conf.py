@@ -51,6 +51,8 @@ class LivedataSettings:
     #: permessage-deflate on DDP WebSockets. Off by default: measured (bench/asgi_servers.py)
     #: it costs ~90 KiB per idle connection (zlib state) and halves fan-out throughput.
     DDP_WEBSOCKET_COMPRESSION: bool = False
+    #: Concurrent subscriptions one connection may hold; more get nosub "too-many-requests".
+    DDP_MAX_SUBSCRIPTIONS: int = 1000
     #: Threads running sync DDP methods (each holds its own database connection).
     METHOD_THREADS: int = 8
     #: Longest wait for a method's writes to reach the listener before ``updated`` is sent

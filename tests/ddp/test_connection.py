@@ -335,3 +335,15 @@ def test_ddptest_suite_cases():
     assert reply["msg"] == "connected" and isinstance(reply["session"], str)
     conn.receive('{"msg": "ping", "id": "r4nd"}')
     assert sent(conn) == [{"msg": "pong", "id": "r4nd"}]
+
+
+def test_subscription_limit_per_connection():
+    conn = connected(max_subscriptions=2)
+    assert conn.receive('{"msg":"sub","id":"a","name":"books"}')
+    assert conn.receive('{"msg":"sub","id":"b","name":"books"}')
+    assert conn.receive('{"msg":"sub","id":"c","name":"books"}') == []
+    [reply] = sent(conn)
+    assert reply["msg"] == "nosub" and reply["error"]["error"] == "too-many-requests"
+    conn.nosub("a")
+    conn.data_to_send()
+    assert conn.receive('{"msg":"sub","id":"c","name":"books"}')  # room again

@@ -1,5 +1,7 @@
 // Drive one third-party DDP client against a livedata server and print what it saw as JSON.
-// usage: node clients.js <ddp|simpleddp|ddp.js> ws://127.0.0.1:PORT/websocket AUTHOR_EMAIL
+// usage: node clients.js CLIENT ws://127.0.0.1:PORT/websocket AUTHOR_EMAIL
+// CLIENT: ddp, simpleddp, ddp.js, or ddp.js-sockjs-TRANSPORT (ddp.js over sockjs-client at
+// http://127.0.0.1:PORT/sockjs, forced to one SockJS transport: xhr-streaming, xhr-polling...)
 "use strict";
 const [, , which, url, email] = process.argv;
 const out = { client: which, events: [] };
@@ -72,17 +74,16 @@ async function viaSimpleDdp() {
   done({});
 }
 
-function viaDdpJs() {
+function viaDdpJs(endpoint = url, SocketConstructor = require("ws")) {
   const DDP = require("ddp.js").default || require("ddp.js");
-  const WebSocket = require("ws");
-  const ddp = new DDP({ endpoint: url, SocketConstructor: WebSocket, autoReconnect: false });
+  const ddp = new DDP({ endpoint, SocketConstructor, autoReconnect: false });
   const results = {};
   const order = [];
   ddp.on("connected", () => {
     out.events.push("connected");
-    results.hello = ddp.method("hello", ["ddp.js"]);
+    results.hello = ddp.method("hello", [which]);
     results.nope = ddp.method("nope", []);
-    results.add = ddp.method("addBook", ["From ddp.js", email]);
+    results.add = ddp.method("addBook", [`From ${which}`, email]);
     results.sub = ddp.sub("nope", []);
   });
   ddp.on("result", (m) => {
@@ -101,7 +102,23 @@ function viaDdpJs() {
   });
 }
 
-const run = { ddp: viaDdp, simpleddp: viaSimpleDdp, "ddp.js": viaDdpJs }[which];
+function viaDdpJsSockJS(transport) {
+  // ddp.js calls `new SocketConstructor(endpoint)` with one argument: wrap SockJS to force
+  // the transport (an object returned from a constructor is what `new` gives back)
+  const SockJS = require("sockjs-client");
+  const sockjsUrl = url.replace(/^ws/, "http").replace(/\/websocket$/, "/sockjs");
+  function OneTransport(endpoint) {
+    const socket = new SockJS(endpoint, null, { transports: [transport] });
+    socket.addEventListener("open", () => out.events.push(["transport", socket.transport]));
+    return socket;
+  }
+  viaDdpJs(sockjsUrl, OneTransport);
+}
+
+const sockjs = /^ddp\.js-sockjs-(.+)$/.exec(which);
+const run = sockjs
+  ? () => viaDdpJsSockJS(sockjs[1])
+  : { ddp: viaDdp, simpleddp: viaSimpleDdp, "ddp.js": () => viaDdpJs() }[which];
 Promise.resolve()
   .then(run)
   .catch(fail);

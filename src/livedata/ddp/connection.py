@@ -112,6 +112,8 @@ class DDPConnection:
     methods: Container[str] = field(default_factory=frozenset)
     heartbeat: Heartbeat | None = field(default_factory=Heartbeat)
     greeting: bool = True
+    #: more concurrent subscriptions than this on one connection are refused
+    max_subscriptions: int = 1000
     state: State = State.NEW
     version: str | None = None
     session: str | None = None
@@ -196,6 +198,15 @@ class DDPConnection:
             return []
         if sub_id in self.subscriptions:
             return []  # Meteor ignores a duplicate id (it happens during reconnects)
+        if len(self.subscriptions) >= self.max_subscriptions:
+            self.nosub(
+                sub_id,
+                DDPError(
+                    "too-many-requests",
+                    f"Too many subscriptions on this connection (limit {self.max_subscriptions})",
+                ),
+            )
+            return []
         self.subscriptions.add(sub_id)
         return [Subscribe(sub_id, name, params)]
 

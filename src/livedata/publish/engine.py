@@ -104,6 +104,8 @@ class QueryObserver:
         if not relevant:
             return []
         full = self.sliced or any(r.op == "truncate" or r.model != self.label for r in relevant)
+        if self.matcher is None and len(relevant) > REQUERY_THRESHOLD:
+            full = True  # a burst: one full query beats a huge IN list
         if not full and self.matcher is not None:
             new = self._match_in_memory(relevant)
             candidates = {r.pk for r in relevant if r.pk is not None}
@@ -119,6 +121,18 @@ class QueryObserver:
             candidates = pks
         if full or self.matcher is None:
             self.queried += 1
+        return self._diff(new, candidates)
+
+    def resync(self) -> list[tuple[str, str, dict[str, Any] | None]]:
+        """Re-read the whole result (after a failed refresh): the client ends up exact."""
+        new = self.fetch()
+        self.queried += 1
+        return self._diff(new, set(new) | set(self.docs))
+
+    def _diff(
+        self, new: Docs, candidates: Iterable[str]
+    ) -> list[tuple[str, str, dict[str, Any] | None]]:
+        """Apply ``new`` for ``candidates`` to the known documents; return the changes."""
         out: list[tuple[str, str, dict[str, Any] | None]] = []
         for doc_id in sorted(candidates, key=str):
             before, after = self.docs.get(doc_id), new.get(doc_id)
@@ -189,12 +203,20 @@ class Observer:
         ]
 
 
+#: More changed rows than this for one re-queried observer in a batch: re-run its whole
+#: query instead of an IN list of keys (bursts catch up in bounded work and memory).
+REQUERY_THRESHOLD = 500
+
+
 class Engine:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.observers: dict[tuple[str, str, Any], Observer] = {}
         self.by_model: dict[str, set[Observer]] = {}
         self._lock = asyncio.Lock()
+        #: observers whose refresh failed (database away): fully re-read when possible
+        self.stale: set[Observer] = set()
+        self._healer: asyncio.Task[None] | None = None
 
     # --- subscriptions ------------------------------------------------------------------
 
@@ -260,22 +282,52 @@ class Engine:
         labels = {r.model for r in rows}
         async with self._lock:
             affected = {o for label in labels for o in self.by_model.get(label, ())}
-            for observer in affected:
-                try:
-                    diffs = await self._run(self._refresh, observer, rows)
-                except Exception:
-                    logger.exception("livedata: refreshing publication %s failed", observer.key[0])
-                    continue
-                if not any(diffs):
-                    continue
-                for session, sub_id in list(observer.subscribers):
-                    session.publish_diffs(sub_id, diffs)
+            for observer in affected - self.stale:
+                await self._update(observer, self._refresh, rows)
+        if self.stale:
+            await self.heal()
+
+    async def heal(self) -> None:
+        """Fully re-read observers whose refresh failed; retried until the database answers."""
+        async with self._lock:
+            for observer in list(self.stale):
+                if observer.key in self.observers:
+                    await self._update(observer, self._resync)
+                else:
+                    self.stale.discard(observer)
+        if self.stale and (self._healer is None or self._healer.done()):
+            self._healer = asyncio.get_running_loop().create_task(self._heal_later())
+
+    async def _heal_later(self) -> None:
+        await asyncio.sleep(self.runtime.settings.POLL_INTERVAL)
+        await self.heal()
+
+    async def _update(self, observer: Observer, how: Any, *args: Any) -> None:
+        try:
+            diffs = await self._run(how, observer, *args)
+        except Exception as exc:
+            if observer not in self.stale:
+                logger.warning(
+                    "livedata: refreshing publication %s failed (%s); it will be re-read",
+                    observer.key[0],
+                    exc,
+                )
+            self.stale.add(observer)
+            return
+        self.stale.discard(observer)
+        if any(diffs):
+            for session, sub_id in list(observer.subscribers):
+                session.publish_diffs(sub_id, diffs)
 
     @staticmethod
     def _refresh(observer: Observer, rows: list[ChangeRow]) -> list[list[Any]]:
         return [
             [(q.collection.name(), *change) for change in q.refresh(rows)] for q in observer.queries
         ]
+
+    @staticmethod
+    def _resync(observer: Observer) -> list[list[Any]]:
+        return [[(q.collection.name(), *change) for change in q.resync()] for q in observer.queries]
 
     async def _run(self, func: Any, *args: Any) -> Any:
         loop = asyncio.get_running_loop()

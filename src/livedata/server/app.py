@@ -1,4 +1,5 @@
-"""The ASGI application: DDP at ``/websocket``, Django for everything else.
+"""The ASGI application: DDP at ``/websocket`` and over SockJS at ``/sockjs``, Django for
+everything else.
 
     application = LivedataApp(get_asgi_application())
 
@@ -154,13 +155,18 @@ def _current_horizon_locked(connection: Any) -> int:
         return int(cur.fetchone()[0]) - 1
 
 
+def _is_sockjs(path: str) -> bool:
+    return path == "/sockjs" or path.startswith("/sockjs/")
+
+
 class LivedataApp:
-    """Route DDP WebSockets to livedata and everything else to ``django_app``."""
+    """Route DDP (WebSocket, SockJS) to livedata and everything else to ``django_app``."""
 
     def __init__(self, django_app: Any, *, runtime: Runtime | None = None) -> None:
         self.django_app = django_app
         self.runtime = runtime or Runtime()
         self._discovered = False
+        self._sockjs: Any = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -172,10 +178,22 @@ class LivedataApp:
             self._discover()
             await self.runtime.start()
             await serve_websocket(self.runtime, scope, receive, send)
+        elif kind in ("http", "websocket") and _is_sockjs(scope["path"]):
+            self._discover()
+            await self.runtime.start()
+            await self._sockjs_endpoint()(scope, receive, send)
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 4404})
         else:
             await self.django_app(scope, receive, send)
+
+    def _sockjs_endpoint(self) -> Any:
+        """DDP over SockJS at ``/sockjs`` (Meteor's browser clients), made on first use."""
+        if self._sockjs is None:
+            from livedata.server.sockjs.ddp import ddp_endpoint
+
+            self._sockjs = ddp_endpoint(self.runtime)
+        return self._sockjs
 
     def _discover(self) -> None:
         """Import every installed app's ``ddp.py`` (where methods and publications live)."""

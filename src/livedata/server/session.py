@@ -54,7 +54,10 @@ class Session:
         if conf.DDP_HEARTBEAT_INTERVAL:
             heartbeat = Heartbeat(conf.DDP_HEARTBEAT_INTERVAL, conf.DDP_HEARTBEAT_TIMEOUT)
         self.conn = DDPConnection(
-            publications=runtime.publications, methods=runtime.methods, heartbeat=heartbeat
+            publications=runtime.publications,
+            methods=runtime.methods,
+            heartbeat=heartbeat,
+            max_subscriptions=conf.DDP_MAX_SUBSCRIPTIONS,
         )
         if heartbeat is not None:
             heartbeat.seen(self._now())

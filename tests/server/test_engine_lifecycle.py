@@ -1,0 +1,76 @@
+"""Sessions and observers in one process: sharing, and memory back to baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from livedata.api import API
+from livedata.demo.bookstore.models import Author, Book
+from livedata.server.app import Runtime
+from livedata.server.session import Session
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Pipe:
+    """An in-memory transport: what a session sends, as parsed messages."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+        self.closed: tuple[int, str] | None = None
+
+    async def send(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+async def open_session(runtime: Runtime) -> tuple[Session, Pipe]:
+    pipe = Pipe()
+    session = Session(runtime, send=pipe.send, close=pipe.close)
+    session.start()
+    await session.feed('{"msg":"connect","version":"1","support":["1"]}')
+    return session, pipe
+
+
+async def settle(pipe: Pipe, predicate, timeout: float = 10) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if predicate(pipe.sent):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(pipe.sent)
+
+
+def test_shared_observers_and_baseline_after_disconnect():
+    from django.utils.module_loading import autodiscover_modules
+
+    autodiscover_modules("ddp")  # the demo's publications
+    author = Author.objects.create(name="Janet", email="janet@evanovich.com")
+    Book.objects.create(title="One", author=author)
+    assert "BooksByAuthorEmail" in API.publications
+
+    async def main() -> None:
+        runtime = Runtime(listen=False)
+        sessions = [await open_session(runtime) for _ in range(20)]
+        for i, (session, _) in enumerate(sessions):
+            for j in range(5):  # 5 subs each, 3 distinct parameter sets in all
+                params = json.dumps([["janet@evanovich.com", "x@y.z", "q@r.s"][(i + j) % 3]])
+                await session.feed(
+                    f'{{"msg":"sub","id":"s{j}","name":"BooksByAuthorEmail","params":{params}}}'
+                )
+        for _, pipe in sessions:
+            await settle(pipe, lambda sent: sum(1 for m in sent if m.get("msg") == "ready") == 5)
+        assert len(runtime.engine.observers) == 3  # shared: one per distinct parameter set
+        subscribers = sum(len(o.subscribers) for o in runtime.engine.observers.values())
+        assert subscribers == 100
+        for session, _ in sessions:
+            await session.stop()
+        assert runtime.engine.observers == {} and runtime.engine.by_model == {}
+        assert runtime.sessions == set()
+        await runtime.stop()
+
+    asyncio.run(main())
