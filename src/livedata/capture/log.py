@@ -64,7 +64,9 @@ WITH {_BOUND}, batch AS (
     ORDER BY txid, id
     LIMIT %(limit)s
 )
-SELECT (SELECT xid::text::bigint FROM bound), batch.*
+SELECT (SELECT xid::text::bigint FROM bound),
+       (SELECT txid::text || ':' || last_id FROM {HORIZON_TABLE} WHERE name = 'pruned'),
+       batch.*
 FROM (SELECT 1) AS one LEFT JOIN batch ON true
 ORDER BY batch.txid, batch.id
 """
@@ -193,9 +195,12 @@ def _check_horizon(cursor: Cursor, row: Sequence[Any] | None) -> None:
             raise CursorExpired(cursor, horizon)
 
 
-def _batch(result: list[Sequence[Any]]) -> tuple[list[ChangeRow], int]:
-    bound = int(result[0][0])
-    return [_row(r[1:]) for r in result if r[1] is not None], bound
+def _batch(cursor: Cursor, result: list[Sequence[Any]]) -> tuple[list[ChangeRow], int]:
+    """Rows and bound of one READ_SQL result; CursorExpired if ``cursor`` lost rows."""
+    bound, horizon = int(result[0][0]), result[0][1]
+    if horizon is not None:
+        _check_horizon(cursor, horizon.split(":"))
+    return [_row(r[2:]) for r in result if r[2] is not None], bound
 
 
 def read_batch(
@@ -208,11 +213,9 @@ def read_batch(
     ``cursor`` were pruned. ``conn`` is a sync psycopg (or Django) connection.
     """
     with conn.cursor() as cur:
-        cur.execute(HORIZON_SQL)
-        _check_horizon(cursor, cur.fetchone())
         sql, params = _read_query(cursor, limit, models)
         cur.execute(sql, params)
-        return _batch(cur.fetchall())
+        return _batch(cursor, cur.fetchall())
 
 
 async def aread_batch(
@@ -220,11 +223,9 @@ async def aread_batch(
 ) -> tuple[list[ChangeRow], int]:
     """``read_batch`` for an async psycopg connection."""
     async with conn.cursor() as cur:
-        await cur.execute(HORIZON_SQL)
-        _check_horizon(cursor, await cur.fetchone())
         sql, params = _read_query(cursor, limit, models)
         await cur.execute(sql, params)
-        return _batch(await cur.fetchall())
+        return _batch(cursor, await cur.fetchall())
 
 
 def read(

@@ -123,6 +123,15 @@ class QueryObserver:
             self.queried += 1
         return self._diff(new, candidates)
 
+    def in_memory_for(self, rows: list[ChangeRow]) -> bool:
+        if self.matcher is None or self.sliced:
+            return not any(r.model in self.dependencies for r in rows)
+        return all(
+            r.model == self.label and r.op != "truncate"
+            for r in rows
+            if r.model in self.dependencies
+        )
+
     def resync(self) -> list[tuple[str, str, dict[str, Any] | None]]:
         """Re-read the whole result (after a failed refresh): the client ends up exact."""
         new = self.fetch()
@@ -194,6 +203,10 @@ class Observer:
     @property
     def dependencies(self) -> set[str]:
         return {label for q in self.queries for label in q.dependencies}
+
+    def in_memory_for(self, rows: list[ChangeRow]) -> bool:
+        """Can every query of this observer take ``rows`` without the database?"""
+        return all(q.in_memory_for(rows) for q in self.queries)
 
     def documents(self) -> list[tuple[str, str, dict[str, Any]]]:
         return [
@@ -283,7 +296,11 @@ class Engine:
         async with self._lock:
             affected = {o for label in labels for o in self.by_model.get(label, ())}
             for observer in affected - self.stale:
-                await self._update(observer, self._refresh, rows)
+                if observer.in_memory_for(rows):
+                    # pure computation on the log rows: no thread hop, no database
+                    self._publish(observer, self._refresh(observer, rows))
+                else:
+                    await self._update(observer, self._refresh, rows)
         if self.stale:
             await self.heal()
 
@@ -315,6 +332,10 @@ class Engine:
             self.stale.add(observer)
             return
         self.stale.discard(observer)
+        self._publish(observer, diffs)
+
+    @staticmethod
+    def _publish(observer: Observer, diffs: list[list[Any]]) -> None:
         if any(diffs):
             for session, sub_id in list(observer.subscribers):
                 session.publish_diffs(sub_id, diffs)
@@ -335,10 +356,7 @@ class Engine:
 
 
 def _with_connection(func: Any, *args: Any) -> Any:
-    from django.db import close_old_connections
+    from livedata.server.app import usable_connection
 
-    close_old_connections()
-    try:
-        return func(*args)
-    finally:
-        close_old_connections()
+    usable_connection()
+    return func(*args)

@@ -119,32 +119,39 @@ def _report_listener_exit(task: asyncio.Task[None]) -> None:
         logger.error("livedata: the change-log listener stopped", exc_info=task.exception())
 
 
+def usable_connection() -> None:
+    """Worker threads keep their database connection between jobs (one per thread, at
+    most METHOD_THREADS): reconnecting per job cost more than the job. A connection that
+    broke (the database restarted) is dropped here and reopened on first use."""
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and (conn.errors_occurred or not conn.is_usable()):
+            conn.close()
+        conn.errors_occurred = False
+
+
 def _run_sync(method: Method, bound: Any) -> tuple[Any, int | None]:
     """A sync method in a worker thread: in a transaction; returns (result, its txid)."""
-    from django.db import close_old_connections, connection, transaction
+    from django.db import connection, transaction
 
-    close_old_connections()
-    try:
-        if not method.atomic:
-            result = method.func(*bound.args, **bound.kwargs)
-            return result, _current_horizon_locked(connection)
-        with transaction.atomic():
-            result = method.func(*bound.args, **bound.kwargs)
-            with connection.cursor() as cur:
-                cur.execute("SELECT pg_current_xact_id_if_assigned()::text")
-                txid = cur.fetchone()[0]
-        return result, int(txid) if txid is not None else None
-    finally:
-        close_old_connections()
+    usable_connection()
+    if not method.atomic:
+        result = method.func(*bound.args, **bound.kwargs)
+        return result, _current_horizon_locked(connection)
+    with transaction.atomic():
+        result = method.func(*bound.args, **bound.kwargs)
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_current_xact_id_if_assigned()::text")
+            txid = cur.fetchone()[0]
+    return result, int(txid) if txid is not None else None
 
 
 def _current_horizon() -> int:
-    from django.db import close_old_connections, connection
+    from django.db import connection
 
-    try:
-        return _current_horizon_locked(connection)
-    finally:
-        close_old_connections()
+    usable_connection()
+    return _current_horizon_locked(connection)
 
 
 def _current_horizon_locked(connection: Any) -> int:

@@ -34,6 +34,15 @@ class BooksByAuthorEmail(Publication):
         ]
 
 
+class BooksOfAuthor(Publication):
+    """Books of one author by id: a filter on the book's own column, matched in memory."""
+
+    def get_queries(self, author_id):
+        if not isinstance(author_id, int | str):
+            raise DDPError(400, "author_id must be an id")
+        return [models.Book.objects.filter(author_id=author_id)]
+
+
 class LatestBooks(Publication):
     """Top-N: the newest ``count`` books, kept so as books come and go."""
 
@@ -43,7 +52,7 @@ class LatestBooks(Publication):
         return [models.Book.objects.order_by("-id")[:count]]
 
 
-API.register([Book, Author, AllBooks, BooksByAuthorEmail, LatestBooks])
+API.register([Book, Author, AllBooks, BooksByAuthorEmail, BooksOfAuthor, LatestBooks])
 
 
 @method(name="addBook")

@@ -5,8 +5,9 @@
 
 ``/echo`` echoes every message, ``/close`` closes each session as it opens,
 ``/disabled_websocket_echo`` has no WebSocket transport, ``/cookie_needed_echo`` sets
-JSESSIONID. Streaming responses end after 4 KiB, as the suite requires of a test server.
-No database is used.
+JSESSIONID. Streaming responses end after 4 KiB, as the suite requires of a test server;
+heartbeats every 25 s and sessions expiring 5 s after their last request are the defaults it
+assumes. No database is used.
 """
 
 from __future__ import annotations
@@ -64,12 +65,17 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8081)
         parser.add_argument("--log-level", default="warning")
+        parser.add_argument("--heartbeat-delay", type=float, default=25.0, help="seconds")
+        parser.add_argument("--disconnect-delay", type=float, default=5.0, help="seconds")
 
     def handle(self, *args: Any, **options: Any) -> None:
         import uvicorn
 
         uvicorn.run(
-            TestServer(),
+            TestServer(
+                heartbeat_delay=options["heartbeat_delay"],
+                disconnect_delay=options["disconnect_delay"],
+            ),
             host=options["host"],
             port=options["port"],
             lifespan="off",

@@ -191,11 +191,6 @@ class SockJSEndpoint:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def close_all(self, code: int = 1001, reason: str = "Server shutting down") -> None:
-        """Close every session (e.g. before the server stops)."""
-        for session in list(self.sessions.values()):
-            await session.close(code, reason)
-
     # --- HTTP ---------------------------------------------------------------------------
 
     async def _http(

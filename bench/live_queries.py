@@ -1,0 +1,314 @@
+"""Commit → client latency of live queries, against a bare broadcaster as the ceiling.
+
+Workload: C clients (1000; 200 with --quick) on one ``livedata serve`` process, spread
+over 100 distinct publications: client i subscribes ``BooksOfAuthor(author i % 100)``.
+A writer process inserts books for random authors at a fixed rate (100/s, then 1000/s,
+one commit each), writing its send time into the title; every client that sees the
+``added`` records now - send time. So each commit reaches C/100 clients.
+
+Ceiling: the same clients on the bare ASGI app (bench/asgi_bench_app.py) join 100 groups;
+the writer sends the precomputed message to a group through the server instead of
+committing a row. Printed: p50/p99 latency, messages delivered vs expected, and ratios.
+
+Also: database transactions made by the server per change (from pg_stat_database: the
+listener's reads and any re-queries; in-memory matching makes none), and memory per
+subscribed client (server RSS growth / C).
+
+    .venv/bin/python -m bench.live_queries [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import psutil
+import psycopg
+import websockets
+from bench.asgi_servers import ROOT, free_port, start
+
+PY = sys.executable
+GROUPS = 100
+SPAWN = multiprocessing.get_context("spawn")  # writers: fresh processes, no inherited loop
+ENV = {"LIVEDATA_DB_NAME": "livedata_bench", "DJANGO_SETTINGS_MODULE": "livedata.demo.settings"}
+CONNECT = '{"msg":"connect","version":"1","support":["1"]}'
+
+
+def db_params() -> dict[str, Any]:
+    os.environ.update(ENV)
+    import django
+
+    django.setup()
+    from livedata.capture.listener import connection_params
+
+    return connection_params()
+
+
+def prepare(params: dict[str, Any]) -> list[int]:
+    subprocess.run(
+        [PY, "-m", "livedata", "migrate", "-v0"], cwd=ROOT, env={**os.environ, **ENV}, check=True
+    )
+    with psycopg.connect(**params, autocommit=True) as conn:
+        conn.execute("DELETE FROM bookstore_book")
+        conn.execute("DELETE FROM bookstore_author WHERE email LIKE 'bench-%%'")
+        ids = [
+            conn.execute(
+                "INSERT INTO bookstore_author (name, email) VALUES (%s, %s) RETURNING id",
+                [f"Author {i}", f"bench-{i}@example.com"],
+            ).fetchone()[0]
+            for i in range(GROUPS)
+        ]
+    return ids
+
+
+def writer_db(
+    params: dict[str, Any], authors: list[int], rate: float, seconds: float, q: Any
+) -> None:
+    rng = random.Random(1)
+    n = int(rate * seconds)
+    with psycopg.connect(**params, autocommit=True) as conn:
+        start_t = time.perf_counter()
+        for i in range(n):
+            due = start_t + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            group = rng.randrange(GROUPS)
+            conn.execute(
+                "INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s)",
+                [f"{time.time_ns()}", authors[group]],
+            )
+    q.put(n)
+
+
+def writer_bare(port: int, rate: float, seconds: float, q: Any) -> None:
+    async def run() -> int:
+        rng = random.Random(1)
+        n = int(rate * seconds)
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws", compression=None) as ws:
+            start_t = time.perf_counter()
+            for i in range(n):
+                due = start_t + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                group = rng.randrange(GROUPS)
+                message = json.dumps(
+                    {
+                        "msg": "added",
+                        "collection": "bookstore.book",
+                        "id": str(i),
+                        "fields": {"title": str(time.time_ns()), "author_id": group},
+                    }
+                )
+                await ws.send(f"p {group} {message}")
+        return n
+
+    q.put(asyncio.run(run()))
+
+
+async def run_clients(
+    url: str,
+    n: int,
+    subscribe: Any,
+    rate: float,
+    seconds: float,
+    start_writer: Any,
+    on_ready: Any = None,
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    conns = []
+    for i in range(0, n, 100):
+        batch = await asyncio.gather(
+            *[
+                websockets.connect(url, max_size=None, ping_interval=None, compression=None)
+                for _ in range(min(100, n - i))
+            ]
+        )
+        conns.extend(batch)
+    for i, ws in enumerate(conns):
+        await subscribe(ws, i % GROUPS)
+    if on_ready is not None:
+        await asyncio.to_thread(on_ready)
+
+    async def reader(ws: Any) -> None:
+        try:
+            async for text in ws:
+                if '"added"' not in text:
+                    if '"ping"' in text:
+                        await ws.send('{"msg":"pong"}')
+                    continue
+                sent_ns = int(json.loads(text)["fields"]["title"])
+                latencies.append((time.time_ns() - sent_ns) / 1e6)
+        except websockets.ConnectionClosed:
+            pass
+
+    readers = [asyncio.create_task(reader(ws)) for ws in conns]
+    q: Any = SPAWN.Queue()
+    proc = start_writer(q)
+    committed = await asyncio.to_thread(q.get)
+    proc.join()
+    expected = committed * n // GROUPS
+    deadline = time.perf_counter() + 10
+    while len(latencies) < expected * 0.999 and time.perf_counter() < deadline:
+        await asyncio.sleep(0.1)
+    await asyncio.gather(*(ws.close() for ws in conns))
+    await asyncio.gather(*readers)
+    lat = sorted(latencies) or [float("nan")]
+    return {
+        "rate": rate,
+        "committed": committed,
+        "expected": expected,
+        "delivered": len(latencies),
+        "p50_ms": statistics.median(lat),
+        "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+        "max_ms": lat[-1],
+    }
+
+
+async def ddp_subscribe(ws: Any, group: int, authors: list[int]) -> None:
+    await ws.recv()
+    await ws.send(CONNECT)
+    await ws.recv()
+    await ws.send(
+        json.dumps({"msg": "sub", "id": "s", "name": "BooksOfAuthor", "params": [authors[group]]})
+    )
+    while '"ready"' not in await ws.recv():
+        pass
+
+
+async def bare_subscribe(ws: Any, group: int) -> None:
+    await ws.send(f"j {group}")
+
+
+def server_xacts(params: dict[str, Any]) -> int:
+    with psycopg.connect(**{**params, "dbname": "postgres"}) as conn:
+        return conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", [params["dbname"]]
+        ).fetchone()[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    clients, seconds = (200, 2.0) if args.quick else (1000, 5.0)
+    rates = [100, 1000]
+    params = db_params()
+    authors = prepare(params)
+    results: dict[str, Any] = {"clients": clients, "seconds": seconds, "ours": [], "bare": []}
+
+    port = free_port()
+    proc = start(
+        [PY, "-m", "livedata", "serve", "--port", "{port}", "--log-level", "warning"], port, ENV
+    )
+    try:
+        base_rss = psutil.Process(proc.pid).memory_info().rss
+        for rate in rates:
+            before = server_xacts(params)
+            out = asyncio.run(
+                run_clients(
+                    f"ws://127.0.0.1:{port}/websocket",
+                    clients,
+                    lambda ws, g: ddp_subscribe(ws, g, authors),
+                    rate,
+                    seconds,
+                    lambda q, rate=rate: _spawn(writer_db, params, authors, rate, seconds, q),
+                )
+            )
+            time.sleep(1.5)  # pg_stat_database is updated asynchronously
+            out["server_xacts_per_change"] = (
+                server_xacts(params) - before - out["committed"]
+            ) / out["committed"]
+            results["ours"].append(out)
+        results["rss_kib_per_client"] = (
+            (psutil.Process(proc.pid).memory_info().rss - base_rss) / clients / 1024
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+    port = free_port()
+    proc = start(
+        [
+            PY,
+            "-m",
+            "uvicorn",
+            "--ws",
+            "websockets",
+            "--ws-per-message-deflate",
+            "false",
+            "--http",
+            "httptools",
+            "--log-level",
+            "warning",
+            "--port",
+            "{port}",
+            "bench.asgi_bench_app:app",
+        ],
+        port,
+    )
+    try:
+        for rate in rates:
+            results["bare"].append(
+                asyncio.run(
+                    run_clients(
+                        f"ws://127.0.0.1:{port}/ws",
+                        clients,
+                        bare_subscribe,
+                        rate,
+                        seconds,
+                        lambda q, rate=rate, port=port: _spawn(writer_bare, port, rate, seconds, q),
+                    )
+                )
+            )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+    report(results, clients, seconds)
+    out = ROOT / "bench" / "results" / "live_queries.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nWrote {out}")
+
+
+def report(results: dict[str, Any], clients: int, seconds: float) -> None:
+    print(f"\n{clients} clients over {GROUPS} publications (BooksOfAuthor), {seconds:.0f} s/rate")
+    head = f"{'changes/s':>9} {'':8} {'delivered':>15} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+    print(head + f" {'db xacts/change':>16}")
+    for ours, bare in zip(results["ours"], results["bare"], strict=True):
+        for name, r in (("livedata", ours), ("bare", bare)):
+            extra = f"{r['server_xacts_per_change']:>16.2f}" if name == "livedata" else ""
+            print(
+                f"{r['rate']:>9} {name:8} {r['delivered']:>7}/{r['expected']:<7} "
+                f"{r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['max_ms']:>8.1f}{extra}"
+            )
+        p50, p99 = ours["p50_ms"] / bare["p50_ms"], ours["p99_ms"] / bare["p99_ms"]
+        print(f"{'':9} {'ratio':8} {'':15} {p50:>7.1f}x {p99:>7.1f}x")
+    kib = results["rss_kib_per_client"]
+    print(f"memory: {kib:.1f} KiB per connected, subscribed client (server RSS)")
+    goal = next((r for r in results["ours"] if r["rate"] == 100), None)
+    if goal:
+        verdict = "PASS" if goal["p99_ms"] <= 50 else "FAIL"
+        p99 = goal["p99_ms"]
+        print(f"goal p99 <= 50 ms, {clients} clients x 100 changes/s: {verdict} ({p99:.1f} ms)")
+
+
+def _spawn(target: Any, *args: Any) -> multiprocessing.Process:
+    proc = SPAWN.Process(target=target, args=args)
+    proc.start()
+    return proc
+
+
+if __name__ == "__main__":
+    main()
