@@ -69,7 +69,9 @@ def test_shared_observers_and_baseline_after_disconnect():
         assert subscribers == 100
         for session, _ in sessions:
             await session.stop()
-        assert runtime.engine.observers == {} and runtime.engine.by_model == {}
+        engine = runtime.engine
+        assert engine.observers == {} and engine.by_model == {}
+        assert engine.by_key == {} and engine.all_by_model == {}
         assert runtime.sessions == set()
         await runtime.stop()
 

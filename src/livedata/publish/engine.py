@@ -5,6 +5,10 @@ what changed → the difference goes to every subscribed session's mergebox → 
 
 - Work is shared: subscriptions to the same publication with the same parameters (and
   user) share one ``Observer``; a batch is matched once per observer, not per client.
+- Changes are routed: an observer whose queries require ``column = constant`` (say
+  ``author_id = 7``) only receives rows whose old or new value has that key, so a change
+  costs the same with 10 or 10,000 such observers; others receive every change of the
+  models they depend on.
 - Fed only by the change log (never Django signals): raw SQL, bulk writes and other
   services' writes reach clients, and only committed data is ever sent.
 - How a query is refreshed: when it only filters its own model's columns with simple
@@ -33,7 +37,14 @@ from django.db.models import QuerySet
 from livedata.capture.log import ChangeRow
 from livedata.ddp.messages import UNDEFINED
 from livedata.publish.api import API, Collection, Publication
-from livedata.publish.matching import Matcher, compile_matcher, supported, to_python
+from livedata.publish.matching import (
+    Matcher,
+    compile_matcher,
+    route_key,
+    routing_value,
+    supported,
+    to_python,
+)
 
 if TYPE_CHECKING:
     from livedata.server.app import Runtime
@@ -59,6 +70,8 @@ class QueryObserver:
     #: (attname, published name, field) when every published column converts from the log
     converters: list[tuple[str, str, Any]] | None = None
     docs: Docs = field(default_factory=dict)
+    #: (column, field, key) when the query requires column = key (see route_key)
+    route: tuple[str, Any, str] | None = None
     #: refreshes done without a query / with one (for tests and benchmarks)
     in_memory: int = 0
     queried: int = 0
@@ -89,6 +102,7 @@ class QueryObserver:
             sliced=sliced,
             matcher=matcher,
             converters=converters,
+            route=route_key(qs) if not sliced else None,
         )
 
     def fetch(self, qs: QuerySet[Any] | None = None) -> Docs:
@@ -204,6 +218,17 @@ class Observer:
     def dependencies(self) -> set[str]:
         return {label for q in self.queries for label in q.dependencies}
 
+    def routes(self, label: str) -> list[tuple[str, Any, str]] | None:
+        """How changes of ``label`` reach this observer: by key, or None for all of them."""
+        routes = []
+        for q in self.queries:
+            if label not in q.dependencies:
+                continue
+            if q.label != label or q.route is None:
+                return None
+            routes.append(q.route)
+        return routes
+
     def in_memory_for(self, rows: list[ChangeRow]) -> bool:
         """Can every query of this observer take ``rows`` without the database?"""
         return all(q.in_memory_for(rows) for q in self.queries)
@@ -225,7 +250,14 @@ class Engine:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.observers: dict[tuple[str, str, Any], Observer] = {}
+        #: label → observers that see every change of that model
         self.by_model: dict[str, set[Observer]] = {}
+        #: (label, column, key) → observers that only see rows with that key (old or new)
+        self.by_key: dict[tuple[str, str, str], set[Observer]] = {}
+        #: label → {column: field} of the keys routed on
+        self.route_columns: dict[str, dict[str, Any]] = {}
+        #: label → every observer depending on it (TRUNCATE reaches all)
+        self.all_by_model: dict[str, set[Observer]] = {}
         self._lock = asyncio.Lock()
         #: observers whose refresh failed (database away): fully re-read when possible
         self.stale: set[Observer] = set()
@@ -247,8 +279,7 @@ class Engine:
             if observer is None:
                 observer = await self._run(self._start_observer, key, publication_cls, params, user)
                 self.observers[key] = observer
-                for label in observer.dependencies:
-                    self.by_model.setdefault(label, set()).add(observer)
+                self._index(observer)
             observer.subscribers[(session, sub_id)] = None
             session.publish_added(sub_id, observer.documents())
         session.conn.ready(sub_id)
@@ -283,24 +314,52 @@ class Engine:
             return
         self.observers.pop(observer.key, None)
         for label in observer.dependencies:
-            group = self.by_model.get(label)
-            if group is not None:
-                group.discard(observer)
-                if not group:
-                    del self.by_model[label]
+            _discard(self.all_by_model, label, observer)
+            _discard(self.by_model, label, observer)
+            for column, _field, value in observer.routes(label) or ():
+                _discard(self.by_key, (label, column, value), observer)
+
+    def _index(self, observer: Observer) -> None:
+        for label in observer.dependencies:
+            self.all_by_model.setdefault(label, set()).add(observer)
+            routes = observer.routes(label)
+            if routes is None:
+                self.by_model.setdefault(label, set()).add(observer)
+                continue
+            for column, field_, value in routes:
+                self.by_key.setdefault((label, column, value), set()).add(observer)
+                self.route_columns.setdefault(label, {})[column] = field_
+
+    def route(self, rows: list[ChangeRow]) -> dict[Observer, list[ChangeRow]]:
+        """Which observers each row may affect, keeping the rows' order per observer."""
+        out: dict[Observer, list[ChangeRow]] = {}
+        for row in rows:
+            label = row.model
+            if row.op == "truncate":
+                targets: set[Observer] = set(self.all_by_model.get(label, ()))
+            else:
+                targets = set(self.by_model.get(label, ()))
+                for column, field_ in self.route_columns.get(label, {}).items():
+                    for values in (row.new, row.old):
+                        if values is not None and values.get(column) is not None:
+                            key = routing_value(to_python(field_, values[column]))
+                            targets |= self.by_key.get((label, column, key), set())
+            for observer in targets:
+                out.setdefault(observer, []).append(row)
+        return out
 
     # --- the listener's consumer --------------------------------------------------------
 
     async def on_changes(self, rows: list[ChangeRow]) -> None:
-        labels = {r.model for r in rows}
         async with self._lock:
-            affected = {o for label in labels for o in self.by_model.get(label, ())}
-            for observer in affected - self.stale:
-                if observer.in_memory_for(rows):
+            for observer, mine in self.route(rows).items():
+                if observer in self.stale:
+                    continue
+                if observer.in_memory_for(mine):
                     # pure computation on the log rows: no thread hop, no database
-                    self._publish(observer, self._refresh(observer, rows))
+                    self._publish(observer, self._refresh(observer, mine))
                 else:
-                    await self._update(observer, self._refresh, rows)
+                    await self._update(observer, self._refresh, mine)
         if self.stale:
             await self.heal()
 
@@ -353,6 +412,14 @@ class Engine:
     async def _run(self, func: Any, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.runtime._executor, _with_connection, func, *args)
+
+
+def _discard(index: dict[Any, set[Observer]], key: Any, observer: Observer) -> None:
+    group = index.get(key)
+    if group is not None:
+        group.discard(observer)
+        if not group:
+            del index[key]
 
 
 def _with_connection(func: Any, *args: Any) -> Any:

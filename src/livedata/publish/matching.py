@@ -258,3 +258,34 @@ def _not(matcher: Matcher) -> Matcher:
         return None if result is None else not result
 
     return match
+
+
+def route_key(qs: models.QuerySet[Any]) -> tuple[str, models.Field, str] | None:
+    """(column, field, key) when the query requires ``column = constant`` at its top level.
+
+    Lets the engine hand a changed row only to observers whose key equals the row's old or
+    new value, instead of matching it against every observer of the model.
+    """
+    query = qs.query
+    where = query.where
+    if where.negated or where.connector != AND:
+        return None
+    alias = query.get_initial_alias()
+    for child in where.children:
+        if (
+            isinstance(child, Lookup)
+            and child.lookup_name == "exact"
+            and isinstance(child.lhs, Col)
+            and child.lhs.alias == alias
+            and supported(child.lhs.target)
+            and not isinstance(child.lhs.target, models.JSONField)
+            and child.rhs is not None
+            and not hasattr(child.rhs, "resolve_expression")
+        ):
+            field = child.lhs.target
+            return field.column, field, routing_value(_python_value(field, child.rhs))
+    return None
+
+
+def routing_value(value: Any) -> str:
+    return repr(value)

@@ -11,6 +11,7 @@ lifespan, or on the first DDP connection when the server has no lifespan support
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -84,7 +85,27 @@ class Runtime:
             self.listener.stop()
             await asyncio.gather(self._listener_task, return_exceptions=True)
             self._listener_task = None
+        await asyncio.get_running_loop().run_in_executor(None, self._close_thread_connections)
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _close_thread_connections(self) -> None:
+        """Each worker thread keeps a database connection: close them all (one job per
+        thread, held together by a barrier so no thread takes two)."""
+        import threading
+
+        from django.db import connections
+
+        workers = self.settings.METHOD_THREADS
+        barrier = threading.Barrier(workers, timeout=5)
+
+        def close() -> None:
+            connections.close_all()
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()
+
+        jobs = [self._executor.submit(close) for _ in range(workers)]
+        for job in jobs:
+            job.result()
 
     async def invoke(
         self, method: Method, call: MethodCall, params: list[Any]
