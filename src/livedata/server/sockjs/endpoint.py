@@ -136,6 +136,16 @@ class SockJSEndpoint:
         #: sessions of the polling and streaming transports, by session id (this process)
         self.sessions: dict[str, SockJSSession] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._transports: dict[str, Routes] = {
+            "xhr": {"OPTIONS": self._options, "POST": self._xhr},
+            "xhr_send": {"OPTIONS": self._options, "POST": self._xhr_send},
+            "xhr_streaming": {"OPTIONS": self._options, "POST": self._xhr_streaming},
+            "eventsource": {"GET": self._eventsource},
+            "htmlfile": {"GET": self._htmlfile},
+            "jsonp": {"GET": self._jsonp},
+            "jsonp_send": {"POST": self._jsonp_send},
+            "websocket": {"GET": self._not_upgraded},
+        }
 
     def handles(self, path: str) -> bool:
         return path == self.prefix or path.startswith(self.prefix + "/")
@@ -221,19 +231,6 @@ class SockJSEndpoint:
             await self._options(send, headers, ", ".join(routes), cookie=session_id is not None)
         else:
             await route(scope, receive, send, headers, session_id)
-
-    @property
-    def _transports(self) -> dict[str, Routes]:
-        return {
-            "xhr": {"OPTIONS": self._options, "POST": self._xhr},
-            "xhr_send": {"OPTIONS": self._options, "POST": self._xhr_send},
-            "xhr_streaming": {"OPTIONS": self._options, "POST": self._xhr_streaming},
-            "eventsource": {"GET": self._eventsource},
-            "htmlfile": {"GET": self._htmlfile},
-            "jsonp": {"GET": self._jsonp},
-            "jsonp_send": {"POST": self._jsonp_send},
-            "websocket": {"GET": self._not_upgraded},
-        }
 
     async def _greeting(self, scope: Scope, receive: Receive, send: Send, h: Any, _: Any) -> None:
         await respond(send, 200, b"Welcome to SockJS!\n", [(b"content-type", TEXT)])
