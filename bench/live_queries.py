@@ -38,6 +38,7 @@ from bench.asgi_servers import ROOT, free_port, start
 
 PY = sys.executable
 GROUPS = 100
+SERVER_ENV = {"LIVEDATA_SETTINGS": os.environ.get("LIVEDATA_SETTINGS", "")}
 SPAWN = multiprocessing.get_context("spawn")  # writers: fresh processes, no inherited loop
 ENV = {"LIVEDATA_DB_NAME": "livedata_bench", "DJANGO_SETTINGS_MODULE": "livedata.demo.settings"}
 CONNECT = '{"msg":"connect","version":"1","support":["1"]}'
