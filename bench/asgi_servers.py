@@ -71,6 +71,22 @@ SERVERS = {
         "--port",
         "{port}",
     ],
+    "uvicorn+websockets-sansio, no deflate": [
+        PY,
+        "-m",
+        "uvicorn",
+        "bench.asgi_bench_app:app",
+        "--ws",
+        "websockets-sansio",
+        "--ws-per-message-deflate",
+        "false",
+        "--http",
+        "httptools",
+        "--log-level",
+        "warning",
+        "--port",
+        "{port}",
+    ],
     "uvicorn+wsproto": [
         PY,
         "-m",
@@ -113,7 +129,7 @@ SERVERS = {
 
 
 #: What ``livedata serve`` runs (chosen by this benchmark): the DDP figures compare to it.
-SERVED = "uvicorn+websockets, no deflate"
+SERVED = "uvicorn+websockets-sansio, no deflate"
 
 
 def free_port() -> int:

@@ -1,6 +1,6 @@
 """livedata's DDP server against a bare ASGI WebSocket app on the same ASGI server.
 
-Both run on uvicorn with the websockets protocol and no permessage-deflate (what
+Both run on uvicorn with the websockets-sansio protocol and no permessage-deflate (what
 ``livedata serve`` uses). With N connected clients (1000; 200 with --quick):
 
 - ping: every client sends ``ping`` and waits for ``pong`` in a loop for a few seconds
@@ -35,7 +35,7 @@ UVICORN = [
     "-m",
     "uvicorn",
     "--ws",
-    "websockets",
+    "websockets-sansio",
     "--ws-per-message-deflate",
     "false",
     "--http",

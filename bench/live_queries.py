@@ -245,7 +245,7 @@ def main() -> None:
             "-m",
             "uvicorn",
             "--ws",
-            "websockets",
+            "websockets-sansio",
             "--ws-per-message-deflate",
             "false",
             "--http",

@@ -11,6 +11,7 @@ import os
 import sys
 
 DEFAULT_SETTINGS = "livedata.demo.settings"
+ALIASES = {"sockjs-testserver": "sockjs_testserver"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,6 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     from django.db import DatabaseError
 
     argv[0] = "livedata"
+    # Django names commands after their module; accept the dashed spelling too
+    if len(argv) > 1 and argv[1] in ALIASES:
+        argv[1] = ALIASES[argv[1]]
     try:
         execute_from_command_line(argv)
     except KeyboardInterrupt:

@@ -32,7 +32,17 @@ def wait_listening(port: int, proc, timeout: float = 60) -> None:
 
 @pytest.fixture
 def server(transactional_db) -> Iterator[str]:
-    """Base URL ``127.0.0.1:PORT`` of a running server (heartbeat every 1 s, 1 s timeout)."""
+    """``127.0.0.1:PORT`` of a running server (small message and buffer limits)."""
+    yield from _serve("1")
+
+
+@pytest.fixture
+def fast_heartbeat_server(transactional_db) -> Iterator[str]:
+    """A server that pings after 1 s of silence and closes 1 s after an unanswered ping."""
+    yield from _serve("fast-heartbeat")
+
+
+def _serve(overrides: str) -> Iterator[str]:
     import subprocess
 
     port = free_port()
@@ -43,7 +53,7 @@ def server(transactional_db) -> Iterator[str]:
         "--log-level",
         "warning",
         stderr=subprocess.STDOUT,
-        LIVEDATA_TEST_OVERRIDES="1",
+        LIVEDATA_TEST_OVERRIDES=overrides,
     )
     try:
         wait_listening(port, proc)
@@ -51,6 +61,8 @@ def server(transactional_db) -> Iterator[str]:
     finally:
         proc.terminate()
         try:
-            proc.communicate(timeout=20)
+            output = proc.communicate(timeout=20)[0]
         except subprocess.TimeoutExpired:
             proc.kill()
+            output = proc.communicate()[0]
+        print(f"--- livedata serve output ---\n{output}")  # shown when the test failed

@@ -240,7 +240,8 @@ def test_a_failed_negotiation_is_a_sockjs_close_frame(server, kind):
     c.close()
 
 
-def test_heartbeat_timeout_over_polling(server):
+def test_heartbeat_timeout_over_polling(fast_heartbeat_server):
+    server = fast_heartbeat_server
     c = open_session(server, XhrPolling)
     c.send(CONNECT)
     assert c.recv()["msg"] == "connected"

@@ -97,6 +97,8 @@ class Listener:
         self.delivered_below = 0
         self._fences: list[tuple[int, asyncio.Future[None]]] = []
         self.connected = asyncio.Event()
+        #: set once the starting cursor is fixed: from then on no commit can be missed
+        self.started = asyncio.Event()
         self.connects = 0  # how many times a connection was (re)established
 
     def add_consumer(self, consumer: Consumer) -> None:
@@ -171,6 +173,7 @@ class Listener:
             raise MissingLogTable()
         if self.cursor is None:
             self.cursor = await log.ahead(conn)
+        self.started.set()
         self.connects += 1
         self.connected.set()
         logger.debug("livedata listener connected, cursor %s", self.cursor)

@@ -272,6 +272,7 @@ class Engine:
         into ``nosub``.
         """
         publication_cls = API.publications[name]
+        await self.runtime.listening()  # the initial query must not predate the listener
         user = None
         key = (name, json.dumps(params, sort_keys=True, default=str), getattr(user, "pk", None))
         async with self._lock:

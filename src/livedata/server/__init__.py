@@ -1,8 +1,9 @@
-"""The process that serves clients: an ASGI application with DDP over WebSocket (and
-SockJS, next), Django for every other path, and one change-log listener per process.
+"""The process that serves clients: an ASGI application with DDP over WebSocket and
+SockJS, Django for every other path, and one change-log listener per process.
 
 - ``app``: routing and the per-process runtime (listener, method threads).
 - ``session``: a DDP session over any transport: runs the protocol core, methods with
   their write fences, heartbeats, and bounded outgoing buffers.
 - ``websocket``: the raw DDP WebSocket transport at ``/websocket``.
+- ``sockjs``: SockJS 0.3 (generic; DDP is mounted at ``/sockjs``).
 """

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from livedata.capture.listener import Listener
 from livedata.conf import LivedataSettings, livedata_settings
+from livedata.ddp.errors import DDPError
 from livedata.publish.api import API
 from livedata.publish.engine import Engine
 from livedata.publish.methods import Method, MethodCall, MethodRegistry
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("livedata.server")
 
 DDP_PATHS = ("/websocket", "/sockjs/websocket")
+#: How long a subscription waits for the listener to start (the database being down).
+LISTEN_TIMEOUT = 30.0
 
 
 class Runtime:
@@ -63,6 +66,22 @@ class Runtime:
             self._listener_task.add_done_callback(_report_listener_exit)
         if self._ticker is None and self.settings.DDP_HEARTBEAT_INTERVAL:
             self._ticker = asyncio.create_task(self._tick_sessions())
+
+    async def listening(self) -> None:
+        """Wait until the listener has fixed its starting cursor.
+
+        A subscription's initial query must come after that point, or a commit landing
+        between the query and the listener's start would never reach the subscriber.
+        """
+        if self.listener is None:
+            return
+        await self.start()
+        try:
+            await asyncio.wait_for(self.listener.started.wait(), LISTEN_TIMEOUT)
+        except TimeoutError:
+            raise DDPError(
+                503, "Live data is unavailable: the database cannot be reached"
+            ) from None
 
     async def _tick_sessions(self) -> None:
         conf = self.settings

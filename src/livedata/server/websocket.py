@@ -13,6 +13,9 @@ from livedata.server.session import Session
 
 logger = logging.getLogger("livedata.server")
 
+#: Seconds to get a close frame out before giving up on the client.
+CLOSE_TIMEOUT = 5.0
+
 
 def headers_of(scope: dict[str, Any]) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
@@ -45,10 +48,25 @@ async def serve_websocket(runtime: Any, scope: dict[str, Any], receive: Any, sen
         if not closed.is_set():
             await send({"type": "websocket.send", "text": text})
 
+    handler = asyncio.current_task()
+    abandoned = False
+
     async def close(code: int, reason: str) -> None:
-        if not closed.is_set():
-            closed.set()
-            await send({"type": "websocket.close", "code": code, "reason": reason[:120]})
+        nonlocal abandoned
+        if closed.is_set():
+            return
+        closed.set()
+        try:
+            await asyncio.wait_for(
+                send({"type": "websocket.close", "code": code, "reason": reason[:120]}),
+                CLOSE_TIMEOUT,
+            )
+        except TimeoutError:
+            # a client that reads nothing cannot take even a close frame: stop waiting for
+            # it; returning from the app makes the server drop the connection
+            abandoned = True
+            if handler is not None:
+                handler.cancel()
 
     client = scope.get("client")
     session = Session(
@@ -61,23 +79,30 @@ async def serve_websocket(runtime: Any, scope: dict[str, Any], receive: Any, sen
     limit = runtime.settings.DDP_MAX_MESSAGE_BYTES
     session.start()
     try:
-        while not session.closed.is_set():
-            message = await receive()
-            kind = message["type"]
-            if kind == "websocket.disconnect":
-                break
-            if kind != "websocket.receive":
-                continue
-            text = message.get("text")
-            if text is None:
-                data = message.get("bytes") or b""
-                text = data.decode("utf-8", errors="replace")
-            if len(text) > limit:
-                session.conn.send(messages.error(f"Message too big (limit {limit} bytes)"))
-                session.flush()
-                await session.shutdown(1009, "message too big")
-                break
-            await session.feed(text)
+        await _receive_loop(session, receive, limit)
+    except asyncio.CancelledError:
+        if not abandoned:
+            raise
     finally:
         closed.set()
         await session.stop()
+
+
+async def _receive_loop(session: Session, receive: Any, limit: int) -> None:
+    while not session.closed.is_set():
+        message = await receive()
+        kind = message["type"]
+        if kind == "websocket.disconnect":
+            break
+        if kind != "websocket.receive":
+            continue
+        text = message.get("text")
+        if text is None:
+            data = message.get("bytes") or b""
+            text = data.decode("utf-8", errors="replace")
+        if len(text) > limit:
+            session.conn.send(messages.error(f"Message too big (limit {limit} bytes)"))
+            session.flush()
+            await session.shutdown(1009, "message too big")
+            break
+        await session.feed(text)

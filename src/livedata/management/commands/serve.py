@@ -45,7 +45,7 @@ def serve(host: str, port: int, *, workers: int = 1, log_level: str = "info") ->
         port=port,
         workers=workers if workers > 1 else None,
         lifespan="on",
-        ws="websockets",
+        ws="websockets-sansio",
         http="httptools",
         # protocol-level cap above ours, so messages between the two get a DDP error first
         ws_max_size=2 * conf.DDP_MAX_MESSAGE_BYTES,
@@ -53,4 +53,6 @@ def serve(host: str, port: int, *, workers: int = 1, log_level: str = "info") ->
         ws_per_message_deflate=conf.DDP_WEBSOCKET_COMPRESSION,
         log_level=log_level,
         proxy_headers=False,
+        # open SockJS streams and long polls would otherwise hold a shutdown forever
+        timeout_graceful_shutdown=3,
     )

@@ -79,7 +79,7 @@ class Command(BaseCommand):
             host=options["host"],
             port=options["port"],
             lifespan="off",
-            ws="websockets",
+            ws="websockets-sansio",
             http="httptools",
             ws_ping_interval=None,
             log_level=options["log_level"],
