@@ -40,72 +40,26 @@ import websockets
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
+
+def uvicorn(app: str, ws: str, *, deflate: bool = True) -> list[str]:
+    """The command starting ``app`` on uvicorn with WebSocket protocol ``ws``."""
+    cmd = [PY, "-m", "uvicorn", app, "--ws", ws, "--http", "httptools"]
+    if not deflate:
+        cmd += ["--ws-per-message-deflate", "false"]
+    return [*cmd, "--log-level", "warning", "--port", "{port}"]
+
+
+BARE = "bench.asgi_bench_app:app"
 SERVERS = {
-    "uvicorn+websockets": [
-        PY,
-        "-m",
-        "uvicorn",
-        "bench.asgi_bench_app:app",
-        "--ws",
-        "websockets",
-        "--http",
-        "httptools",
-        "--log-level",
-        "warning",
-        "--port",
-        "{port}",
-    ],
-    "uvicorn+websockets, no deflate": [
-        PY,
-        "-m",
-        "uvicorn",
-        "bench.asgi_bench_app:app",
-        "--ws",
-        "websockets",
-        "--ws-per-message-deflate",
-        "false",
-        "--http",
-        "httptools",
-        "--log-level",
-        "warning",
-        "--port",
-        "{port}",
-    ],
-    "uvicorn+websockets-sansio, no deflate": [
-        PY,
-        "-m",
-        "uvicorn",
-        "bench.asgi_bench_app:app",
-        "--ws",
-        "websockets-sansio",
-        "--ws-per-message-deflate",
-        "false",
-        "--http",
-        "httptools",
-        "--log-level",
-        "warning",
-        "--port",
-        "{port}",
-    ],
-    "uvicorn+wsproto": [
-        PY,
-        "-m",
-        "uvicorn",
-        "bench.asgi_bench_app:app",
-        "--ws",
-        "wsproto",
-        "--http",
-        "httptools",
-        "--log-level",
-        "warning",
-        "--port",
-        "{port}",
-    ],
+    "uvicorn+websockets": uvicorn(BARE, "websockets"),
+    "uvicorn+websockets, no deflate": uvicorn(BARE, "websockets", deflate=False),
+    "uvicorn+websockets-sansio, no deflate": uvicorn(BARE, "websockets-sansio", deflate=False),
+    "uvicorn+wsproto": uvicorn(BARE, "wsproto"),
     "hypercorn": [
         PY,
         "-m",
         "hypercorn",
-        "bench.asgi_bench_app:app",
+        BARE,
         "--bind",
         "127.0.0.1:{port}",
         "--log-level",
@@ -123,7 +77,7 @@ SERVERS = {
         "1",
         "--log-level",
         "warning",
-        "bench.asgi_bench_app:app",
+        BARE,
     ],
 }
 

@@ -27,24 +27,9 @@ import time
 from typing import Any
 
 import websockets
-from bench.asgi_servers import ROOT, free_port, start
+from bench.asgi_servers import ROOT, free_port, start, uvicorn
 
 PY = sys.executable
-UVICORN = [
-    PY,
-    "-m",
-    "uvicorn",
-    "--ws",
-    "websockets-sansio",
-    "--ws-per-message-deflate",
-    "false",
-    "--http",
-    "httptools",
-    "--log-level",
-    "warning",
-    "--port",
-    "{port}",
-]
 CONNECT = '{"msg":"connect","version":"1","support":["1"]}'
 
 
@@ -106,7 +91,7 @@ async def fan_out(conns: list[Any], k: int, ddp: bool) -> float:
 async def measure(app: str, path: str, ddp: bool, n: int, k: int, seconds: float) -> dict:
     port = free_port()
     env = {"LIVEDATA_DB_NAME": "livedata_bench", "DJANGO_SETTINGS_MODULE": "livedata.demo.settings"}
-    proc = start([*UVICORN, app], port, env)
+    proc = start(uvicorn(app, "websockets-sansio", deflate=False), port, env)
     try:
         conns = await clients(f"ws://127.0.0.1:{port}{path}", n, ddp)
         pings = await ping_rate(conns, seconds, ddp)

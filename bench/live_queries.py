@@ -34,7 +34,7 @@ from typing import Any
 import psutil
 import psycopg
 import websockets
-from bench.asgi_servers import ROOT, free_port, start
+from bench.asgi_servers import ROOT, free_port, start, uvicorn
 
 PY = sys.executable
 GROUPS = 100
@@ -239,25 +239,7 @@ def main() -> None:
         proc.wait(timeout=20)
 
     port = free_port()
-    proc = start(
-        [
-            PY,
-            "-m",
-            "uvicorn",
-            "--ws",
-            "websockets-sansio",
-            "--ws-per-message-deflate",
-            "false",
-            "--http",
-            "httptools",
-            "--log-level",
-            "warning",
-            "--port",
-            "{port}",
-            "bench.asgi_bench_app:app",
-        ],
-        port,
-    )
+    proc = start(uvicorn("bench.asgi_bench_app:app", "websockets-sansio", deflate=False), port)
     try:
         for rate in rates:
             results["bare"].append(

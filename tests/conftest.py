@@ -122,3 +122,7 @@ def run_livedata(*args: str, timeout: float = 60, **env: str) -> subprocess.Comp
         timeout=timeout,
         cwd=ROOT,
     )
+
+
+# `livedata serve` fixtures (defined with the server tests), for every test directory
+from tests.server.conftest import fast_heartbeat_server, server  # noqa: E402, F401

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop(proc: Any) -> None:
+    """Stop a server process; print its output (pytest shows it when the test failed)."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        output = proc.communicate(timeout=20)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output = proc.communicate()[0]
+    print(f"--- livedata serve output ---\n{output}")
 
 
 def wait_listening(port: int, proc, timeout: float = 60) -> None:
@@ -59,10 +73,4 @@ def _serve(overrides: str) -> Iterator[str]:
         wait_listening(port, proc)
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            output = proc.communicate(timeout=20)[0]
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output = proc.communicate()[0]
-        print(f"--- livedata serve output ---\n{output}")  # shown when the test failed
+        stop(proc)

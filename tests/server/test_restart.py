@@ -10,7 +10,7 @@ import time
 import psycopg
 
 from tests.conftest import ROOT, livedata_cmd
-from tests.server.conftest import free_port, wait_listening
+from tests.server.conftest import free_port, stop, wait_listening
 from tests.server.test_websocket import CONNECT, Client
 
 
@@ -105,10 +105,6 @@ def test_clients_converge_to_the_database_after_a_restart(tmp_path):
         assert len([k for k in view if k[0] == "bookstore.book"]) == 9
         client.close()
     finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         db.close()
         server.discard()

@@ -10,7 +10,7 @@ from websockets.sync.client import connect
 
 from livedata.demo.bookstore.models import Author, Book
 from tests.conftest import spawn_livedata
-from tests.server.conftest import free_port, wait_listening
+from tests.server.conftest import free_port, stop, wait_listening
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,8 +53,4 @@ def test_two_workers_share_the_port_and_fence_writes(transactional_db):
         workers = __import__("psutil").Process(proc.pid).children(recursive=True)
         assert len(workers) >= 2
     finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)

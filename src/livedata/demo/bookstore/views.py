@@ -1,20 +1,16 @@
 from django.http import HttpRequest, HttpResponse
-from django.utils.html import escape
+from django.shortcuts import render
 
-from livedata.demo.bookstore.models import Author
+from livedata.demo.bookstore.models import Author, Book
 
 
 def index(request: HttpRequest) -> HttpResponse:
-    """A plain page listing the catalogue; the admin at /admin/ edits it."""
-    rows = []
-    for author in Author.objects.prefetch_related("books"):
-        titles = ", ".join(escape(b.title) for b in author.books.all())
-        rows.append(
-            f"<li><b>{escape(author.name)}</b> &lt;{escape(author.email)}&gt;: {titles}</li>"
-        )
-    html = (
-        "<!doctype html><title>livedata bookstore</title><h1>livedata bookstore</h1>"
-        f"<ul>{''.join(rows)}</ul><p><a href='/admin/'>admin</a> · "
-        "<a href='/admin/livedata/change/'>change log</a></p>"
+    """The live books page: a DDP client in the browser (ddp.js) subscribed to AllBooks."""
+    return render(
+        request,
+        "bookstore/index.html",
+        {
+            "books": Book.objects.select_related("author"),
+            "authors": Author.objects.all(),
+        },
     )
-    return HttpResponse(html)

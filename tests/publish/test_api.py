@@ -1,0 +1,71 @@
+"""django-ddp's API surface: collections' fields, publications' parameters, decorator form."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+
+from livedata.api import API, Collection, Publication, publish
+from livedata.ddp.errors import DDPError
+from livedata.demo.bookstore.models import Book
+from tests.testapp.models import Widget
+
+
+def test_collection_fields_rename_exclude_and_secrets():
+    class Users(Collection):
+        model = User
+        exclude = ["email"]
+        rename = {"username": "name"}
+
+    published = [name for _, name, _ in Users.columns()]
+    assert "password" not in published and "email" not in published
+    assert "name" in published and "username" not in published
+    assert Users.name() == "auth.user"
+
+    class Books(Collection):
+        model = Book
+        fields = ["title"]
+
+    assert [(attname, name) for attname, name, _ in Books.columns()] == [("title", "title")]
+
+    class Widgets(Collection):
+        model = Widget
+
+    # the primary key is the document id, not a field; foreign keys publish as <name>_id
+    assert [name for _, name, _ in Widgets.columns()] == ["data", "price"]
+
+
+def test_parameters_are_validated_against_get_queries():
+    class ByTitle(Publication):
+        def get_queries(self, title, limit=10):
+            return [Book.objects.filter(title=title)[:limit]]
+
+    pub = ByTitle()
+    assert len(pub.resolve(["x"])) == 1
+    with pytest.raises(DDPError) as error:
+        pub.resolve([])
+    assert (error.value.error, error.value.reason) == (400, "Match failed")
+    with pytest.raises(DDPError):
+        pub.resolve(["x", 1, 2])
+
+
+def test_static_queries_are_cloned_per_subscription():
+    class Everything(Publication):
+        queries = [Book.objects.all()]
+
+    first, second = Everything().resolve([]), Everything().resolve([])
+    assert first[0] is not second[0] and first[0] is not Everything.queries[0]
+
+
+def test_publish_decorator_registers_a_publication():
+    @publish(name="test.booksTitled")
+    def books_titled(pub, title):
+        return [Book.objects.filter(title=title)]
+
+    cls = API.publications["test.booksTitled"]
+    assert [str(q.query) for q in cls().resolve(["A"])] == [
+        str(Book.objects.filter(title="A").query)
+    ]
+    with pytest.raises(DDPError):
+        cls().resolve([])
+    del API.publications["test.booksTitled"]
