@@ -128,7 +128,10 @@ class _API:
         name = model._meta.label_lower
         found = self.collections.get(name)
         if found is None:
-            raise DDPError(500, "Internal server error")  # a publication of an unregistered model
+            # a developer error: logged with this text, the client sees a plain 500
+            raise LookupError(
+                f"a publication returned {name} rows but no Collection of {name} is registered"
+            )
         return found
 
     def clear(self) -> None:

@@ -412,7 +412,7 @@ class Engine:
 
     async def _run(self, func: Any, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.runtime._executor, _with_connection, func, *args)
+        return await loop.run_in_executor(self.runtime.executor, _with_connection, func, *args)
 
 
 def _discard(index: dict[Any, set[Observer]], key: Any, observer: Observer) -> None:

@@ -46,8 +46,7 @@ class Runtime:
         listen: bool = True,
     ) -> None:
         self.settings = settings or livedata_settings()
-        self.method_registry = methods or default_methods
-        self.methods = self.method_registry
+        self.methods = methods or default_methods
         self.publications = API.publications  # names clients may subscribe to
         self.engine = Engine(self)
         self.listener: Listener | None = Listener() if listen else None
@@ -55,7 +54,8 @@ class Runtime:
         #: Live sessions with a heartbeat; one task ticks them all.
         self.sessions: set[Session] = set()
         self._ticker: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(
+        #: threads for sync methods and live-query refreshes (each keeps a DB connection)
+        self.executor = ThreadPoolExecutor(
             max_workers=self.settings.METHOD_THREADS, thread_name_prefix="livedata-method"
         )
 
@@ -105,7 +105,7 @@ class Runtime:
             await asyncio.gather(self._listener_task, return_exceptions=True)
             self._listener_task = None
         await asyncio.get_running_loop().run_in_executor(None, self._close_thread_connections)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _close_thread_connections(self) -> None:
         """Each worker thread keeps a database connection: close them all (one job per
@@ -122,7 +122,7 @@ class Runtime:
             with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.wait()
 
-        jobs = [self._executor.submit(close) for _ in range(workers)]
+        jobs = [self.executor.submit(close) for _ in range(workers)]
         for job in jobs:
             job.result()
 
@@ -134,11 +134,11 @@ class Runtime:
         if method.is_async:
             result = await method.func(*bound.args, **bound.kwargs)
             fence = await asyncio.get_running_loop().run_in_executor(
-                self._executor, _current_horizon
+                self.executor, _current_horizon
             )
             return result, fence
         return await asyncio.get_running_loop().run_in_executor(
-            self._executor, _run_sync, method, bound
+            self.executor, _run_sync, method, bound
         )
 
     async def fence(self, txid: int) -> None:

@@ -222,7 +222,7 @@ class Session:
         self.flush()
 
     async def _call(self, action: CallMethod) -> None:
-        method = self.runtime.method_registry.get(action.name)
+        method = self.runtime.methods.get(action.name)
         if method is None:  # unregistered since the connection checked: same 404
             self.conn.method_result(action.id, error=not_found_method(action.name))
             self.conn.method_updated(action.id)
