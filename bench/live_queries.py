@@ -201,9 +201,10 @@ def server_xacts(params: dict[str, Any]) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rates", default="100,1000", help="commits/s to run, e.g. 100,300,1000")
     args = parser.parse_args()
     clients, seconds = (200, 2.0) if args.quick else (1000, 5.0)
-    rates = [100, 1000]
+    rates = [int(r) for r in args.rates.split(",")]
     params = db_params()
     authors = prepare(params)
     results: dict[str, Any] = {"clients": clients, "seconds": seconds, "ours": [], "bare": []}

@@ -142,3 +142,28 @@ def test_publication_errors_are_nosub(ddp, janet):
     }
     c.send({"msg": "ping"})
     assert c.until(lambda m: m["msg"] == "pong")
+
+
+def test_a_burst_of_100k_rows_reaches_only_who_it_concerns(ddp, janet, connect):
+    """100,000 rows in one statement: the listener reads them in bounded batches, routing
+    hands each observer only its rows, and the subscriber gets exactly its 50 books."""
+    other = Author.objects.create(name="Bulk", email="bulk@example.com")
+    c = ddp()
+    got = subscribe(c, "mine", "BooksOfAuthor", janet.pk)
+    already = sum(1 for m in got if m["msg"] == "added")
+    connect().execute(
+        "INSERT INTO bookstore_book (title, author_id)"
+        " SELECT 'bulk ' || i, CASE WHEN i %% 2000 = 0 THEN %s ELSE %s END"
+        " FROM generate_series(1, 100000) i",
+        [janet.pk, other.pk],
+    )
+    added = []
+    while len(added) < 50:
+        message = c.recv(timeout=60)
+        if message["msg"] == "added":
+            added.append(message)
+    assert all(m["fields"]["author_id"] == janet.pk for m in added)
+    assert already == 2
+    c.send({"msg": "ping", "id": "after"})
+    rest = c.until(lambda m: m.get("id") == "after")
+    assert not any(m["msg"] == "added" for m in rest)  # nothing beyond its 50
