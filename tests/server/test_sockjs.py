@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from livedata.demo.bookstore.models import Author, Book
+from tests.server.ddp_client import DDPCalls
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +31,7 @@ class Closed(Exception):
         self.code, self.reason = code, reason
 
 
-class SockJSClient:
+class SockJSClient(DDPCalls):
     """A SockJS session from Python: ``frames()`` yields the raw frames (o, h, a[...], c[...]);
     ``recv()`` returns the next DDP message (as a dict) and raises Closed on ``c``."""
 
@@ -65,20 +66,6 @@ class SockJSClient:
             else:
                 assert frame == "h", frame
         return json.loads(self.pending.pop(0))
-
-    def call(self, method_id: str, method: str, *params) -> list[dict]:
-        """Send a method; return every message up to both its result and updated."""
-        self.send({"msg": "method", "id": method_id, "method": method, "params": list(params)})
-        got: list[dict] = []
-        need = {"result", "updated"}
-        while need:
-            message = self.recv()
-            got.append(message)
-            if message["msg"] == "result" and message["id"] == method_id:
-                need.discard("result")
-            if message["msg"] == "updated" and method_id in message["methods"]:
-                need.discard("updated")
-        return got
 
     def request(self, method: str, path: str, body: str = "", timeout: float = 10):
         conn = http.client.HTTPConnection(self.server, timeout=timeout)

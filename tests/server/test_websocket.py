@@ -12,6 +12,7 @@ from websockets.sync.client import connect
 
 from livedata.demo.bookstore.models import Author, Book
 from livedata.models import Change
+from tests.server.ddp_client import DDPCalls
 from tests.testapp.models import Note
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CONNECT = {"msg": "connect", "version": "1", "support": ["1", "pre2", "pre1"]}
 
 
-class Client:
+class Client(DDPCalls):
     def __init__(self, server: str, **kwargs) -> None:
         self._cm = connect(f"ws://{server}/websocket", open_timeout=10, **kwargs)
         self.ws = self._cm.__enter__()
@@ -32,28 +33,6 @@ class Client:
 
     def recv(self, timeout: float = 10) -> dict:
         return json.loads(self.ws.recv(timeout=timeout))
-
-    def until(self, predicate, timeout: float = 10) -> list[dict]:
-        seen = []
-        while True:
-            message = self.recv(timeout)
-            seen.append(message)
-            if predicate(message):
-                return seen
-
-    def call(self, method_id: str, method: str, *params) -> list[dict]:
-        """Send a method; return every message up to both its result and updated."""
-        self.send({"msg": "method", "id": method_id, "method": method, "params": list(params)})
-        got: list[dict] = []
-        need = {"result", "updated"}
-        while need:
-            message = self.recv()
-            got.append(message)
-            if message["msg"] == "result" and message["id"] == method_id:
-                need.discard("result")
-            if message["msg"] == "updated" and method_id in message["methods"]:
-                need.discard("updated")
-        return got
 
 
 @pytest.fixture
