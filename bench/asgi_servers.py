@@ -198,7 +198,7 @@ async def measure_ddp(n: int) -> dict[str, Any]:
         ping = await echo_rate(conns[0], 2000, '{"msg":"ping","id":"x"}')
         await asyncio.gather(*(ws.close() for ws in conns + warm))
         return {
-            "server": "livedata DDP (uvicorn+websockets)",
+            "server": "livedata DDP (uvicorn+websockets-sansio)",
             "connections": n,
             "kib_per_conn": per_conn,
             "ddp_ping_rt_s": ping,

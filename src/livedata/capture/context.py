@@ -19,8 +19,7 @@ import contextvars
 import functools
 import json
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -65,12 +64,6 @@ class Context:
         return self._json
 
 
-def current() -> dict[str, Any] | None:
-    """The active context as a dict (resolved), or None."""
-    ctx = _current.get()
-    return None if ctx is None else json.loads(ctx.as_json())
-
-
 class context:
     """Stamp ``fields`` on every change made inside, for code outside a request.
 
@@ -109,15 +102,6 @@ class context:
                 return func(*args, **kwargs)
 
         return wrapper
-
-
-@contextmanager
-def no_context() -> Iterator[None]:
-    token = _current.set(None)
-    try:
-        yield
-    finally:
-        _current.reset(token)
 
 
 def _inject(execute: Callable[..., Any], sql: Any, params: Any, many: bool, ctx: Any) -> Any:

@@ -23,7 +23,7 @@ import json
 import math
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -113,7 +113,7 @@ def _decode_special(obj: dict[str, Any]) -> Any:
         if isinstance(ms, bool) or not isinstance(ms, int | float) or not math.isfinite(ms):
             raise EJSONError("$date must be a number of milliseconds")
         try:
-            return _EPOCH + _timedelta_ms(ms)
+            return _EPOCH + timedelta(milliseconds=ms)
         except OverflowError as exc:
             raise EJSONError("$date out of range") from exc
     if "$InfNaN" in obj:
@@ -141,12 +141,6 @@ def _decode_special(obj: dict[str, Any]) -> Any:
     if entry is None:
         raise EJSONError(f"Custom EJSON type {name} is not defined")
     return entry[2](from_json_value(obj["$value"]))
-
-
-def _timedelta_ms(ms: float) -> Any:
-    from datetime import timedelta
-
-    return timedelta(milliseconds=ms)
 
 
 def dumps(value: Any) -> str:
