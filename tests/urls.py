@@ -6,5 +6,7 @@ from tests.testapp import views
 urlpatterns = [
     path("t/write-sync/", views.write_sync),
     path("t/write-async/", views.write_async),
+    path("t/api/", views.api_echo),
+    path("t/api-async/", views.api_echo_async),
     *demo_urls,
 ]

@@ -1,1 +1,2 @@
+from livedata.accounts import admin as accounts_admin  # noqa: F401  (login tokens)
 from livedata.capture import admin  # noqa: F401  (registers the change-log admin)

@@ -11,7 +11,13 @@ class LivedataConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.utils.module_loading import autodiscover_modules
+
         from livedata.capture import context, declare
 
         declare.register_from_settings()
         context.install()
+        # every app's ddp.py (collections, publications, methods), like admin.py: what it
+        # declares (capture of registered collections) must be known to makemigrations,
+        # the HTTP APIs and every command, not only to the DDP server
+        autodiscover_modules("ddp")

@@ -59,6 +59,13 @@ class LivedataSettings:
     #: anyway (only when the database is unreachable for that long).
     METHOD_FENCE_TIMEOUT: float = 30.0
 
+    # --- HTTP APIs (webhook subscriptions, pull) -----------------------------------------
+    #: Refuse credentials (Basic, Bearer) sent over plain HTTP by a non-loopback client.
+    #: Behind a TLS-terminating proxy, set Django's SECURE_PROXY_SSL_HEADER instead.
+    HTTP_API_REQUIRE_TLS: bool = True
+    #: Largest JSON request body the APIs accept.
+    HTTP_API_MAX_BODY_BYTES: int = 64 * 1024
+
 
 def livedata_settings() -> LivedataSettings:
     """The effective settings: defaults updated with ``settings.LIVEDATA``."""

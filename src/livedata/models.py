@@ -1,5 +1,6 @@
 """Models of the ``livedata`` app; each part keeps its own in its folder."""
 
+from livedata.accounts.models import LoginToken
 from livedata.capture.models import Change, LogHorizon
 
-__all__ = ["Change", "LogHorizon"]
+__all__ = ["Change", "LogHorizon", "LoginToken"]

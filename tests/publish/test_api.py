@@ -69,3 +69,23 @@ def test_publish_decorator_registers_a_publication():
     with pytest.raises(DDPError):
         cls().resolve([])
     del API.publications["test.booksTitled"]
+
+
+def test_exposure_to_services_is_explicit_and_shapes_log_rows():
+    class Books(Collection):
+        model = Book
+        exclude = ["title"]
+        rename = {"author": "writer"}
+        pull = True
+
+    saved = API.collections.get("bookstore.book")
+    try:
+        API.register([Books])
+        assert API.exposed("bookstore.book", "pull") is Books
+        assert API.exposed("bookstore.book", "webhooks") is None  # not said: not exposed
+        assert API.exposed("bookstore.author", "pull") is None
+        row = {"id": 7, "title": "secret", "author_id": 3}
+        assert Books.shape(row) == {"id": 7, "writer": 3}
+        assert Books.shape(None) is None
+    finally:
+        API.collections["bookstore.book"] = saved

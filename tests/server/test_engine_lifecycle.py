@@ -46,9 +46,6 @@ async def settle(pipe: Pipe, predicate, timeout: float = 10) -> None:
 
 
 def test_shared_observers_and_baseline_after_disconnect():
-    from django.utils.module_loading import autodiscover_modules
-
-    autodiscover_modules("ddp")  # the demo's publications
     author = Author.objects.create(name="Janet", email="janet@evanovich.com")
     Book.objects.create(title="One", author=author)
     assert "BooksByAuthorEmail" in API.publications

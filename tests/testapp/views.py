@@ -3,10 +3,11 @@
 import asyncio
 
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from livedata.demo.bookstore.models import Author
+from livedata.httpapi import api_view, read_json
 
 
 @csrf_exempt
@@ -29,3 +30,18 @@ async def write_async(request: HttpRequest) -> HttpResponse:
     await asyncio.sleep(float(request.GET.get("sleep", "0")))
     await Author.objects.acreate(name="async", email=email)
     return HttpResponse("ok")
+
+
+@api_view("GET", "PUT")
+def api_echo(request: HttpRequest) -> JsonResponse:
+    """An API endpoint for the shared HTTP API tests."""
+    if request.GET.get("fail"):
+        raise RuntimeError("secret internal detail")
+    user = request.api_user
+    body = read_json(request) if request.method == "PUT" else None
+    return JsonResponse({"user": user.get_username() if user else None, "body": body})
+
+
+@api_view("GET")
+async def api_echo_async(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"user": request.api_user.get_username()})

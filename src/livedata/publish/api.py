@@ -22,6 +22,12 @@ A project written for django-ddp works after changing its import line::
   user (None when anonymous). Parameters that don't fit ``get_queries`` → ``nosub`` 400.
   ``fields = {"app_label.model": [...]}`` limits fields further for this publication.
 - Registering a model's Collection declares its change capture (``@livedata.track``).
+- A Collection is also how a model is exposed to services over HTTP, and nothing is
+  unless it says so: ``webhooks = True`` (services may subscribe to its changes),
+  ``pull = True`` (services may pull its rows and changes), ``filters`` (the columns
+  their filters may use). The same field choice applies to those payloads.
+
+Each installed app's ``ddp.py`` is imported when Django starts (like ``admin.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +52,12 @@ class Collection:
     exclude: ClassVar[Iterable[str]] = ()
     #: {"field_name": "publishedName"}
     rename: ClassVar[dict[str, str]] = {}
+    #: Services may subscribe to this model's changes (``livedata.webhooks``).
+    webhooks: ClassVar[bool] = False
+    #: Services may pull this model's rows, then its changes (``livedata.pull``).
+    pull: ClassVar[bool] = False
+    #: Field names that webhook and pull filters may use (lookups on the model's columns).
+    filters: ClassVar[Iterable[str]] = ()
 
     @classmethod
     def name(cls) -> str:
@@ -64,6 +76,21 @@ class Collection:
                 continue
             published = cls.rename.get(field.name) or cls.rename.get(field.attname) or field.attname
             out.append((field.attname, published, field))
+        return out
+
+    @classmethod
+    def shape(cls, values: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A change-log row's ``old``/``new`` (table columns, JSON) as published fields.
+
+        The primary key is kept under its published name (``id`` unless renamed).
+        """
+        if values is None:
+            return None
+        pk = cls.model._meta.pk
+        out = {cls.rename.get(pk.name, pk.attname): values.get(pk.column)}
+        for _attname, published, field in cls.columns():
+            if field.column in values:
+                out[published] = values[field.column]
         return out
 
 
@@ -132,6 +159,14 @@ class _API:
             raise LookupError(
                 f"a publication returned {name} rows but no Collection of {name} is registered"
             )
+        return found
+
+    def exposed(self, label: str, channel: str) -> type[Collection] | None:
+        """The Collection of model ``label`` if it is exposed on ``channel``
+        (``"webhooks"`` or ``"pull"``), else None."""
+        found = self.collections.get(label.lower())
+        if found is None or not getattr(found, channel, False):
+            return None
         return found
 
     def clear(self) -> None:

@@ -18,7 +18,7 @@ or name is a 400 "Match failed" for the client, not a 500. Raise ``DDPError`` fo
 the client should see; Django's ValidationError/PermissionDenied/ObjectDoesNotExist map
 to 400/403/404; anything else is 500 "Internal server error" (traceback in the log).
 
-Each installed app's ``ddp.py`` is imported at start-up, so methods defined there (or in
+Each installed app's ``ddp.py`` is imported when Django starts, so methods defined there (or in
 modules it imports) are registered.
 """
 

@@ -212,7 +212,6 @@ class LivedataApp:
     def __init__(self, django_app: Any, *, runtime: Runtime | None = None) -> None:
         self.django_app = django_app
         self.runtime = runtime or Runtime()
-        self._discovered = False
         self._sockjs: Any = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -222,11 +221,9 @@ class LivedataApp:
         elif kind == "websocket" and scope["path"].rstrip("/") in DDP_PATHS:
             from livedata.server.websocket import serve_websocket
 
-            self._discover()
             await self.runtime.start()
             await serve_websocket(self.runtime, scope, receive, send)
         elif kind in ("http", "websocket") and _is_sockjs(scope["path"]):
-            self._discover()
             await self.runtime.start()
             await self._sockjs_endpoint()(scope, receive, send)
         elif kind == "websocket":
@@ -242,20 +239,11 @@ class LivedataApp:
             self._sockjs = ddp_endpoint(self.runtime)
         return self._sockjs
 
-    def _discover(self) -> None:
-        """Import every installed app's ``ddp.py`` (where methods and publications live)."""
-        if not self._discovered:
-            from django.utils.module_loading import autodiscover_modules
-
-            autodiscover_modules("ddp")
-            self._discovered = True
-
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    self._discover()
                     await self.runtime.start()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})

@@ -49,11 +49,8 @@ class Command(BaseCommand):
 
 
 def _methods() -> list[str]:
-    from django.utils.module_loading import autodiscover_modules
-
     from livedata.publish.methods import registry
 
-    autodiscover_modules("ddp")
     return registry.names()
 
 

@@ -1,0 +1,71 @@
+"""Issuing, checking and revoking login tokens.
+
+Secrets are Meteor's ``Random.secret()``: 43 characters of the URL-safe base64 alphabet
+(256 bits). Lookups go by the SHA-256 hash, so the secret itself is never compared and
+never stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import string
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from livedata.accounts.models import LoginToken
+
+_ALPHABET = string.ascii_letters + string.digits + "-_"
+SECRET_LENGTH = 43
+
+
+def new_secret() -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(SECRET_LENGTH))
+
+
+def hash_token(secret: str) -> str:
+    """Meteor's ``Accounts._hashLoginToken``: base64 of the SHA-256 of the secret."""
+    return base64.b64encode(hashlib.sha256(secret.encode()).digest()).decode()
+
+
+def issue(
+    user: Any,
+    *,
+    kind: str = LoginToken.Kind.RESUME,
+    lifetime: timedelta | None = None,
+    name: str = "",
+) -> tuple[str, LoginToken]:
+    """A new token for ``user``: returns the secret (shown once) and its row."""
+    secret = new_secret()
+    expires = timezone.now() + lifetime if lifetime is not None else None
+    token = LoginToken.objects.create(
+        user=user, hashed_token=hash_token(secret), kind=kind, expires=expires, name=name[:200]
+    )
+    return secret, token
+
+
+def lookup(secret: Any, *, kind: str | None = None) -> LoginToken | None:
+    """The live token with this secret (not expired, user active), or None."""
+    if not isinstance(secret, str) or not 0 < len(secret) <= 200:
+        return None
+    found = (
+        LoginToken.objects.select_related("user").filter(hashed_token=hash_token(secret)).first()
+    )
+    if found is None or (kind is not None and found.kind != kind):
+        return None
+    if found.expires is not None and found.expires <= timezone.now():
+        return None
+    if not getattr(found.user, "is_active", True):
+        return None
+    return found
+
+
+def touch(token: LoginToken) -> None:
+    """Record use, at most once a minute per token (no write per request)."""
+    now = timezone.now()
+    if token.last_used is None or now - token.last_used > timedelta(minutes=1):
+        LoginToken.objects.filter(pk=token.pk).update(last_used=now)
+        token.last_used = now

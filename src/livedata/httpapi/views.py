@@ -1,0 +1,120 @@
+"""``api_view``: the decorator every livedata HTTP endpoint goes through."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.core.exceptions import (
+    ObjectDoesNotExist,
+    PermissionDenied,
+    RequestDataTooBig,
+    ValidationError,
+)
+from django.http import Http404, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from livedata.conf import livedata_settings
+from livedata.httpapi.auth import authenticate
+from livedata.httpapi.errors import ApiError
+
+logger = logging.getLogger("livedata.httpapi")
+
+View = Callable[..., Any]
+
+
+def api_view(*methods: str, login_required: bool = True) -> Callable[[View], View]:
+    """Make ``view`` a JSON API endpoint answering only ``methods``.
+
+    The caller is in ``request.api_user`` (None when anonymous and allowed). Sync and
+    async views both work; authentication runs in a thread for async ones. CSRF does not
+    apply: unsafe methods need explicit credentials (see ``auth``), never a cookie.
+    """
+    allowed = {m.upper() for m in methods} | ({"HEAD"} if "GET" in methods else set())
+
+    def check(request: Any) -> None:
+        if request.method not in allowed:
+            raise ApiError(
+                405,
+                f"{request.method} is not allowed here; use {', '.join(sorted(allowed))}",
+                headers={"Allow": ", ".join(sorted(allowed))},
+            )
+
+    def who(request: Any) -> Any:
+        user = authenticate(request)
+        if user is None and login_required:
+            raise ApiError(
+                401,
+                "authentication required (HTTP Basic or Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": 'Basic realm="livedata", Bearer realm="livedata"'},
+            )
+        return user
+
+    def decorate(view: View) -> View:
+        if iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    check(request)
+                    request.api_user = await sync_to_async(who)(request)
+                    return await view(request, *args, **kwargs)
+                except Exception as exc:
+                    return _error_response(request, exc)
+
+            return csrf_exempt(async_wrapper)
+
+        @functools.wraps(view)
+        def wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                check(request)
+                request.api_user = who(request)
+                return view(request, *args, **kwargs)
+            except Exception as exc:
+                return _error_response(request, exc)
+
+        return csrf_exempt(wrapper)
+
+    return decorate
+
+
+def _error_response(request: Any, exc: Exception) -> HttpResponse:
+    if isinstance(exc, ApiError):
+        return exc.response()
+    if isinstance(exc, Http404 | ObjectDoesNotExist):
+        return ApiError(404, str(exc) or "not found").response()
+    if isinstance(exc, PermissionDenied):
+        return ApiError(403, str(exc) or "permission denied").response()
+    if isinstance(exc, RequestDataTooBig):
+        return ApiError(413, "request body too large").response()
+    if isinstance(exc, ValidationError):
+        return ApiError(400, "; ".join(exc.messages)).response()
+    logger.exception("livedata: %s %s failed", request.method, request.path)
+    return ApiError(500, "internal server error").response()
+
+
+def read_json(request: Any) -> Any:
+    """The request body parsed as JSON; 413 past ``HTTP_API_MAX_BODY_BYTES``, 400 if bad."""
+    limit = livedata_settings().HTTP_API_MAX_BODY_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise ApiError(400, "invalid Content-Length") from None
+    if declared > limit:
+        raise ApiError(413, f"request body over {limit} bytes")
+    body = request.body
+    if len(body) > limit:
+        raise ApiError(413, f"request body over {limit} bytes")
+    content_type = request.content_type or ""
+    if body and content_type not in ("application/json", "") and not content_type.endswith("+json"):
+        raise ApiError(415, f"send JSON (Content-Type: application/json), not {content_type}")
+    if not body:
+        raise ApiError(400, "request body is empty: send a JSON object")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"malformed JSON: {exc}") from None
