@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from livedata.capture.listener import Listener
 from livedata.conf import LivedataSettings, livedata_settings
@@ -36,7 +36,14 @@ LISTEN_TIMEOUT = 30.0
 
 
 class Runtime:
-    """What every session of this process shares."""
+    """What every session of this process shares.
+
+    ``Runtime.current`` is the started runtime of this process (None before): HTTP views
+    served by the same process (the pull feed's long-polls) reach the one listener
+    through it instead of opening their own.
+    """
+
+    current: ClassVar[Runtime | None] = None
 
     def __init__(
         self,
@@ -60,6 +67,7 @@ class Runtime:
         )
 
     async def start(self) -> None:
+        Runtime.current = self
         if self.listener is not None and self._listener_task is None:
             self.listener.add_consumer(self.engine.on_changes)
             self._listener_task = asyncio.create_task(self.listener.run())
@@ -106,6 +114,8 @@ class Runtime:
             self._listener_task = None
         await asyncio.get_running_loop().run_in_executor(None, self._close_thread_connections)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if Runtime.current is self:
+            Runtime.current = None
 
     def _close_thread_connections(self) -> None:
         """Each worker thread keeps a database connection: close them all (one job per
