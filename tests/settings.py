@@ -1,5 +1,6 @@
 """Settings for the test suite: the demo project plus a small app of test models."""
 
+import json
 import os
 
 from livedata.demo.settings import *  # noqa: F403
@@ -7,12 +8,18 @@ from livedata.demo.settings import INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 ROOT_URLCONF = "tests.urls"
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
+# the demo's digest hasher with few iterations: fast test users, same format
+PASSWORD_HASHERS = ["tests.testapp.hashers.FastDigestPBKDF2PasswordHasher"]
 # Capture declared in settings (the demo's models use the @livedata.track decorator).
 LIVEDATA = {"TRACK": ["testapp.Gadget"], "POLL_INTERVAL": 0.5, "RECONNECT_MAX": 1.0}
+LIVEDATA.update(json.loads(os.environ.get("LIVEDATA_SETTINGS") or "{}"))  # per-test servers
 
 if os.environ.get("LIVEDATA_TEST_OVERRIDES"):
     # servers started by tests: small limits to exercise them
     LIVEDATA.update(DDP_MAX_MESSAGE_BYTES=64 * 1024, DDP_MAX_OUTGOING_BYTES=256 * 1024)
     if os.environ.get("LIVEDATA_TEST_OVERRIDES") == "fast-heartbeat":
         LIVEDATA.update(DDP_HEARTBEAT_INTERVAL=1.0, DDP_HEARTBEAT_TIMEOUT=1.0)
+
+if os.environ.get("LIVEDATA_TEST_HASHER") == "real":
+    # the real cost of password hashing (flood tests)
+    PASSWORD_HASHERS = ["livedata.accounts.hashers.DigestPBKDF2PasswordHasher"]

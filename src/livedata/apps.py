@@ -21,3 +21,8 @@ class LivedataConfig(AppConfig):
         # declares (capture of registered collections) must be known to makemigrations,
         # the HTTP APIs and every command, not only to the DDP server
         autodiscover_modules("ddp")
+        from livedata.accounts import checks  # noqa: F401  (registers the system checks)
+        from livedata.conf import livedata_settings
+
+        if livedata_settings().ACCOUNTS:
+            from livedata.accounts import methods, publications  # noqa: F401  (Meteor's)

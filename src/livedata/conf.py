@@ -6,12 +6,15 @@ Projects override any of these in ``settings.LIVEDATA`` (a dict); read them with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+#: Meteor's login-style methods (rate limited by default).
+LOGIN_METHODS = ("login", "createUser", "resetPassword", "forgotPassword")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,39 @@ class LivedataSettings:
     #: anyway (only when the database is unreachable for that long).
     METHOD_FENCE_TIMEOUT: float = 30.0
 
+    #: Method rate limits (see livedata.ddp.ratelimit): each rule covers ``methods`` and
+    #: allows ``calls`` per ``seconds`` per "connection", "client_address" or "user".
+    #: The first is Meteor's default; the second stops reconnecting to reset the budget.
+    DDP_RATE_LIMITS: tuple[dict[str, Any], ...] = field(
+        default_factory=lambda: (
+            {"methods": LOGIN_METHODS, "per": "connection", "calls": 5, "seconds": 10},
+            {"methods": LOGIN_METHODS, "per": "client_address", "calls": 10, "seconds": 10},
+        )
+    )
+
+    # --- Accounts (Meteor accounts-password over DDP, Django users) ----------------------
+    #: Serve Meteor's account methods (login, logout, createUser, changePassword, ...).
+    ACCOUNTS: bool = True
+    #: Allow ``createUser`` over DDP (sign-ups). None: only when ``settings.DEBUG``.
+    ACCOUNTS_ALLOW_SIGNUP: bool | None = None
+    #: How long a login (resume) token lives (Meteor: 90 days).
+    LOGIN_TOKEN_LIFETIME: timedelta = timedelta(days=90)
+    #: How long a password-reset token from ``forgotPassword`` lives (Meteor: 3 days).
+    PASSWORD_RESET_LIFETIME: timedelta = timedelta(days=3)
+    #: The link ``forgotPassword`` mails: ``{origin}`` is the client's site, ``{token}``
+    #: the reset token (Meteor's form, which Meteor's client routes handle).
+    PASSWORD_RESET_URL: str = "{origin}/#/reset-password/{token}"
+    #: One answer for "no such user" and "wrong password" (Meteor 3's default): no user
+    #: enumeration. False gives Meteor's older, specific messages.
+    ACCOUNTS_AMBIGUOUS_ERRORS: bool = True
+    #: Threads that run the login-style methods (password hashing is CPU-bound): a login
+    #: flood takes at most these, other methods and subscriptions keep their own threads.
+    ACCOUNTS_THREADS: int = 2
+    #: Finds and creates users and builds their ``users`` document (custom user models).
+    ACCOUNTS_ADAPTER: str = "livedata.accounts.adapter.Adapter"
+    #: A same-origin browser logged in to the Django site is logged in over DDP too.
+    DDP_SESSION_LOGIN: bool = True
+
     # --- HTTP APIs (webhook subscriptions, pull) -----------------------------------------
     #: Refuse credentials (Basic, Bearer) sent over plain HTTP by a non-loopback client.
     #: Behind a TLS-terminating proxy, set Django's SECURE_PROXY_SSL_HEADER instead.
@@ -76,7 +112,7 @@ def livedata_settings() -> LivedataSettings:
         raise ImproperlyConfigured(
             f"Unknown LIVEDATA setting(s): {', '.join(unknown)}. Known: {', '.join(sorted(known))}."
         )
-    for key in ("TRACK", "DDP_ALLOWED_ORIGINS"):
+    for key in ("TRACK", "DDP_ALLOWED_ORIGINS", "DDP_RATE_LIMITS"):
         if key in overrides:
             overrides[key] = tuple(overrides[key])
     return replace(LivedataSettings(), **overrides)

@@ -60,7 +60,12 @@ def test_tail_json_follows_commits_and_exits_cleanly_on_ctrl_c(head):
     assert set(first) == TAIL_KEYS
     assert first["op"] == "insert" and first["model"] == "bookstore.book"
     assert first["table"] == "bookstore_book" and first["pk"] == str(book.pk)
-    assert first["new"] == {"id": book.pk, "title": "First", "author_id": author.pk}
+    assert first["new"] == {
+        "id": book.pk,
+        "title": "First",
+        "author_id": author.pk,
+        "added_by_id": None,
+    }
     assert second["op"] == "update" and second["changed"] == ["title"]
     assert second["old"]["title"] == "First" and second["new"]["title"] == "Second"
     assert first["cursor"] == f"{first['txid']}:{first['cursor'].split(':')[1]}"

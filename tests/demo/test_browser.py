@@ -120,3 +120,51 @@ def test_demo_page_shows_books_live(server, connect, tmp_path, transport):
         (tmp_path / f"demo-{transport}.png").write_bytes(__import__("base64").b64decode(shot))
     finally:
         browser.close()
+
+
+def test_demo_page_login_shows_the_users_own_books(server, tmp_path):
+    from django.contrib.auth.models import User
+
+    janet = Author.objects.create(name="Janet Evanovich", email="janet@evanovich.com")
+    demo = User.objects.create_user("demo", "demo@example.com", "demo-password")
+    Book.objects.create(title="Demo's pick", author=janet, added_by=demo)
+    Book.objects.create(title="Someone else's", author=janet)
+    browser = Browser(tmp_path)
+    mine = "document.getElementById('mybooks').innerText"
+    try:
+        browser.call("Page.enable")
+        browser.call("Page.navigate", url=f"http://{server}/")
+        browser.wait_for("document.getElementById('status').dataset.ready === '1'")
+        assert browser.evaluate(mine) == ""
+        # a wrong password: Meteor's message, still logged out
+        browser.evaluate(
+            "document.querySelector('[name=email]').value = 'demo@example.com';"
+            "document.querySelector('[name=password]').value = 'wrong';"
+            "document.getElementById('login').requestSubmit()"
+        )
+        browser.wait_for("document.getElementById('login-error').innerText.includes('credentials')")
+        browser.evaluate(
+            "document.querySelector('[name=password]').value = 'demo-password';"
+            "document.getElementById('login').requestSubmit()"
+        )
+        browser.wait_for("document.getElementById('username').innerText === 'demo'")
+        browser.wait_for(f'{mine}.includes("Demo\'s pick")')
+        assert "Someone else's" not in browser.evaluate(mine)
+        # a book added while logged in is the user's
+        browser.evaluate(
+            "document.querySelector('[name=title]').value = 'Added by demo';"
+            "document.getElementById('add').requestSubmit()"
+        )
+        browser.wait_for(f"{mine}.includes('Added by demo')")
+        assert Book.objects.get(title="Added by demo").added_by_id == demo.pk
+        # a reload resumes the login with the stored token
+        browser.call("Page.reload")
+        browser.wait_for("document.getElementById('username').innerText === 'demo'")
+        browser.wait_for(f"{mine}.includes('Added by demo')")
+        browser.evaluate("document.getElementById('logout').click()")
+        browser.wait_for(f"{mine} === ''")
+        browser.wait_for("!document.getElementById('login').hidden")
+        shot = browser.call("Page.captureScreenshot", format="png")["data"]
+        (tmp_path / "demo-login.png").write_bytes(__import__("base64").b64decode(shot))
+    finally:
+        browser.close()

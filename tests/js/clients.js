@@ -4,19 +4,7 @@
 // http://127.0.0.1:PORT/sockjs, forced to one SockJS transport: xhr-streaming, xhr-polling...)
 "use strict";
 const [, , which, url, email] = process.argv;
-const out = { client: which, events: [] };
-const done = (extra) => {
-  Object.assign(out, extra);
-  process.stdout.write(JSON.stringify(out) + "\n");
-  process.exit(0);
-};
-const fail = (err) => {
-  out.failure = String(err && err.stack ? err.stack : JSON.stringify(err));
-  done({});
-};
-setTimeout(() => fail("timeout"), 20000);
-// simpleddp rejects a subscription's internal promise on nosub even when ready() is awaited
-process.on("unhandledRejection", (reason) => out.events.push(["unhandledRejection", reason]));
+const { out, done, fail } = require("./report")(which, 20000);
 
 function viaDdp() {
   const DDPClient = require("ddp");

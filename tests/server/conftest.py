@@ -56,7 +56,7 @@ def fast_heartbeat_server(transactional_db) -> Iterator[str]:
     yield from _serve("fast-heartbeat")
 
 
-def _serve(overrides: str) -> Iterator[str]:
+def _serve(overrides: str, **env: str) -> Iterator[str]:
     import subprocess
 
     port = free_port()
@@ -68,6 +68,7 @@ def _serve(overrides: str) -> Iterator[str]:
         "warning",
         stderr=subprocess.STDOUT,
         LIVEDATA_TEST_OVERRIDES=overrides,
+        **env,
     )
     try:
         wait_listening(port, proc)

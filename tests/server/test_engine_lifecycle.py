@@ -73,3 +73,37 @@ def test_shared_observers_and_baseline_after_disconnect():
         await runtime.stop()
 
     asyncio.run(main())
+
+
+def test_observers_are_per_user_only_when_the_publication_reads_the_user():
+    from django.contrib.auth.models import User
+
+    author = Author.objects.create(name="Janet", email="janet@evanovich.com")
+    users = [User.objects.create_user(f"u{i}") for i in range(3)]
+    for user in users:
+        Book.objects.create(title=f"By {user.username}", author=author, added_by=user)
+
+    async def main() -> None:
+        runtime = Runtime(listen=False)
+        sessions = [await open_session(runtime) for _ in users]
+        for (session, _), user in zip(sessions, users, strict=True):
+            await session.set_user(user)
+            await session.feed('{"msg":"sub","id":"all","name":"AllBooks","params":[]}')
+            await session.feed('{"msg":"sub","id":"my","name":"MyBooks","params":[]}')
+        for _, pipe in sessions:
+            await settle(pipe, lambda sent: sum(1 for m in sent if m.get("msg") == "ready") == 2)
+        names = sorted(o.key[0] for o in runtime.engine.observers.values())
+        # AllBooks never reads self.user: one observer for everyone; MyBooks: one per user
+        assert names == ["AllBooks", "MyBooks", "MyBooks", "MyBooks"]
+        # logging out moves the subscriptions to the anonymous observers
+        await sessions[0][0].set_user(None)
+        names = sorted(o.key[0] for o in runtime.engine.observers.values())
+        assert names == ["AllBooks", "MyBooks", "MyBooks", "MyBooks"]
+        anonymous = runtime.engine.observers[("MyBooks", "[]", None)]
+        assert anonymous.per_user and all(not q.docs for q in anonymous.queries)
+        for session, _ in sessions:
+            await session.stop()
+        assert runtime.engine.observers == {}
+        await runtime.stop()
+
+    asyncio.run(main())

@@ -33,18 +33,19 @@ def node_clients() -> Path:
     return JS
 
 
-def run_client(which: str, server: str, email: str) -> dict:
+def run_node(script: str, *args: str) -> dict:
+    """Run a client script of tests/js; its JSON report (see tests/js/report.js)."""
     out = subprocess.run(
-        ["node", "clients.js", which, f"ws://{server}/websocket", email],
-        cwd=JS,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        ["node", script, *args], cwd=JS, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert "failure" not in result, result["failure"]
     return result
+
+
+def run_client(which: str, server: str, email: str) -> dict:
+    return run_node("clients.js", which, f"ws://{server}/websocket", email)
 
 
 def check_scenario(result: dict, which: str, author: Author) -> None:

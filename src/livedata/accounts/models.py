@@ -1,13 +1,22 @@
-"""Login tokens: a random secret given to the client once, stored only as its hash."""
+"""Login tokens: a random secret given to the client once, stored only as its hash.
+
+Their changes are captured like any tracked model's: when a token is deleted (logout
+elsewhere, a password change, the admin, ``livedata prune`` of expired ones) every
+process's listener sees it and closes the DDP connections logged in with it, as Meteor.
+"""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
 
+import livedata
 
+
+@livedata.track
 class LoginToken(models.Model):
-    """A resume token (DDP login) or API token (HTTP ``Authorization: Bearer``).
+    """A resume token (DDP login), API token (HTTP ``Authorization: Bearer``) or
+    password-reset token (``forgotPassword``, used once by ``resetPassword``).
 
     Only ``hashed_token`` (base64 SHA-256 of the secret, as Meteor's
     ``Accounts._hashLoginToken``) is stored: a leaked table does not leak tokens.
@@ -16,6 +25,7 @@ class LoginToken(models.Model):
     class Kind(models.TextChoices):
         RESUME = "resume", "DDP login (resume token)"
         API = "api", "HTTP API token"
+        RESET = "reset", "password reset"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="livedata_tokens"

@@ -47,8 +47,9 @@ def issue(
     return secret, token
 
 
-def lookup(secret: Any, *, kind: str | None = None) -> LoginToken | None:
-    """The live token with this secret (not expired, user active), or None."""
+def find(secret: Any, *, kind: str | None = None) -> LoginToken | None:
+    """The token with this secret, expired or not (None: no such token, or its user is
+    inactive)."""
     if not isinstance(secret, str) or not 0 < len(secret) <= 200:
         return None
     found = (
@@ -56,11 +57,35 @@ def lookup(secret: Any, *, kind: str | None = None) -> LoginToken | None:
     )
     if found is None or (kind is not None and found.kind != kind):
         return None
-    if found.expires is not None and found.expires <= timezone.now():
-        return None
     if not getattr(found.user, "is_active", True):
         return None
     return found
+
+
+def expired(token: LoginToken) -> bool:
+    return token.expires is not None and token.expires <= timezone.now()
+
+
+def lookup(secret: Any, *, kind: str | None = None) -> LoginToken | None:
+    """The live token with this secret (not expired, user active), or None."""
+    found = find(secret, kind=kind)
+    return None if found is None or expired(found) else found
+
+
+def revoke(user: Any, *, kinds: tuple[str, ...], keep: str | None = None) -> int:
+    """Delete ``user``'s tokens of ``kinds`` (but the one hashed ``keep``).
+
+    Connections logged in with them are closed once the deletion reaches the listener.
+    """
+    doomed = LoginToken.objects.filter(user=user, kind__in=kinds)
+    if keep is not None:
+        doomed = doomed.exclude(hashed_token=keep)
+    return doomed.delete()[0]
+
+
+def prune_expired() -> int:
+    """Delete expired tokens of every kind (``livedata prune``)."""
+    return LoginToken.objects.filter(expires__lte=timezone.now()).delete()[0]
 
 
 def touch(token: LoginToken) -> None:

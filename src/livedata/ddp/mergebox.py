@@ -165,3 +165,36 @@ class Mergebox:
         if not collector:
             return []
         return [{"msg": "changed", "collection": collection, "id": doc_id, "fields": collector}]
+
+    def diff_to(self, new: Mergebox) -> list[Message]:
+        """The messages that turn what the client sees from this view into ``new``.
+
+        For re-running every subscription at once (the user logged in or out): the
+        client is sent only what differs, as Meteor's ``_diffCollectionViews``.
+        """
+        out: list[Message] = []
+        for collection in {**self.collections, **new.collections}:
+            before, after = (
+                self.collections.get(collection, {}),
+                new.collections.get(collection, {}),
+            )
+            for doc_id in {**before, **after}:
+                old_view, new_view = before.get(doc_id), after.get(doc_id)
+                if new_view is None:
+                    out.append({"msg": "removed", "collection": collection, "id": doc_id})
+                    continue
+                fields = new_view.fields()
+                if old_view is None:
+                    out.append(
+                        {"msg": "added", "collection": collection, "id": doc_id, "fields": fields}
+                    )
+                    continue
+                old_fields = old_view.fields()
+                collector = {
+                    k: v
+                    for k, v in fields.items()
+                    if k not in old_fields or not ejson_equals(old_fields[k], v)
+                }
+                collector.update({k: UNDEFINED for k in old_fields if k not in fields})
+                out.extend(self._changed_message(collection, doc_id, collector))
+        return out

@@ -54,6 +54,17 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": database_config("livedata")}
+# Meteor clients log in with a SHA-256 digest of the password: this hasher checks both
+# that and Django's own logins (livedata.accounts.hashers); older hashes upgrade on login.
+PASSWORD_HASHERS = [
+    "livedata.accounts.hashers.DigestPBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+# forgotPassword mails: printed to the console in the demo
+EMAIL_BACKEND = os.environ.get(
+    "LIVEDATA_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_FILE_PATH = os.environ.get("LIVEDATA_EMAIL_DIR")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"

@@ -19,8 +19,14 @@ A project written for django-ddp works after changing its import line::
   limits them and ``rename`` maps field → published name.
 - A ``Publication`` is subscribed by its class name (or ``name``) with a static
   ``queries`` list or ``get_queries(self, *params)``; ``self.user`` is the connection's
-  user (None when anonymous). Parameters that don't fit ``get_queries`` → ``nosub`` 400.
-  ``fields = {"app_label.model": [...]}`` limits fields further for this publication.
+  Django user (``AnonymousUser`` when not logged in): Django permissions work
+  (``self.user.has_perm(...)``), and when the user logs in or out every subscription
+  re-runs. Parameters that don't fit ``get_queries`` → ``nosub`` 400.
+  ``fields = {"app_label.model": [...]}`` limits fields further for this publication;
+  ``login_required = True`` or ``permission_required = "app.perm"`` (or several) answer
+  ``nosub`` 403 to others.
+- Subscribers share an observer when the publication and parameters are the same and,
+  only if ``get_queries`` read ``self.user``, the user too.
 - Registering a model's Collection declares its change capture (``@livedata.track``).
 - A Collection is also how a model is exposed to services over HTTP, and nothing is
   unless it says so: ``webhooks = True`` (services may subscribe to its changes),
@@ -100,9 +106,35 @@ class Publication:
     queries: ClassVar[list[QuerySet[Any]] | None] = None
     #: {"app_label.model": ["field", ...]}: fields this publication sends, per collection.
     fields: ClassVar[dict[str, Iterable[str]]] = {}
+    #: Subscribers must be logged in / hold these Django permissions (else nosub 403).
+    login_required: ClassVar[bool] = False
+    permission_required: ClassVar[str | Iterable[str]] = ()
 
     def __init__(self, user: Any = None) -> None:
-        self.user = user
+        if user is None:
+            from django.contrib.auth.models import AnonymousUser
+
+            user = AnonymousUser()
+        self._user = user
+        #: whether get_queries looked at the user (then its result is per user)
+        self.used_user = False
+
+    @property
+    def user(self) -> Any:
+        self.used_user = True
+        return self._user
+
+    @classmethod
+    def check_access(cls, user: Any) -> None:
+        """403 unless ``user`` may subscribe (``has_perm`` may query: call in a thread)."""
+        from django.core.exceptions import PermissionDenied
+
+        perms = cls.permission_required
+        perms = (perms,) if isinstance(perms, str) else tuple(perms)
+        if (cls.login_required or perms) and not user.is_authenticated:
+            raise DDPError(403, "You must be logged in")
+        if perms and not user.has_perms(perms):
+            raise PermissionDenied("Permission denied")
 
     @classmethod
     def publication_name(cls) -> str:

@@ -20,6 +20,10 @@ what changed → the difference goes to every subscribed session's mergebox → 
 - Subscribing and refreshing are serialised by one lock, so a subscription's initial
   query and the batches around it can never interleave badly; a refresh re-reads the
   current state, so seeing a change twice is harmless.
+- Users: an observer is shared by everyone subscribing with the same publication and
+  parameters, unless ``get_queries`` read ``self.user``: then only by the same user.
+  When a connection logs in or out, ``rerun`` moves each of its subscriptions to the
+  observer of the new user and sends the client only the difference.
 """
 
 from __future__ import annotations
@@ -208,11 +212,14 @@ def _joined_models(qs: QuerySet[Any]) -> set[str]:
 
 @dataclass(eq=False)
 class Observer:
-    """A publication with given parameters and user, shared by its subscribers."""
+    """A publication with given parameters (and user, if it reads it), shared by its
+    subscribers."""
 
     key: tuple[str, str, Any]
     queries: list[QueryObserver]
     subscribers: dict[tuple[Session, str], None] = field(default_factory=dict)
+    #: get_queries read self.user: the key holds the user's pk (None: anonymous)
+    per_user: bool = False
 
     @property
     def dependencies(self) -> set[str]:
@@ -271,29 +278,84 @@ class Engine:
         Raises ``DDPError`` (or any error from the publication) for the caller to turn
         into ``nosub``.
         """
-        publication_cls = API.publications[name]
         await self.runtime.listening()  # the initial query must not predate the listener
-        user = None
-        key = (name, json.dumps(params, sort_keys=True, default=str), getattr(user, "pk", None))
         async with self._lock:
-            observer = self.observers.get(key)
-            if observer is None:
-                observer = await self._run(self._start_observer, key, publication_cls, params, user)
-                self.observers[key] = observer
-                self._index(observer)
+            observer = await self._observer_for(name, params, session.user)
             observer.subscribers[(session, sub_id)] = None
             session.publish_added(sub_id, observer.documents())
         session.conn.ready(sub_id)
+
+    async def _observer_for(self, name: str, params: list[Any], user: Any) -> Observer:
+        """The observer this user's subscription joins, started if need be (lock held)."""
+        publication_cls = API.publications[name]
+        if publication_cls.login_required or publication_cls.permission_required:
+            await self._run(publication_cls.check_access, user)
+        shared = (name, json.dumps(params, sort_keys=True, default=str), None)
+        observer = self.observers.get(shared)
+        if observer is not None and not observer.per_user:
+            return observer
+        key = (*shared[:2], user.pk)
+        observer = self.observers.get(key)
+        if observer is None:
+            observer = await self._run(self._start_observer, key, publication_cls, params, user)
+            existing = self.observers.get(observer.key)
+            if existing is not None:  # a user-independent publication already observed
+                return existing
+            self.observers[observer.key] = observer
+            self._index(observer)
+        return observer
 
     @staticmethod
     def _start_observer(
         key: tuple[str, str, Any], publication_cls: type[Publication], params: list[Any], user: Any
     ) -> Observer:
         publication = publication_cls(user)
-        queries = [QueryObserver.build(qs, publication) for qs in publication.resolve(params)]
+        querysets = publication.resolve(params)
+        per_user = publication.used_user
+        if not per_user:
+            key = (*key[:2], None)
+        queries = [QueryObserver.build(qs, publication) for qs in querysets]
         for q in queries:
             q.docs = q.fetch()
-        return Observer(key=key, queries=queries)
+        return Observer(key=key, queries=queries, per_user=per_user)
+
+    async def rerun(
+        self, session: Session, subs: dict[str, tuple[str, list[Any]]], universal: Any
+    ) -> list[tuple[str, BaseException]]:
+        """The session's user changed: re-run its subscriptions as ``session.user``.
+
+        The session's mergebox is rebuilt from the new observers (plus ``universal``:
+        documents published without a subscription, the user's own) and the client is
+        sent only the difference. Returns the subscriptions that failed (for ``nosub``).
+        """
+        from livedata.ddp.mergebox import Mergebox
+
+        failed: list[tuple[str, BaseException]] = []
+        await self.runtime.listening()
+        async with self._lock:
+            old = []
+            for observer in self.observers.values():
+                mine = [s for s in observer.subscribers if s[0] is session]
+                for sub in mine:
+                    del observer.subscribers[sub]
+                if mine:
+                    old.append(observer)
+            box = Mergebox()
+            for sub_id, (name, params) in subs.items():
+                try:
+                    observer = await self._observer_for(name, params, session.user)
+                except Exception as exc:
+                    failed.append((sub_id, exc))
+                    continue
+                observer.subscribers[(session, sub_id)] = None
+                for collection, doc_id, fields in observer.documents():
+                    box.added(sub_id, collection, doc_id, fields)
+            for sub_key, collection, doc_id, fields in universal:
+                box.added(sub_key, collection, doc_id, fields)
+            for observer in old:
+                self._maybe_drop(observer)
+            session.replace_view(box)
+        return failed
 
     async def unsubscribe(self, session: Session, sub_id: str) -> None:
         async with self._lock:

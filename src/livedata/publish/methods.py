@@ -12,8 +12,12 @@
         return f"hello {name}"
 
 ``call`` carries the connection (``call.connection.id``, ``.client_address``,
-``.http_headers``), the user (``call.user``: None until accounts exist) and Meteor's
-``call.random_seed``. Parameters are bound to the function's signature: a wrong count
+``.http_headers``), the user (``call.user``: a Django user, ``AnonymousUser`` when not
+logged in; Django permissions work: ``call.user.has_perm(...)``) and Meteor's
+``call.random_seed``. ``call.set_user(user)`` logs the connection in (or out, with None)
+once the method succeeds: its subscriptions re-run as that user (Meteor's
+``this.setUserId``). ``@method(login_required=True)`` or ``permission_required="app.perm"``
+answer 403 before the function runs. Parameters are bound to the function's signature: a wrong count
 or name is a 400 "Match failed" for the client, not a 500. Raise ``DDPError`` for errors
 the client should see; Django's ValidationError/PermissionDenied/ObjectDoesNotExist map
 to 400/403/404; anything else is 500 "Internal server error" (traceback in the log).
@@ -50,6 +54,14 @@ class MethodCall:
     connection: ConnectionInfo
     random_seed: str | None = None
     user: Any = None
+    #: hash of the login token the connection is logged in with (None: none)
+    login_token: str | None = None
+    #: what the session applies once the method succeeded (see ``set_user``)
+    pending: dict[str, Any] = field(default_factory=dict)
+
+    def set_user(self, user: Any, login_token: str | None = None) -> None:
+        """Log the connection in as ``user`` (None: out), with that token's hash."""
+        self.pending["user"] = (user, login_token)
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,21 @@ class Method:
     name: str
     func: Callable[..., Any]
     atomic: bool = True
+    #: which thread pool runs it: "default", or "accounts" (bounded password hashing)
+    pool: str = "default"
+    login_required: bool = False
+    permission_required: tuple[str, ...] = ()
+
+    def check_access(self, user: Any) -> None:
+        """403 before running when the caller may not (``has_perm`` may query: a thread)."""
+        from django.core.exceptions import PermissionDenied
+
+        if (self.login_required or self.permission_required) and not getattr(
+            user, "is_authenticated", False
+        ):
+            raise DDPError(403, "You must be logged in")
+        if self.permission_required and not user.has_perms(self.permission_required):
+            raise PermissionDenied("Permission denied")
 
     @property
     def is_async(self) -> bool:
@@ -75,13 +102,16 @@ class MethodRegistry:
         self._methods: dict[str, Method] = {}
 
     def register(
-        self, func: Callable[..., Any], *, name: str | None = None, atomic: bool = True
+        self, func: Callable[..., Any], *, name: str | None = None, **options: Any
     ) -> Method:
         name = name or func.__name__
         existing = self._methods.get(name)
         if existing is not None and existing.func is not func:
             raise ValueError(f"DDP method {name!r} is already registered ({existing.func!r})")
-        entry = Method(name=name, func=func, atomic=atomic)
+        perms = options.pop("permission_required", ())
+        if isinstance(perms, str):
+            perms = (perms,)
+        entry = Method(name=name, func=func, permission_required=tuple(perms), **options)
         self._methods[name] = entry
         return entry
 
@@ -103,12 +133,26 @@ registry = MethodRegistry()
 
 
 def method(
-    func: Callable[..., Any] | None = None, *, name: str | None = None, atomic: bool = True
+    func: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    atomic: bool = True,
+    login_required: bool = False,
+    permission_required: str | tuple[str, ...] = (),
+    pool: str = "default",
 ) -> Any:
-    """Register ``func`` as a DDP method (usable bare or with ``name=``/``atomic=``)."""
+    """Register ``func`` as a DDP method (bare, or with ``name=``, ``atomic=``,
+    ``login_required=``, ``permission_required=``)."""
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
-        registry.register(f, name=name, atomic=atomic)
+        registry.register(
+            f,
+            name=name,
+            atomic=atomic,
+            login_required=login_required,
+            permission_required=permission_required,
+            pool=pool,
+        )
         return f
 
     return decorate(func) if func is not None else decorate

@@ -18,8 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from livedata.capture.listener import Listener
+from livedata.capture.log import ChangeRow
 from livedata.conf import LivedataSettings, livedata_settings
 from livedata.ddp.errors import DDPError
+from livedata.ddp.ratelimit import RateLimiter, Rule
 from livedata.publish.api import API
 from livedata.publish.engine import Engine
 from livedata.publish.methods import Method, MethodCall, MethodRegistry
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("livedata.server")
 
 DDP_PATHS = ("/websocket", "/sockjs/websocket")
+TOKEN_MODEL = "livedata.logintoken"
 #: How long a subscription waits for the listener to start (the database being down).
 LISTEN_TIMEOUT = 30.0
 
@@ -65,11 +68,22 @@ class Runtime:
         self.executor = ThreadPoolExecutor(
             max_workers=self.settings.METHOD_THREADS, thread_name_prefix="livedata-method"
         )
+        #: methods that hash passwords run apart, so a login flood cannot take the rest
+        self.pools = {
+            "default": self.executor,
+            "accounts": ThreadPoolExecutor(
+                max_workers=self.settings.ACCOUNTS_THREADS, thread_name_prefix="livedata-accounts"
+            ),
+        }
+        self.rate_limiter = RateLimiter(Rule.from_setting(r) for r in self.settings.DDP_RATE_LIMITS)
+        #: login token hash → sessions logged in with it (closed when it is deleted)
+        self.token_sessions: dict[str, set[Session]] = {}
 
     async def start(self) -> None:
         Runtime.current = self
         if self.listener is not None and self._listener_task is None:
             self.listener.add_consumer(self.engine.on_changes)
+            self.listener.add_consumer(self.on_token_changes)
             self._listener_task = asyncio.create_task(self.listener.run())
             self._listener_task.add_done_callback(_report_listener_exit)
         if self._ticker is None and self.settings.DDP_HEARTBEAT_INTERVAL:
@@ -103,6 +117,30 @@ class Runtime:
                 except Exception:
                     logger.exception("livedata: heartbeat of a session failed")
 
+    def track_token(self, session: Session, old: str | None, new: str | None) -> None:
+        if old is not None and old in self.token_sessions:
+            self.token_sessions[old].discard(session)
+            if not self.token_sessions[old]:
+                del self.token_sessions[old]
+        if new is not None:
+            self.token_sessions.setdefault(new, set()).add(session)
+
+    async def on_token_changes(self, rows: list[ChangeRow]) -> None:
+        """A login token was deleted (logout elsewhere, password change, the admin,
+        expiry): close the connections logged in with it, in every process (Meteor)."""
+        if not self.token_sessions:
+            return
+        doomed: set[Session] = set()
+        for row in rows:
+            if row.model != TOKEN_MODEL:
+                continue
+            if row.op == "truncate":
+                doomed.update(s for group in self.token_sessions.values() for s in group)
+            elif row.op == "delete" and row.old is not None:
+                doomed.update(self.token_sessions.get(row.old.get("hashed_token"), ()))
+        for session in doomed:
+            await session.shutdown(1000, "logged out by the server")
+
     async def stop(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
@@ -112,44 +150,26 @@ class Runtime:
             self.listener.stop()
             await asyncio.gather(self._listener_task, return_exceptions=True)
             self._listener_task = None
-        await asyncio.get_running_loop().run_in_executor(None, self._close_thread_connections)
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        for pool in self.pools.values():
+            await asyncio.get_running_loop().run_in_executor(None, _close_thread_connections, pool)
+            pool.shutdown(wait=False, cancel_futures=True)
         if Runtime.current is self:
             Runtime.current = None
-
-    def _close_thread_connections(self) -> None:
-        """Each worker thread keeps a database connection: close them all (one job per
-        thread, held together by a barrier so no thread takes two)."""
-        import threading
-
-        from django.db import connections
-
-        workers = self.settings.METHOD_THREADS
-        barrier = threading.Barrier(workers, timeout=5)
-
-        def close() -> None:
-            connections.close_all()
-            with contextlib.suppress(threading.BrokenBarrierError):
-                barrier.wait()
-
-        jobs = [self.executor.submit(close) for _ in range(workers)]
-        for job in jobs:
-            job.result()
 
     async def invoke(
         self, method: Method, call: MethodCall, params: list[Any]
     ) -> tuple[Any, int | None]:
         """Run a method; returns its result and the txid its writes must be fenced on."""
         bound = method.bind(call, params)
+        loop = asyncio.get_running_loop()
+        pool = self.pools.get(method.pool, self.executor)
         if method.is_async:
+            if method.login_required or method.permission_required:
+                await loop.run_in_executor(pool, method.check_access, call.user)
             result = await method.func(*bound.args, **bound.kwargs)
-            fence = await asyncio.get_running_loop().run_in_executor(
-                self.executor, _current_horizon
-            )
+            fence = await loop.run_in_executor(pool, _current_horizon)
             return result, fence
-        return await asyncio.get_running_loop().run_in_executor(
-            self.executor, _run_sync, method, bound
-        )
+        return await loop.run_in_executor(pool, _run_sync, method, call, bound)
 
     async def fence(self, txid: int) -> None:
         """Wait until the listener delivered transaction ``txid`` (the write fence)."""
@@ -181,11 +201,32 @@ def usable_connection() -> None:
         conn.errors_occurred = False
 
 
-def _run_sync(method: Method, bound: Any) -> tuple[Any, int | None]:
+def _close_thread_connections(pool: ThreadPoolExecutor) -> None:
+    """Each worker thread keeps a database connection: close them all (one job per
+    thread, held together by a barrier so no thread takes two)."""
+    import threading
+
+    from django.db import connections
+
+    workers = pool._max_workers
+    barrier = threading.Barrier(workers, timeout=5)
+
+    def close() -> None:
+        connections.close_all()
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait()
+
+    jobs = [pool.submit(close) for _ in range(workers)]
+    for job in jobs:
+        job.result()
+
+
+def _run_sync(method: Method, call: MethodCall, bound: Any) -> tuple[Any, int | None]:
     """A sync method in a worker thread: in a transaction; returns (result, its txid)."""
     from django.db import connection, transaction
 
     usable_connection()
+    method.check_access(call.user)
     if not method.atomic:
         result = method.func(*bound.args, **bound.kwargs)
         return result, _current_horizon_locked(connection)

@@ -1,10 +1,15 @@
-"""One client's DDP session over any transport (WebSocket now, SockJS next).
+"""One client's DDP session over any transport (WebSocket, SockJS).
 
 The transport hands text frames to ``feed`` and provides ``send``/``close`` coroutines.
 Frames go through a bounded outbox drained by a writer task, so nothing that produces
 messages (methods, later the live-query engine) ever waits on a slow client; a client
 whose outbox exceeds ``DDP_MAX_OUTGOING_BYTES`` is disconnected. Subscriptions and methods
 run one at a time in arrival order, as Meteor does; ping is answered immediately.
+
+The session knows its user (Django's ``AnonymousUser`` until a login method succeeds,
+or from the Django session cookie of a same-origin browser): publications and methods
+see it, a change of user re-runs every subscription, and the user's own document is
+published in collection ``users`` without a subscription, as Meteor does.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from livedata.ddp.connection import (
     Close,
     DDPConnection,
     Heartbeat,
+    State,
     Subscribe,
     Unsubscribe,
 )
@@ -36,6 +42,9 @@ logger = logging.getLogger("livedata.server")
 
 SendText = Callable[[str], Awaitable[None]]
 CloseTransport = Callable[[int, str], Awaitable[None]]
+
+#: The mergebox key of documents published without a subscription (the user's own).
+UNIVERSAL = ("universal",)
 
 
 class Session:
@@ -78,6 +87,15 @@ class Session:
         self._worker: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         self.close_reason: str | None = None
+        from django.contrib.auth.models import AnonymousUser
+
+        self.user: Any = AnonymousUser()
+        #: hash of the login token this connection is logged in with
+        self.login_token: str | None = None
+        #: live subscriptions: id → (publication, params), to re-run them as a new user
+        self.subs: dict[str, tuple[str, list[Any]]] = {}
+        self._cookie_checked = False
+        self._user_published = False
 
     @staticmethod
     def _now() -> float:
@@ -95,6 +113,7 @@ class Session:
         self.conn.close()
         self.closed.set()
         self.runtime.sessions.discard(self)
+        self.runtime.track_token(self, self.login_token, None)
         await self.runtime.engine.drop_session(self)
         tasks = [t for t in (self._worker, self._writer) if t is not None]
         for task in tasks:
@@ -132,7 +151,16 @@ class Session:
     async def feed(self, text: str) -> None:
         if self.closed.is_set():
             return
+        if not self._cookie_checked:
+            self._cookie_checked = True
+            await self._login_from_cookie()
         actions = self.conn.receive(text, self._now())
+        if not self._user_published and self.conn.state is State.CONNECTED:
+            self._user_published = True
+            if self.user.is_authenticated:  # logged in by cookie: after "connected"
+                for sub_key, collection, doc_id, fields in self._universal():
+                    for message in self.mergebox.added(sub_key, collection, doc_id, fields):
+                        self.conn.send(message)
         frames = self.conn.data_to_send()
         if frames and self._writer is None and not self._draining:
             # replies (pong, errors) go out inline: no task per message; a client that
@@ -164,6 +192,7 @@ class Session:
                     elif isinstance(action, Subscribe):
                         await self._subscribe(action)
                     elif isinstance(action, Unsubscribe):
+                        self.subs.pop(action.id, None)
                         await self.runtime.engine.unsubscribe(self, action.id)
                         self._send_data(self.mergebox.remove_subscription(action.id))
                         self.conn.nosub(action.id)
@@ -174,17 +203,70 @@ class Session:
             self._worker = None
 
     async def _subscribe(self, action: Subscribe) -> None:
+        self.subs[action.id] = (action.name, action.params)
         try:
             await self.runtime.engine.subscribe(self, action.id, action.name, action.params)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            error, unexpected = client_error(exc)
-            if unexpected:
-                logger.error("livedata: publication %r failed", action.name, exc_info=exc)
-            await self.runtime.engine.unsubscribe(self, action.id)
-            self._send_data(self.mergebox.remove_subscription(action.id))
-            self.conn.nosub(action.id, error)
+            await self._sub_failed(action.id, action.name, exc)
+
+    async def _sub_failed(self, sub_id: str, name: str, exc: BaseException) -> None:
+        error, unexpected = client_error(exc)
+        if unexpected:
+            logger.error("livedata: publication %r failed", name, exc_info=exc)
+        self.subs.pop(sub_id, None)
+        await self.runtime.engine.unsubscribe(self, sub_id)
+        self._send_data(self.mergebox.remove_subscription(sub_id))
+        self.conn.nosub(sub_id, error)
+
+    # --- the user -----------------------------------------------------------------------
+
+    async def _login_from_cookie(self) -> None:
+        """A same-origin browser logged in to the Django site is logged in here too."""
+        from livedata.accounts.sessions import cookie_user, same_origin
+
+        headers = self.http_headers
+        if not self.runtime.settings.DDP_SESSION_LOGIN or "cookie" not in headers:
+            return
+        if not same_origin(headers):
+            return  # another site's page must not act with this browser's cookie
+        try:
+            user = await asyncio.get_running_loop().run_in_executor(
+                self.runtime.executor, cookie_user, headers["cookie"]
+            )
+        except Exception:
+            logger.warning("livedata: reading the Django session of a DDP client failed")
+            return
+        if user is not None:
+            self.user = user
+
+    def _universal(self) -> list[tuple[Any, str, str, dict[str, Any]]]:
+        """Documents published without a subscription: the logged-in user's own."""
+        if not self.user.is_authenticated:
+            return []
+        from livedata.accounts.adapter import get_adapter
+
+        return [(UNIVERSAL, "users", str(self.user.pk), get_adapter().user_document(self.user))]
+
+    async def set_user(self, user: Any, login_token: str | None = None) -> None:
+        """Log in as ``user`` (None: out): every subscription re-runs as the new user and
+        the client gets only the difference (with the user's ``users`` document)."""
+        from django.contrib.auth.models import AnonymousUser
+
+        # first, before any await: a revocation of the old token must not close us now
+        self.runtime.track_token(self, self.login_token, login_token)
+        self.login_token = login_token
+        self.user = user if user is not None else AnonymousUser()
+        failed = await self.runtime.engine.rerun(self, dict(self.subs), self._universal())
+        for sub_id, exc in failed:
+            await self._sub_failed(sub_id, self.subs.get(sub_id, ("?",))[0], exc)
+
+    def replace_view(self, box: Mergebox) -> None:
+        """Swap in a rebuilt mergebox, sending the client only what differs."""
+        messages = self.mergebox.diff_to(box)
+        self.mergebox = box
+        self._send_data(messages)
 
     # --- data from the live-query engine ------------------------------------------------
 
@@ -227,6 +309,17 @@ class Session:
             self.conn.method_result(action.id, error=not_found_method(action.name))
             self.conn.method_updated(action.id)
             return
+        limited = self.runtime.rate_limiter.check(
+            action.name,
+            self._now(),
+            connection=self.conn.session or "",
+            client_address=self.client_address,
+            user=self.user.pk,
+        )
+        if limited is not None:  # refused before running: updated first, as Meteor
+            self.conn.method_updated(action.id)
+            self.conn.method_result(action.id, error=limited)
+            return
         call = MethodCall(
             method_id=action.id,
             name=action.name,
@@ -234,11 +327,14 @@ class Session:
                 self.conn.session or "", self.client_address, self.http_headers
             ),
             random_seed=action.random_seed,
-            user=None,
+            user=self.user,
+            login_token=self.login_token,
         )
         fence: int | None = None
         try:
             result, fence = await self.runtime.invoke(method, call, action.params)
+            if "user" in call.pending:
+                await self.set_user(*call.pending["user"])
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise

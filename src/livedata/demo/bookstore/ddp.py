@@ -13,6 +13,7 @@ from livedata.publish.methods import MethodCall, method
 
 class Book(Collection):
     model = models.Book
+    exclude = ["added_by"]  # who added what is the user's business (see MyBooks)
 
 
 class Author(Collection):
@@ -52,18 +53,28 @@ class LatestBooks(Publication):
         return [models.Book.objects.order_by("-id")[:count]]
 
 
-API.register([Book, Author, AllBooks, BooksByAuthorEmail, BooksOfAuthor, LatestBooks])
+class MyBooks(Publication):
+    """The books the logged-in user added (none when anonymous): per user, live."""
+
+    def get_queries(self):
+        if not self.user.is_authenticated:
+            return []
+        return [models.Book.objects.filter(added_by=self.user)]
+
+
+API.register([Book, Author, AllBooks, BooksByAuthorEmail, BooksOfAuthor, LatestBooks, MyBooks])
 
 
 @method(name="addBook")
 def add_book(call: MethodCall, title: str, author_email: str) -> str:
-    """Add a book by an existing author; returns its id."""
+    """Add a book by an existing author (as the caller, when logged in); returns its id."""
     if not isinstance(title, str) or not title.strip() or len(title) > 200:
         raise DDPError(400, "title must be a non-empty string of at most 200 characters")
     author = models.Author.objects.filter(email=author_email).first()
     if author is None:
         raise DDPError(404, f"No author with email {author_email!r}")
-    return str(models.Book.objects.create(title=title.strip(), author=author).pk)
+    added_by = call.user if call.user.is_authenticated else None
+    return str(models.Book.objects.create(title=title.strip(), author=author, added_by=added_by).pk)
 
 
 @method

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 
 import livedata
@@ -20,6 +21,14 @@ class Author(models.Model):
 class Book(models.Model):
     title = models.CharField(max_length=200)
     author = models.ForeignKey(Author, on_delete=models.CASCADE, related_name="books")
+    #: who added it over DDP (the per-user publication MyBooks shows a user's own)
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
 
     class Meta:
         db_table = "bookstore_book"

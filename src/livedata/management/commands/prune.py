@@ -1,4 +1,5 @@
-"""``livedata prune``: delete change-log rows older than the retention setting."""
+"""``livedata prune``: delete change-log rows older than the retention setting, and
+expired login tokens (their DDP connections are closed, as Meteor's token expiry)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ class Command(BaseCommand):
         parser.add_argument("--older-than", metavar="DURATION", help="e.g. 90s, 15m, 12h, 30d")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        from livedata.accounts.tokens import prune_expired
+
+        self.stdout.write(f"deleted {prune_expired()} expired login token(s)")
         if options["older_than"]:
             try:
                 keep = _duration(options["older_than"])

@@ -1,0 +1,42 @@
+"""The Django session cookie of a browser, as a DDP login (same origin only)."""
+
+from __future__ import annotations
+
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+from urllib.parse import urlsplit
+
+
+def same_origin(headers: dict[str, str]) -> bool:
+    """The page that opened the connection is the site's own (or not a browser page).
+
+    ``DDP_ALLOWED_ORIGINS`` lets other sites' pages connect, but never as the browser's
+    logged-in user: that would let any allowed site act for the user.
+    """
+    origin = headers.get("origin")
+    return not origin or urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
+
+
+def cookie_user(cookie_header: str) -> Any | None:
+    """The user the Django session named in this Cookie header is logged in as."""
+    from django.conf import settings
+    from django.contrib.auth import get_user
+    from django.http import HttpRequest
+    from django.utils.module_loading import import_string
+
+    from livedata.server.app import usable_connection
+
+    if "django.contrib.sessions" not in settings.INSTALLED_APPS:
+        return None
+    try:
+        morsel = SimpleCookie(cookie_header).get(settings.SESSION_COOKIE_NAME)
+    except CookieError:
+        return None
+    if morsel is None or not morsel.value:
+        return None
+    usable_connection()
+    store = import_string(settings.SESSION_ENGINE).SessionStore
+    request = HttpRequest()
+    request.session = store(morsel.value)
+    user = get_user(request)  # checks the session's password hash, as Django's middleware
+    return user if user.is_authenticated else None

@@ -1,0 +1,104 @@
+"""Method rate limits, as Meteor's DDPRateLimiter (sans-I/O: time is passed in).
+
+A rule names the methods it covers, what it counts per (the connection, the client's
+address, or the user) and how many calls it allows in a window of seconds. Each rule
+counts every call it covers, rejected ones included (as Meteor does), in a fixed window
+per bucket. A call is refused by the first rule whose bucket is full, with Meteor's error:
+
+    {"error": "too-many-requests",
+     "reason": "Error, too many requests. Please slow down. You must wait 9 seconds
+                before trying again.",
+     "details": {"timeToReset": 8731}}
+
+Meteor's default (login, createUser, resetPassword, forgotPassword: 5 calls per 10 s per
+connection) is in ``livedata.conf``; livedata adds the same methods per client address, so
+reconnecting does not reset a brute-force budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from livedata.ddp.errors import DDPError
+
+PER = ("connection", "client_address", "user")
+
+
+@dataclass(frozen=True)
+class Rule:
+    #: method names, or ("*",) for every method
+    methods: frozenset[str]
+    per: str
+    calls: int
+    seconds: float
+
+    @classmethod
+    def from_setting(cls, spec: Mapping[str, Any]) -> Rule:
+        methods = spec.get("methods")
+        if isinstance(methods, str):
+            methods = (methods,)
+        if not methods or not all(isinstance(m, str) for m in methods):
+            raise ValueError(f"rate limit {dict(spec)!r}: 'methods' must list method names")
+        per = spec.get("per", "connection")
+        if per not in PER:
+            raise ValueError(f"rate limit {dict(spec)!r}: 'per' must be one of {PER}")
+        calls, seconds = spec.get("calls"), spec.get("seconds")
+        if not isinstance(calls, int) or calls < 1 or not isinstance(seconds, int | float):
+            raise ValueError(f"rate limit {dict(spec)!r}: needs 'calls' >= 1 and 'seconds'")
+        return cls(frozenset(methods), per, calls, float(seconds))
+
+    def covers(self, method: str) -> bool:
+        return "*" in self.methods or method in self.methods
+
+
+class RateLimiter:
+    """Shared by every connection of a process."""
+
+    #: prune expired buckets when more than this many are held
+    MAX_BUCKETS = 10_000
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        self.rules = list(rules)
+        self._buckets: dict[tuple[Any, ...], list[float]] = {}  # key → [window start, count]
+
+    def check(
+        self,
+        method: str,
+        now: float,
+        *,
+        connection: str,
+        client_address: str | None,
+        user: Any,
+    ) -> DDPError | None:
+        """Count this call; the error to answer it with when a limit is exceeded."""
+        who = {"connection": connection, "client_address": client_address, "user": user}
+        refused: float | None = None
+        for index, rule in enumerate(self.rules):
+            if not rule.covers(method) or who[rule.per] is None:
+                continue
+            key = (index, method, who[rule.per])
+            bucket = self._buckets.get(key)
+            if bucket is None or now - bucket[0] >= rule.seconds:
+                bucket = self._buckets[key] = [now, 0]
+            bucket[1] += 1
+            if bucket[1] > rule.calls:
+                left = bucket[0] + rule.seconds - now
+                refused = left if refused is None else max(refused, left)
+        if len(self._buckets) > self.MAX_BUCKETS:
+            self._prune(now)
+        if refused is None:
+            return None
+        wait_ms = max(0, int(refused * 1000))
+        return DDPError(
+            "too-many-requests",
+            "Error, too many requests. Please slow down. You must wait "
+            f"{math.ceil(wait_ms / 1000)} seconds before trying again.",
+            {"timeToReset": wait_ms},
+        )
+
+    def _prune(self, now: float) -> None:
+        longest = max((r.seconds for r in self.rules), default=0.0)
+        self._buckets = {k: b for k, b in self._buckets.items() if now - b[0] < longest}
