@@ -275,3 +275,23 @@ def test_ejson_equals():
     assert ejson_equals(1, 1.0) and not ejson_equals(True, 1)
     assert ejson_equals({"a": [1, {"b": 2}]}, {"a": [1, {"b": 2}]})
     assert not ejson_equals({"a": 1}, {"a": 1, "b": 2}) and not ejson_equals("1", 1)
+
+
+def test_diff_to_sends_only_what_differs():
+    before, after = Mergebox(), Mergebox()
+    before.added("a", "books", "1", {"title": "Same"})
+    before.added("a", "books", "2", {"title": "Old", "price": 3})
+    before.added("a", "books", "3", {"title": "Gone"})
+    after.added("b", "books", "1", {"title": "Same"})
+    after.added("b", "books", "2", {"title": "New"})
+    after.added("b", "users", "7", {"username": "demo"})
+    assert sorted(before.diff_to(after), key=lambda m: (m["collection"], m["id"])) == [
+        {
+            "msg": "changed",
+            "collection": "books",
+            "id": "2",
+            "fields": {"title": "New", "price": UNDEFINED},
+        },
+        {"msg": "removed", "collection": "books", "id": "3"},
+        {"msg": "added", "collection": "users", "id": "7", "fields": {"username": "demo"}},
+    ]
