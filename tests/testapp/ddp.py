@@ -6,7 +6,9 @@ import asyncio
 
 from django.core.exceptions import PermissionDenied, ValidationError
 
+from livedata.api import API, Publication
 from livedata.ddp.errors import DDPError
+from livedata.demo.bookstore.models import Book
 from livedata.publish.methods import method
 from tests.testapp.models import Note
 
@@ -47,3 +49,25 @@ async def sleep(call, seconds: float):
 @method(name="test.big")
 def big(call, size: int):
     return "x" * size
+
+
+class BooksForStaff(Publication):
+    """Only for users with Django's view permission on books."""
+
+    permission_required = "bookstore.view_book"
+    queries = [Book.objects.all()]
+
+
+class Whoami(Publication):
+    login_required = True
+
+    def get_queries(self):
+        return [Book.objects.filter(added_by=self.user)]
+
+
+API.register([BooksForStaff, Whoami])
+
+
+@method(name="test.staffOnly", permission_required="bookstore.change_book")
+def staff_only(call):
+    return call.user.get_username()
