@@ -205,6 +205,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rates", default="100,1000", help="commits/s to run, e.g. 100,300,1000")
+    parser.add_argument(
+        "--gc-probe", action="store_true", help="measure the server's GC (bench/gcprobe.py)"
+    )
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare broadcaster")
     args = parser.parse_args()
     clients, seconds = (200, 2.0) if args.quick else (1000, 5.0)
     rates = [int(r) for r in args.rates.split(",")]
@@ -213,8 +217,11 @@ def main() -> None:
     results: dict[str, Any] = {"clients": clients, "seconds": seconds, "ours": [], "bare": []}
 
     port = free_port()
+    probe = ROOT / "bench" / "results" / "live_queries_gc.json"
+    probe.parent.mkdir(exist_ok=True)
+    runner = ["-m", "bench.gcprobe", str(probe)] if args.gc_probe else ["-m", "livedata"]
     proc = start(
-        [PY, "-m", "livedata", "serve", "--port", "{port}", "--log-level", "warning"],
+        [PY, *runner, "serve", "--port", "{port}", "--log-level", "warning"],
         port,
         {**ENV, **SERVER_ENV},
     )
@@ -251,10 +258,13 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=20)
 
+    if args.gc_probe:
+        results["gc"] = json.loads(probe.read_text())
+        print(json.dumps(results["gc"], indent=1))
     port = free_port()
     proc = start(uvicorn("bench.asgi_bench_app:app", "websockets-sansio", deflate=False), port)
     try:
-        for rate in rates:
+        for rate in [] if args.no_bare else rates:
             results["bare"].append(
                 asyncio.run(
                     run_clients(
@@ -282,7 +292,7 @@ def report(results: dict[str, Any], clients: int, seconds: float) -> None:
     print(f"\n{clients} clients over {GROUPS} publications (BooksOfAuthor), {seconds:.0f} s/rate")
     head = f"{'changes/s':>9} {'':8} {'delivered':>15} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
     print(head + f" {'db xacts/change':>16}")
-    for ours, bare in zip(results["ours"], results["bare"], strict=True):
+    for ours, bare in zip(results["ours"], results["bare"] or results["ours"], strict=True):
         for name, r in (("livedata", ours), ("bare", bare)):
             extra = f"{r['server_xacts_per_change']:>16.2f}" if name == "livedata" else ""
             print(
