@@ -9,6 +9,13 @@ retracts exactly what only it provided.
 
 Pure data structure (sans-I/O): each call returns the DDP data messages to send.
 Mirrors Meteor's SessionCollectionView / SessionDocumentView (docs/ddp-wire-reference.md §8).
+
+Memory shape: a server holds one mergebox per connection and one entry per document it
+shows, so this is the biggest structure in the process and what Python's cyclic GC must
+walk. Most documents have one provider: they are kept as a plain ``(sub, fields)``
+tuple, which the GC untracks (no lists, no object per document), and only documents
+that several subscriptions provide get a full ``_DocumentView``. Measured with
+bench/gcprobe.py: this is what made full collections short (see the commit).
 """
 
 from __future__ import annotations
@@ -41,11 +48,26 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-@dataclass
+@dataclass(slots=True)
 class _DocumentView:
+    """A document several subscriptions provide (one provider: a ``(sub, fields)`` tuple)."""
+
     exists_in: dict[Any, None] = field(default_factory=dict)  # ordered set of subscriptions
     # field -> [[subscription, value], ...]; element 0 is the visible value
     data: dict[str, list[list[Any]]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, sub: Any, fields: dict[str, Any]) -> _DocumentView:
+        return cls({sub: None}, {key: [[sub, value]] for key, value in fields.items()})
+
+    def single(self) -> tuple[Any, dict[str, Any]] | None:
+        """The compact form, when only one subscription is left providing everything."""
+        if len(self.exists_in) != 1:
+            return None
+        (sub,) = self.exists_in
+        if any(len(entries) != 1 or entries[0][0] != sub for entries in self.data.values()):
+            return None
+        return (sub, self.fields())
 
     def fields(self) -> dict[str, Any]:
         return {key: entries[0][1] for key, entries in self.data.items()}
@@ -89,11 +111,22 @@ class _DocumentView:
             collector[key] = entries[0][1]
 
 
+View = _DocumentView | tuple[Any, dict[str, Any]]
+
+
+def _fields(view: View) -> dict[str, Any]:
+    return dict(view[1]) if type(view) is tuple else view.fields()  # type: ignore[union-attr]
+
+
 class Mergebox:
     """One connection's view: collection → document id → merged fields."""
 
+    #: keep single-provider documents as tuples (False: always full views; the tests
+    #: check both give the same messages)
+    COMPACT = True
+
     def __init__(self) -> None:
-        self.collections: dict[str, dict[str, _DocumentView]] = {}
+        self.collections: dict[str, dict[str, View]] = {}
         # subscription → {(collection, id)}: what each subscription currently provides
         self.provided: dict[Any, dict[tuple[str, str], None]] = {}
 
@@ -102,11 +135,17 @@ class Mergebox:
     ) -> list[Message]:
         docs = self.collections.setdefault(collection, {})
         view = docs.get(doc_id)
+        self.provided.setdefault(sub, {})[(collection, doc_id)] = None
+        if view is None and self.COMPACT:
+            own = {key: value for key, value in fields.items() if key != "_id"}
+            docs[doc_id] = (sub, own)
+            return [{"msg": "added", "collection": collection, "id": doc_id, "fields": dict(own)}]
         is_new = view is None
         if view is None:
             view = docs[doc_id] = _DocumentView()
+        elif type(view) is tuple:
+            view = docs[doc_id] = _DocumentView.of(*view)
         view.exists_in[sub] = None
-        self.provided.setdefault(sub, {})[(collection, doc_id)] = None
         collector: dict[str, Any] = {}
         for key, value in fields.items():
             view.change_field(sub, key, value, collector, is_add=True)
@@ -118,10 +157,27 @@ class Mergebox:
         self, sub: Any, collection: str, doc_id: str, fields: dict[str, Any]
     ) -> list[Message]:
         """``fields`` maps names to new values, or to ``UNDEFINED`` to clear them."""
-        view = self.collections.get(collection, {}).get(doc_id)
+        docs = self.collections.get(collection, {})
+        view = docs.get(doc_id)
         if view is None:
             raise KeyError(f"Could not find element with id {doc_id} to change")
         collector: dict[str, Any] = {}
+        if type(view) is tuple:
+            owner, own = view
+            if owner == sub:  # the one provider: its values are the visible ones
+                for key, value in fields.items():
+                    if key == "_id":
+                        continue
+                    if value is UNDEFINED:
+                        if key in own:
+                            del own[key]
+                            collector[key] = UNDEFINED
+                    else:
+                        if key not in own or not ejson_equals(own[key], value):
+                            collector[key] = value
+                        own[key] = value
+                return self._changed_message(collection, doc_id, collector)
+            view = docs[doc_id] = _DocumentView.of(owner, own)
         for key, value in fields.items():
             if value is UNDEFINED:
                 view.clear_field(sub, key, collector)
@@ -132,13 +188,15 @@ class Mergebox:
     def removed(self, sub: Any, collection: str, doc_id: str) -> list[Message]:
         docs = self.collections.get(collection, {})
         view = docs.get(doc_id)
-        if view is None or sub not in view.exists_in:
+        single = type(view) is tuple
+        if view is None or (view[0] != sub if single else sub not in view.exists_in):
             raise KeyError(f"Removed nonexistent document {doc_id}")
-        del view.exists_in[sub]
         provided = self.provided.get(sub)
         if provided is not None:
             provided.pop((collection, doc_id), None)
-        if not view.exists_in:
+        if not single:
+            del view.exists_in[sub]
+        if single or not view.exists_in:
             del docs[doc_id]
             if not docs:
                 del self.collections[collection]
@@ -146,6 +204,9 @@ class Mergebox:
         collector: dict[str, Any] = {}
         for key in list(view.data):
             view.clear_field(sub, key, collector)
+        compact = view.single() if self.COMPACT else None
+        if compact is not None:
+            docs[doc_id] = compact
         return self._changed_message(collection, doc_id, collector)
 
     def remove_subscription(self, sub: Any) -> list[Message]:
@@ -158,7 +219,7 @@ class Mergebox:
 
     def document(self, collection: str, doc_id: str) -> dict[str, Any] | None:
         view = self.collections.get(collection, {}).get(doc_id)
-        return None if view is None else view.fields()
+        return None if view is None else _fields(view)
 
     @staticmethod
     def _changed_message(collection: str, doc_id: str, collector: dict[str, Any]) -> list[Message]:
@@ -183,13 +244,13 @@ class Mergebox:
                 if new_view is None:
                     out.append({"msg": "removed", "collection": collection, "id": doc_id})
                     continue
-                fields = new_view.fields()
+                fields = _fields(new_view)
                 if old_view is None:
                     out.append(
                         {"msg": "added", "collection": collection, "id": doc_id, "fields": fields}
                     )
                     continue
-                old_fields = old_view.fields()
+                old_fields = _fields(old_view)
                 collector = {
                     k: v
                     for k, v in fields.items()

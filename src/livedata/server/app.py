@@ -253,6 +253,17 @@ def _current_horizon_locked(connection: Any) -> int:
         return int(cur.fetchone()[0]) - 1
 
 
+def _freeze_startup_objects() -> None:
+    """Move what start-up made (modules, classes, Django's registries: ~90k objects) out
+    of the cyclic GC's reach, so full collections walk only what serving creates.
+
+    Measured with bench/gcprobe.py under bench/live_queries.py (see the commit)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def _is_sockjs(path: str) -> bool:
     return path == "/sockjs" or path.startswith("/sockjs/")
 
@@ -299,6 +310,7 @@ class LivedataApp:
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                _freeze_startup_objects()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.runtime.stop()
