@@ -91,16 +91,7 @@ function viaDdpJs(endpoint = url, SocketConstructor = require("ws")) {
 }
 
 function viaDdpJsSockJS(transport) {
-  // ddp.js calls `new SocketConstructor(endpoint)` with one argument: wrap SockJS to force
-  // the transport (an object returned from a constructor is what `new` gives back)
-  const SockJS = require("sockjs-client");
-  const sockjsUrl = url.replace(/^ws/, "http").replace(/\/websocket$/, "/sockjs");
-  function OneTransport(endpoint) {
-    const socket = new SockJS(endpoint, null, { transports: [transport] });
-    socket.addEventListener("open", () => out.events.push(["transport", socket.transport]));
-    return socket;
-  }
-  viaDdpJs(sockjsUrl, OneTransport);
+  viaDdpJs(...require("./report").sockjsTransport(url, transport, out));
 }
 
 const sockjs = /^ddp\.js-sockjs-(.+)$/.exec(which);
