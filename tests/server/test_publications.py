@@ -167,3 +167,54 @@ def test_a_burst_of_100k_rows_reaches_only_who_it_concerns(ddp, janet, connect):
     c.send({"msg": "ping", "id": "after"})
     rest = c.until(lambda m: m.get("id") == "after")
     assert not any(m["msg"] == "added" for m in rest)  # nothing beyond its 50
+
+
+@pytest.fixture
+def roomy_server(transactional_db):
+    """Default limits (the 'server' fixture's small output cap would drop the flooder for
+    not reading 9,000 nosub replies fast enough: also right, but not what is tested here)."""
+    from tests.server.conftest import _serve
+
+    yield from _serve("")
+
+
+def test_a_client_subscribing_ten_thousand_times(roomy_server, janet):
+    """Past the per-connection cap each sub gets nosub too-many-requests; others are served."""
+    import threading
+
+    flooder, other = Client(roomy_server), Client(roomy_server)
+    for c in (flooder, other):
+        c.recv()
+        c.send(CONNECT)
+        c.recv()
+
+    def flood() -> None:  # while the main thread reads (a client that does not read at
+        for i in range(10_000):  # all is dropped at DDP_MAX_OUTGOING_BYTES instead)
+            params = ["janet@evanovich.com"] if i % 2 else [f"x{i % 7}@example.com"]
+            flooder.send(
+                {"msg": "sub", "id": f"s{i}", "name": "BooksByAuthorEmail", "params": params}
+            )
+
+    sender = threading.Thread(target=flood)
+    sender.start()
+    other.send({"msg": "ping", "id": "during"})
+    assert other.recv() == {"msg": "pong", "id": "during"}
+    ready, refused = set(), set()
+    while len(ready) + len(refused) < 10_000:
+        m = flooder.recv(timeout=60)
+        if m["msg"] == "ready":
+            ready.update(m["subs"])
+        elif m["msg"] == "nosub":
+            assert m["error"]["error"] == "too-many-requests", m
+            refused.add(m["id"])
+    sender.join()
+    assert len(ready) == 1000 and ready == {f"s{i}" for i in range(1000)}
+    # the cap is on live subscriptions: dropping some makes room again
+    for i in range(10):
+        flooder.send({"msg": "unsub", "id": f"s{i}"})
+    flooder.until(lambda m: m == {"msg": "nosub", "id": "s9"})
+    got = subscribe(flooder, "again", "BooksByAuthorEmail", "janet@evanovich.com")
+    assert got[-1] == {"msg": "ready", "subs": ["again"]}
+    assert subscribe(other, "o", "AllBooks")[-1] == {"msg": "ready", "subs": ["o"]}
+    flooder.close()
+    other.close()
