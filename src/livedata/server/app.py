@@ -64,17 +64,18 @@ class Runtime:
         #: Live sessions with a heartbeat; one task ticks them all.
         self.sessions: set[Session] = set()
         self._ticker: asyncio.Task[None] | None = None
-        #: threads for sync methods and live-query refreshes (each keeps a DB connection)
-        self.executor = ThreadPoolExecutor(
-            max_workers=self.settings.METHOD_THREADS, thread_name_prefix="livedata-method"
-        )
-        #: methods that hash passwords run apart, so a login flood cannot take the rest
-        self.pools = {
-            "default": self.executor,
-            "accounts": ThreadPoolExecutor(
-                max_workers=self.settings.ACCOUNTS_THREADS, thread_name_prefix="livedata-accounts"
-            ),
+        #: thread pools (each thread keeps a DB connection), with their sizes: "default"
+        #: runs sync methods and live-query refreshes; methods that hash passwords run on
+        #: "accounts", so a login flood cannot take the threads everything else needs
+        sizes = {
+            "default": self.settings.METHOD_THREADS,
+            "accounts": self.settings.ACCOUNTS_THREADS,
         }
+        self.pools = {
+            name: (ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"livedata-{name}"), n)
+            for name, n in sizes.items()
+        }
+        self.executor = self.pools["default"][0]
         self.rate_limiter = RateLimiter(Rule.from_setting(r) for r in self.settings.DDP_RATE_LIMITS)
         #: login token hash → sessions logged in with it (closed when it is deleted)
         self.token_sessions: dict[str, set[Session]] = {}
@@ -150,8 +151,10 @@ class Runtime:
             self.listener.stop()
             await asyncio.gather(self._listener_task, return_exceptions=True)
             self._listener_task = None
-        for pool in self.pools.values():
-            await asyncio.get_running_loop().run_in_executor(None, _close_thread_connections, pool)
+        for pool, size in self.pools.values():
+            await asyncio.get_running_loop().run_in_executor(
+                None, _close_thread_connections, pool, size
+            )
             pool.shutdown(wait=False, cancel_futures=True)
         if Runtime.current is self:
             Runtime.current = None
@@ -162,7 +165,7 @@ class Runtime:
         """Run a method; returns its result and the txid its writes must be fenced on."""
         bound = method.bind(call, params)
         loop = asyncio.get_running_loop()
-        pool = self.pools.get(method.pool, self.executor)
+        pool = self.pools[method.pool][0] if method.pool in self.pools else self.executor
         if method.is_async:
             if method.login_required or method.permission_required:
                 await loop.run_in_executor(pool, method.check_access, call.user)
@@ -201,14 +204,13 @@ def usable_connection() -> None:
         conn.errors_occurred = False
 
 
-def _close_thread_connections(pool: ThreadPoolExecutor) -> None:
+def _close_thread_connections(pool: ThreadPoolExecutor, workers: int) -> None:
     """Each worker thread keeps a database connection: close them all (one job per
     thread, held together by a barrier so no thread takes two)."""
     import threading
 
     from django.db import connections
 
-    workers = pool._max_workers
     barrier = threading.Barrier(workers, timeout=5)
 
     def close() -> None:
