@@ -106,3 +106,33 @@ def test_three_valued_logic_of_nulls():
     assert matcher({"id": 1, "title": None, "author_id": 1}) is None
     assert matcher({"id": 1, "title": "y", "author_id": 1}) is True
     assert compile_matcher(Widget.objects.filter(data__has_key="a")) is None
+
+
+def test_in_memory_matching_keeps_a_rows_latest_write_when_txids_disagree(
+    head, read_since, connect
+):
+    """T1 takes the lower xid, T2 updates the row and commits, then T1 updates it too (it
+    read T2's value): the log in (txid, id) order holds T1's newer write *first*. The
+    in-memory path must end with T1's value, as the table does (it goes by write order)."""
+    author = Author.objects.create(name="a", email="a@x.com")
+    book = Book.objects.create(title="A", author=author)
+    q = QueryObserver.build(Book.objects.filter(author=author), Publication())
+    assert q.matcher is not None
+    q.docs = q.fetch()
+    t1, t2 = connect(autocommit=False), connect(autocommit=False)
+    t1.execute("SELECT pg_current_xact_id()")  # T1's xid now: the lower one
+    t2.execute("SELECT pg_current_xact_id()")
+    t2.execute("UPDATE bookstore_book SET title = 'B' WHERE id = %s", [book.pk])
+    t2.commit()
+    t1.execute("UPDATE bookstore_book SET title = 'C' WHERE id = %s", [book.pk])
+    t1.commit()
+    rows = read_since(head)
+    rows = [r for r in rows if r.model == "bookstore.book" and r.op == "update"]
+    assert [r.new["title"] for r in rows] == ["C", "B"]  # the trap: log order is not write order
+    for batches in ([rows], [[rows[0]], [rows[1]]]):  # one read, or cut between the two
+        q.docs = {str(book.pk): {"title": "A", "author_id": author.pk}}
+        q.recent_writes = ({}, {})
+        for batch in batches:
+            q.refresh(batch)
+        assert q.docs[str(book.pk)]["title"] == "C", batches
+    assert q.queried == 0

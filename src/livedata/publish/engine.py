@@ -79,6 +79,9 @@ class QueryObserver:
     #: refreshes done without a query / with one (for tests and benchmarks)
     in_memory: int = 0
     queried: int = 0
+    #: pk → id of the latest write applied in memory, for the last two batches (see
+    #: _match_in_memory)
+    recent_writes: tuple[dict[str, int], dict[str, int]] = field(default_factory=lambda: ({}, {}))
 
     @classmethod
     def build(cls, qs: QuerySet[Any], publication: Publication) -> QueryObserver:
@@ -125,8 +128,9 @@ class QueryObserver:
         if self.matcher is None and len(relevant) > REQUERY_THRESHOLD:
             full = True  # a burst: one full query beats a huge IN list
         if not full and self.matcher is not None:
-            new = self._match_in_memory(relevant)
-            candidates = {r.pk for r in relevant if r.pk is not None}
+            state = self._match_in_memory(relevant)
+            new = {pk: doc for pk, doc in state.items() if doc is not None}
+            candidates = set(state)
             self.in_memory += 1
         elif full:
             new = self.fetch()
@@ -176,20 +180,37 @@ class QueryObserver:
                 out.append(("changed", doc_id, delta))
         return out
 
-    def _match_in_memory(self, rows: list[ChangeRow]) -> Docs:
-        """The documents ``rows`` leave behind, from their values alone (no query)."""
+    def _match_in_memory(self, rows: list[ChangeRow]) -> dict[str, dict[str, Any] | None]:
+        """What ``rows`` leave behind, from their values alone (no query): pk → the
+        document, or None when the row left the result.
+
+        Per row, the latest *write* wins, which is not always the last in log order:
+        T1 takes xid 100, T2 (xid 101) updates row k and commits, then T1 updates k (it
+        waited for T2's row lock) and commits; the log, read by (txid, id), holds T1's
+        newer value first. Writes to one row are serialised by its lock, so the higher
+        change id is the later write: an older write read after a newer one is skipped.
+        Both become visible in the same read (T1 ends after T2), so remembering the
+        last two batches covers a read cut in two by the batch size.
+        """
         assert self.matcher is not None and self.converters is not None
         state: dict[str, dict[str, Any] | None] = {}
+        older, newer = self.recent_writes
+        latest: dict[str, int] = {}
         for row in rows:
             if row.pk is None:
                 continue
+            known = latest.get(row.pk) or newer.get(row.pk) or older.get(row.pk) or 0
+            if row.id < known:
+                continue  # an older write of this row, read after a newer one
+            latest[row.pk] = row.id
             if row.op == "delete" or row.new is None or self.matcher(row.new) is not True:
                 state[row.pk] = None
             else:
                 state[row.pk] = {
                     name: to_python(f, row.new.get(attname)) for attname, name, f in self.converters
                 }
-        return {pk: doc for pk, doc in state.items() if doc is not None}
+        self.recent_writes = (newer, latest)
+        return state
 
 
 def _joined_models(qs: QuerySet[Any]) -> set[str]:
