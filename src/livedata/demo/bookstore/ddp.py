@@ -13,10 +13,14 @@ from livedata.publish.methods import MethodCall, method
 
 class Book(Collection):
     model = models.Book
+    pull = True  # services may pull the books, then their changes (livedata.pull)
+    filters = ["author", "title"]
 
 
 class Author(Collection):
     model = models.Author
+    pull = True
+    filters = ["email"]
 
 
 class AllBooks(Publication):
