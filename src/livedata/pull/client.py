@@ -181,9 +181,11 @@ class PullClient:
         self.state = _State(handle, offset, up_to_date=up)
         return batch
 
-    def _sse_batches(self, handle: str, lines: list[str]) -> Iterator[Batch | str]:
-        """Batches from server-sent event lines; a string is a control to act on."""
-        messages: list[dict[str, Any]] = []
+    def _sse_batches(
+        self, handle: str, lines: list[str], messages: list[dict[str, Any]]
+    ) -> Iterator[Batch | str]:
+        """Batches from server-sent event lines (``messages``: those of the batch being
+        received, kept across events); a string is a control to act on."""
         for line in lines:
             if not line.startswith("data:"):
                 continue
@@ -193,13 +195,13 @@ class PullClient:
                 messages.append(item)
             elif control in ("offset", "up-to-date"):
                 up = control == "up-to-date"
-                phase = "snapshot" if item["offset"].startswith("s") else "changes"
+                phase = item.get("phase", "changes")
                 batch = Batch(
-                    messages, handle, item["offset"], up, phase, refetch=self.state.refetch
+                    list(messages), handle, item["offset"], up, phase, refetch=self.state.refetch
                 )
                 self.state = _State(handle, item["offset"], up_to_date=up)
                 self.state.failures = 0
-                messages = []
+                messages.clear()
                 yield batch
             else:
                 yield control
@@ -244,11 +246,12 @@ class PullClient:
                     return
                 handle = r.headers.get("livedata-handle", "")
                 pending: list[str] = []
+                received: list[dict[str, Any]] = []
                 for line in r.iter_lines():
                     pending.append(line)
                     if line:
                         continue
-                    for item in self._sse_batches(handle, pending):
+                    for item in self._sse_batches(handle, pending, received):
                         if isinstance(item, str):
                             if item == "must-refetch":
                                 self._refetch("event stream")
@@ -302,11 +305,12 @@ class PullClient:
                     return
                 handle = r.headers.get("livedata-handle", "")
                 pending: list[str] = []
+                received: list[dict[str, Any]] = []
                 async for line in r.aiter_lines():
                     pending.append(line)
                     if line:
                         continue
-                    for item in self._sse_batches(handle, pending):
+                    for item in self._sse_batches(handle, pending, received):
                         if isinstance(item, str):
                             if item == "must-refetch":
                                 self._refetch("event stream")

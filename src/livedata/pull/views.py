@@ -188,8 +188,8 @@ def _event(text: str) -> bytes:
     return f"data: {text}\n\n".encode()
 
 
-def _control(kind: str, offset: Offset) -> bytes:
-    return _event(json.dumps({"control": kind, "offset": offset.encode()}))
+def _control(kind: str, offset: Offset, phase: str = "changes") -> bytes:
+    return _event(json.dumps({"control": kind, "offset": offset.encode(), "phase": phase}))
 
 
 async def _event_stream(spec: FeedSpec, handle: Handle | None, offset: Offset) -> HttpResponse:
@@ -223,7 +223,9 @@ async def _events(
         while offset.kind != "changes":
             if page is None:
                 page = await live.in_db_thread(read_snapshot, spec, handle, offset)
-            yield b"".join(_event(m) for m in page.messages) + _control("offset", page.offset)
+            yield b"".join(_event(m) for m in page.messages) + _control(
+                "offset", page.offset, "snapshot"
+            )
             offset, page = page.offset, None
         assert offset.cursor is not None
         cursor = offset.cursor
