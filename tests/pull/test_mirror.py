@@ -51,19 +51,25 @@ class Writers:
     def _run(self, seed: int) -> None:
         rng = random.Random(seed)
         conn: psycopg.Connection | None = None
-        while not self.stopping.is_set():
-            try:
-                if conn is None or conn.closed:
-                    conn = self.connect()
-                self._transaction(conn, rng)
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-                conn.rollback()
-            except psycopg.OperationalError:  # the database restarting
-                conn = None
-                time.sleep(0.2)
-            except BaseException as exc:  # pragma: no cover - reported by stop()
-                self.errors.append(exc)
-                return
+        try:
+            while not self.stopping.is_set():
+                try:
+                    if conn is None or conn.closed:
+                        conn = self.connect()
+                    self._transaction(conn, rng)
+                except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                    conn.rollback()
+                except psycopg.OperationalError:  # the database restarting
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    time.sleep(0.2)
+                except BaseException as exc:  # pragma: no cover - reported by stop()
+                    self.errors.append(exc)
+                    return
+        finally:
+            if conn is not None:
+                conn.close()
 
     def _transaction(self, conn: psycopg.Connection, rng: random.Random) -> None:
         if rng.random() < 0.3:  # take an xid early, write late: commits out of xid order

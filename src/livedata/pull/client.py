@@ -105,8 +105,9 @@ class PullClient:
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
         self.auth = httpx.BasicAuth(*auth) if auth else None
-        start = offset if handle and offset else "-1"
-        self.state = _State(handle if start != "-1" else None, start)
+        self.changes_only = offset == "now"
+        start = offset if (handle and offset) or self.changes_only else "-1"
+        self.state = _State(handle if start not in ("-1", "now") else None, start)
 
     @property
     def handle(self) -> str | None:
@@ -121,7 +122,7 @@ class PullClient:
     def _params(self) -> dict[str, str]:
         params = dict(self.filters)
         params["offset"] = self.state.offset
-        if self.state.handle and self.state.offset != "-1":
+        if self.state.handle and self.state.offset not in ("-1", "now"):
             params["handle"] = self.state.handle
         if self.fields:
             params["fields"] = ",".join(self.fields)
@@ -142,7 +143,8 @@ class PullClient:
 
     def _refetch(self, reason: str) -> None:
         logger.warning("livedata pull %s: must refetch (%s)", self.model, reason)
-        self.state = _State(None, "-1", refetch=True)
+        # a changes-only client (offset="now") starts over at now: it never wanted the rows
+        self.state = _State(None, "now" if self.changes_only else "-1", refetch=True)
 
     def _outcome(self, status: int, headers: Mapping[str, str], body: bytes) -> Batch | None:
         """The batch of a response, or None to retry (after ``_delay``)."""

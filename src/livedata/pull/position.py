@@ -4,7 +4,8 @@
   copied at (``xmin``, ``xmax``, ``xip``), the fields and filters it was started with, and
   the model's shape then. It is signed with Django's ``signing`` (``SECRET_KEY``), so the
   server keeps no state between requests and a forged or damaged handle is a precise 400.
-- The **offset** is where in that feed the client is: ``-1`` (start), ``s<key>`` (copying
+- The **offset** is where in that feed the client is: ``-1`` (start; ``now`` starts
+  without the rows, with only the changes after it), ``s<key>`` (copying
   the snapshot; every row with a key up to ``key`` was sent) or ``<txid>_<id>`` (following
   the change log; every change up to that log position was sent). Offsets are checked
   against the handle; tampering with one can only hurt the client that does it.
@@ -93,13 +94,15 @@ class Handle:
 class Offset:
     """``start`` (-1), a snapshot key position, or a change-log cursor."""
 
-    kind: str  # "start" | "snapshot" | "changes"
+    kind: str  # "start" | "now" | "snapshot" | "changes"
     key: Any = None  # snapshot: last key sent (None: nothing sent yet)
     cursor: Cursor | None = None  # changes
 
     def encode(self) -> str:
         if self.kind == "start":
             return "-1"
+        if self.kind == "now":
+            return "now"
         if self.kind == "snapshot":
             raw = json.dumps(self.key, cls=DjangoJSONEncoder, separators=(",", ":"))
             return "s" + base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
@@ -118,6 +121,8 @@ def parse_offset(text: str | None) -> Offset:
         )
     if text == "-1":
         return START
+    if text == "now":
+        return Offset("now")
     if text.startswith("s"):
         body = text[1:]
         try:

@@ -8,18 +8,19 @@ the same messages, streamed from the offset on, then live). See the README's "Pu
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, StreamingHttpResponse
 
 from livedata.capture.log import Cursor
 from livedata.conf import livedata_settings
 from livedata.httpapi import ApiError, api_view, require_perm
+from livedata.httpapi.views import run_in_db_thread
 from livedata.pull import live
 from livedata.pull.position import Handle, Offset, parse_offset
 from livedata.pull.reader import MustRefetch, Page, read_changes, read_snapshot
@@ -31,19 +32,23 @@ UP_TO_DATE = '{"control":"up-to-date"}'
 @api_view("GET")
 async def feed(request: Any, label: str) -> HttpResponse:
     spec = parse(label, request.GET)
-    await sync_to_async(require_perm)(request.api_user, spec.model, "view")
     offset = parse_offset(request.GET.get("offset"))
     handle = _handle(spec, request.GET.get("handle"), offset)
     live_mode = request.GET.get("live", "").lower() in ("true", "1")
+    user = request.api_user
     try:
         if "text/event-stream" in request.headers.get("Accept", ""):
+            await run_in_db_thread(require_perm, user, spec.model, "view")
             return await _event_stream(spec, handle, offset)
         if offset.kind != "changes":
-            page = await live.in_db_thread(read_snapshot, spec, handle, offset)
+            read = functools.partial(read_snapshot, spec, handle, offset, joined=True)
+            page = await live.in_db_thread(_allowed, user, spec, read)
         elif live_mode:
+            await run_in_db_thread(require_perm, user, spec.model, "view")
             page = await _live_page(spec, handle, offset.cursor)  # type: ignore[arg-type]
         else:
-            page = await live.in_db_thread(read_changes, spec, handle, offset.cursor)
+            read = functools.partial(read_changes, spec, handle, offset.cursor)
+            page = await live.in_db_thread(_allowed, user, spec, read)
     except MustRefetch as exc:
         raise exc.error() from None
     except (OperationalError, InterfaceError):
@@ -51,12 +56,21 @@ async def feed(request: Any, label: str) -> HttpResponse:
     return _json_response(request, spec, page, offset, live_mode)
 
 
+def _allowed(user: Any, spec: FeedSpec, read: Callable[[], Page]) -> Page:
+    """The permission check and the read in one trip to a database thread."""
+    from livedata.pull.reader import usable_connection
+
+    usable_connection()
+    require_perm(user, spec.model, "view")
+    return read()
+
+
 def _unavailable() -> ApiError:
     return ApiError(503, "the database is unavailable; retry shortly", headers={"Retry-After": "1"})
 
 
 def _handle(spec: FeedSpec, raw: str | None, offset: Offset) -> Handle | None:
-    if offset.kind == "start":
+    if offset.kind in ("start", "now"):
         return None  # a new feed (a handle sent along is ignored, as a cache buster)
     if not raw:
         raise ApiError(
@@ -96,7 +110,7 @@ def _json_response(
             [headers["Livedata-Handle"], asked.encode(), str(spec.limit), page.offset.encode()]
         )
         etag = '"' + hashlib.sha256(f"{raw}|{page.up_to_date}".encode()).hexdigest()[:24] + '"'
-        if asked.kind == "start" or page.up_to_date:
+        if asked.kind in ("start", "now") or page.up_to_date:
             cache = "private, no-cache"  # a later read may have more
         else:
             cache = "private, max-age=604800, immutable"  # this page never changes
