@@ -245,3 +245,15 @@ def test_limits_are_capped_and_pages_cacheable(feed, author):
     etag = cached.headers["ETag"]
     again = feed(limit=1, headers={"If-None-Match": etag}, **second)
     assert again.status_code == 304 and again.headers["ETag"] == etag
+
+
+def test_offset_now_sends_only_later_changes(feed, author, connect):
+    Book.objects.create(title="before", author_id=author)
+    first = feed(offset="now")
+    assert first.status_code == 200 and first.json() == [{"control": "up-to-date"}]
+    handle, offset = first.headers["Livedata-Handle"], first.headers["Livedata-Offset"]
+    connect().execute(
+        "INSERT INTO bookstore_book (title, author_id) VALUES ('after', %s)", [author]
+    )
+    response = feed(offset=offset, handle=handle, live="true")
+    assert [m["value"]["title"] for m in response.json() if "op" in m] == ["after"]
