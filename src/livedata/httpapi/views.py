@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -41,6 +42,28 @@ def run_in_db_thread(func: Callable[..., Any], *args: Any) -> Any:
     if _auth_executor is None:
         _auth_executor = ThreadPoolExecutor(_AUTH_THREADS, thread_name_prefix="livedata-api")
     return asyncio.get_running_loop().run_in_executor(_auth_executor, _usable, func, *args)
+
+
+def close_db_threads() -> None:
+    """Close the pooled threads' connections and the pool (before dropping a database)."""
+    global _auth_executor
+    executor, _auth_executor = _auth_executor, None
+    if executor is None:
+        return
+    import threading
+
+    from django.db import connections
+
+    barrier = threading.Barrier(_AUTH_THREADS, timeout=5)
+
+    def close() -> None:  # one job per thread: each waits at the barrier for the others
+        connections.close_all()
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait()
+
+    for job in [executor.submit(close) for _ in range(_AUTH_THREADS)]:
+        job.result()
+    executor.shutdown()
 
 
 def _usable(func: Callable[..., Any], *args: Any) -> Any:
