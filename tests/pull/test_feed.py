@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from livedata.capture import log
 from livedata.demo.bookstore.models import Author, Book
+from tests.conftest import settle
 from tests.pull.conftest import follow, state_of
 
 
@@ -223,8 +224,20 @@ def test_shape_change_and_pruned_log_answer_must_refetch(feed, author, connect):
 
 
 def test_truncate_answers_must_refetch(feed, author, connect):
+    # a TRUNCATE committed before the snapshot is in it, even when an older transaction
+    # keeps the snapshot's xmin below the TRUNCATE's txid
+    older = connect(autocommit=False)
+    older.execute("SELECT pg_current_xact_id()")
+    connect().execute("TRUNCATE bookstore_book")
     Book.objects.create(title="x", author_id=author)
-    _, handle, offset = follow(feed)
+    first = feed(offset="-1")
+    older.commit()  # now the change read reaches the TRUNCATE's txid
+    settle(connect())
+    handle, offset = first.headers["Livedata-Handle"], first.headers["Livedata-Offset"]
+    page = feed(offset=offset, handle=handle)
+    assert page.status_code == 200, page.text
+    assert state_of(first.json() + page.json()) == books()
+    offset = page.headers["Livedata-Offset"]
     connect().execute("TRUNCATE bookstore_book")
     time.sleep(0.2)
     response = feed(offset=offset, handle=handle)

@@ -312,9 +312,11 @@ def change_message(
     a non-matching change then also sends a delete (harmless when the row was absent).
     """
     row = item.row
+    if s1.visible(row.txid):
+        return None  # in the snapshot already (a TRUNCATE before it too)
     if row.op == "truncate":
         raise MustRefetch(f"{spec.label} was truncated: start again from -1")
-    if item.stale or s1.visible(row.txid):
+    if item.stale:
         return None
     new_in = row.new is not None and (matcher is None or matcher(row.new) is True)
     old_in = row.old is not None and (matcher is None or matcher(row.old) is True)
