@@ -19,6 +19,17 @@ from livedata.capture.log import ChangeRow, Cursor
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_api_threads(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Async API views in this process leave pooled connections open: close them before
+    pytest-django drops the test database."""
+    yield
+    from livedata.httpapi.views import close_db_threads
+
+    with django_db_blocker.unblock():
+        close_db_threads()
+
+
 @pytest.fixture
 def db_params(transactional_db: None) -> dict[str, Any]:
     """psycopg.connect() arguments for the test database (tables flushed after the test)."""

@@ -17,6 +17,7 @@ LIVEDATA.update(json.loads(os.environ.get("LIVEDATA_SETTINGS") or "{}"))  # per-
 if os.environ.get("LIVEDATA_TEST_OVERRIDES"):
     # servers started by tests: small limits to exercise them
     LIVEDATA.update(DDP_MAX_MESSAGE_BYTES=64 * 1024, DDP_MAX_OUTGOING_BYTES=256 * 1024)
+    LIVEDATA.update(PULL_LIVE_TIMEOUT=2.0, PULL_SSE_KEEPALIVE=1.0)
     if os.environ.get("LIVEDATA_TEST_OVERRIDES") == "fast-heartbeat":
         LIVEDATA.update(DDP_HEARTBEAT_INTERVAL=1.0, DDP_HEARTBEAT_TIMEOUT=1.0)
 

@@ -102,6 +102,21 @@ class LivedataSettings:
     #: Largest JSON request body the APIs accept.
     HTTP_API_MAX_BODY_BYTES: int = 64 * 1024
 
+    # --- Pull feed (livedata.pull) -------------------------------------------------------
+    #: Rows or changes per response when the client gives no ``limit``.
+    PULL_PAGE_SIZE: int = 1000
+    #: Largest ``limit`` honoured; bigger ones are capped (the response says which applied).
+    PULL_MAX_PAGE_SIZE: int = 10000
+    #: How long a ``live=true`` request is held without changes before it answers
+    #: up-to-date (ElectricSQL holds 20 s; stay below proxies' idle timeouts).
+    PULL_LIVE_TIMEOUT: float = 20.0
+    #: Seconds between keep-alive comments on server-sent event streams.
+    PULL_SSE_KEEPALIVE: float = 15.0
+    #: Live requests and event streams one process holds at once; more get 503.
+    PULL_MAX_LIVE_CLIENTS: int = 10000
+    #: Threads (each with its own database connection) reading pages for the feed.
+    PULL_DB_THREADS: int = 4
+
 
 def livedata_settings() -> LivedataSettings:
     """The effective settings: defaults updated with ``settings.LIVEDATA``."""

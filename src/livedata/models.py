@@ -2,5 +2,6 @@
 
 from livedata.accounts.models import LoginToken
 from livedata.capture.models import Change, LogHorizon
+from livedata.pull.models import MirrorPosition
 
-__all__ = ["Change", "LogHorizon", "LoginToken"]
+__all__ = ["Change", "LogHorizon", "LoginToken", "MirrorPosition"]

@@ -25,3 +25,11 @@ class Note(models.Model):
     """Not captured: its changes must never reach the log."""
 
     text = models.TextField()
+
+
+class BookCopy(models.Model):
+    """A local copy of the demo's books, kept by ``livedata mirror`` in the pull tests."""
+
+    id = models.BigIntegerField(primary_key=True)
+    title = models.CharField(max_length=200)
+    author_id = models.BigIntegerField()

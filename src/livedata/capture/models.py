@@ -67,7 +67,13 @@ class Change(models.Model):
         indexes = [
             # the reader's order and cursor: WHERE (txid, id) > cursor ORDER BY txid, id
             models.Index(fields=["txid", "id"], name="livedata_change_cursor"),
-            models.Index(fields=["model", "object_pk"], name="livedata_change_model_pk"),
+            # one row's history in write order (livedata.history), and the pull feed's
+            # per-row order checks: the latest change of a row before a position
+            models.Index(
+                fields=["model", "object_pk", "id"],
+                name="livedata_change_model_pk_id",
+                include=["txid"],
+            ),
             # for pruning by age: BRIN is tiny and nearly free to maintain on an
             # append-only table whose `at` grows with its physical order
             BrinIndex(fields=["at"], name="livedata_change_at"),

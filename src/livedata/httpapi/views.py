@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, sync_to_async
+from asgiref.sync import iscoroutinefunction
 from django.core.exceptions import (
     ObjectDoesNotExist,
     PermissionDenied,
@@ -26,12 +29,59 @@ logger = logging.getLogger("livedata.httpapi")
 
 View = Callable[..., Any]
 
+#: Threads that authenticate async views. Each keeps its database connection between
+#: calls (checked before each), so many concurrent requests (held long-polls coming
+#: back) share a few connections instead of opening one per request.
+_AUTH_THREADS = 4
+_auth_executor: ThreadPoolExecutor | None = None
+
+
+def run_in_db_thread(func: Callable[..., Any], *args: Any) -> Any:
+    """Run sync database code for an async view in one of a few pooled threads."""
+    global _auth_executor
+    if _auth_executor is None:
+        _auth_executor = ThreadPoolExecutor(_AUTH_THREADS, thread_name_prefix="livedata-api")
+    return asyncio.get_running_loop().run_in_executor(_auth_executor, _usable, func, *args)
+
+
+def close_db_threads() -> None:
+    """Close the pooled threads' connections and the pool (before dropping a database)."""
+    global _auth_executor
+    executor, _auth_executor = _auth_executor, None
+    if executor is None:
+        return
+    import threading
+
+    from django.db import connections
+
+    barrier = threading.Barrier(_AUTH_THREADS, timeout=5)
+
+    def close() -> None:  # one job per thread: each waits at the barrier for the others
+        connections.close_all()
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait()
+
+    for job in [executor.submit(close) for _ in range(_AUTH_THREADS)]:
+        job.result()
+    executor.shutdown()
+
+
+def _usable(func: Callable[..., Any], *args: Any) -> Any:
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and (conn.errors_occurred or not conn.is_usable()):
+            conn.close()  # broken since its last use (the database restarted)
+        conn.errors_occurred = False
+    return func(*args)
+
 
 def api_view(*methods: str, login_required: bool = True) -> Callable[[View], View]:
     """Make ``view`` a JSON API endpoint answering only ``methods``.
 
     The caller is in ``request.api_user`` (None when anonymous and allowed). Sync and
-    async views both work; authentication runs in a thread for async ones. CSRF does not
+    async views both work; for async ones authentication runs in ``run_in_db_thread``
+    (a few threads with lasting connections, not a thread per request). CSRF does not
     apply: unsafe methods need explicit credentials (see ``auth``), never a cookie.
     """
     allowed = {m.upper() for m in methods} | ({"HEAD"} if "GET" in methods else set())
@@ -61,7 +111,7 @@ def api_view(*methods: str, login_required: bool = True) -> Callable[[View], Vie
             async def async_wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
                 try:
                     check(request)
-                    request.api_user = await sync_to_async(who)(request)
+                    request.api_user = await run_in_db_thread(who, request)
                     return await view(request, *args, **kwargs)
                 except Exception as exc:
                     return _error_response(request, exc)

@@ -14,10 +14,14 @@ from livedata.publish.methods import MethodCall, method
 class Book(Collection):
     model = models.Book
     exclude = ["added_by"]  # who added what is the user's business (see MyBooks)
+    pull = True  # services may pull the books, then their changes (livedata.pull)
+    filters = ["author", "title"]
 
 
 class Author(Collection):
     model = models.Author
+    pull = True
+    filters = ["email"]
 
 
 class AllBooks(Publication):

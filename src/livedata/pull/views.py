@@ -1,0 +1,279 @@
+"""The feed's HTTP endpoint: ``GET <prefix>/pull/<app.model>`` (async: ASGI, ``livedata serve``).
+
+JSON answers (one page per request; ``live=true`` holds it until there is something new
+or ``PULL_LIVE_TIMEOUT`` passes) and server-sent events (``Accept: text/event-stream``:
+the same messages, streamed from the offset on, then live). See the README's "Pull".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, StreamingHttpResponse
+
+from livedata.capture.log import Cursor
+from livedata.conf import livedata_settings
+from livedata.httpapi import ApiError, api_view, require_perm
+from livedata.httpapi.views import run_in_db_thread
+from livedata.pull import live
+from livedata.pull.position import Handle, Offset, parse_offset
+from livedata.pull.reader import MustRefetch, Page, read_changes, read_snapshot
+from livedata.pull.spec import FeedSpec, parse
+
+UP_TO_DATE = '{"control":"up-to-date"}'
+
+
+@api_view("GET")
+async def feed(request: Any, label: str) -> HttpResponse:
+    spec = parse(label, request.GET)
+    offset = parse_offset(request.GET.get("offset"))
+    handle = _handle(spec, request.GET.get("handle"), offset)
+    live_mode = request.GET.get("live", "").lower() in ("true", "1")
+    user = request.api_user
+    try:
+        if "text/event-stream" in request.headers.get("Accept", ""):
+            await run_in_db_thread(require_perm, user, spec.model, "view")
+            return await _event_stream(spec, handle, offset)
+        if offset.kind != "changes":
+            read = functools.partial(read_snapshot, spec, handle, offset, joined=True)
+            page = await live.in_db_thread(_allowed, user, spec, read)
+        elif live_mode:
+            await run_in_db_thread(require_perm, user, spec.model, "view")
+            page = await _live_page(spec, handle, offset.cursor)  # type: ignore[arg-type]
+        else:
+            read = functools.partial(read_changes, spec, handle, offset.cursor)
+            page = await live.in_db_thread(_allowed, user, spec, read)
+    except MustRefetch as exc:
+        raise exc.error() from None
+    except (OperationalError, InterfaceError):
+        raise _unavailable() from None
+    return _json_response(request, spec, page, offset, live_mode)
+
+
+def _allowed(user: Any, spec: FeedSpec, read: Callable[[], Page]) -> Page:
+    """The permission check and the read in one trip to a database thread."""
+    from livedata.pull.reader import usable_connection
+
+    usable_connection()
+    require_perm(user, spec.model, "view")
+    return read()
+
+
+def _unavailable() -> ApiError:
+    return ApiError(503, "the database is unavailable; retry shortly", headers={"Retry-After": "1"})
+
+
+def _handle(spec: FeedSpec, raw: str | None, offset: Offset) -> Handle | None:
+    if offset.kind in ("start", "now"):
+        return None  # a new feed (a handle sent along is ignored, as a cache buster)
+    if not raw:
+        raise ApiError(
+            400, "handle is required with this offset (the Livedata-Handle)", field="handle"
+        )
+    handle = Handle.decode(raw)
+    if handle.model != spec.label:
+        raise ApiError(400, f"this handle is for {handle.model}, not {spec.label}", field="handle")
+    if handle.params != spec.params_digest():
+        raise ApiError(
+            400,
+            "this handle was issued for other fields or filters: send the same ones, "
+            "or start again with offset=-1",
+            field="handle",
+        )
+    if handle.shape != spec.shape_fingerprint():
+        raise ApiError(
+            409,
+            f"the published shape of {spec.label} changed: start again from offset=-1",
+            code="must-refetch",
+        )
+    if offset.kind == "changes" and offset.cursor < handle.snapshot.start:  # type: ignore[operator]
+        raise ApiError(400, "offset is before this feed's snapshot", field="offset")
+    return handle
+
+
+def _json_response(
+    request: Any, spec: FeedSpec, page: Page, asked: Offset, live_mode: bool
+) -> HttpResponse:
+    messages = page.messages + ([UP_TO_DATE] if page.up_to_date else [])
+    headers = _headers(spec, page)
+    if live_mode and asked.kind == "changes":
+        cache = "no-store"
+        etag = None
+    else:
+        raw = "|".join(
+            [headers["Livedata-Handle"], asked.encode(), str(spec.limit), page.offset.encode()]
+        )
+        etag = '"' + hashlib.sha256(f"{raw}|{page.up_to_date}".encode()).hexdigest()[:24] + '"'
+        if asked.kind in ("start", "now") or page.up_to_date:
+            cache = "private, no-cache"  # a later read may have more
+        else:
+            cache = "private, max-age=604800, immutable"  # this page never changes
+    if etag is not None and etag in request.headers.get("If-None-Match", ""):
+        response = HttpResponse(status=304)
+    else:
+        response = HttpResponse("[" + ",".join(messages) + "]", content_type="application/json")
+    for name, value in headers.items():
+        response[name] = value
+    if etag is not None:
+        response["ETag"] = etag
+    response["Cache-Control"] = cache
+    response["Vary"] = "Authorization, Cookie, Accept"
+    return response
+
+
+def _headers(spec: FeedSpec, page: Page) -> dict[str, str]:
+    headers = {
+        "Livedata-Handle": page.handle.encode(),
+        "Livedata-Offset": page.offset.encode(),
+        "Livedata-Phase": page.phase,
+        "Livedata-Limit": str(spec.limit),
+    }
+    if page.up_to_date:
+        headers["Livedata-Up-To-Date"] = "true"
+    if page.estimate is not None:
+        headers["Livedata-Rows-Estimate"] = str(page.estimate)
+    return headers
+
+
+# --- live: long-poll ------------------------------------------------------------------
+
+
+async def _changes_now(
+    spec: FeedSpec, handle: Handle, cursor: Cursor, note: live.Notifier | None
+) -> tuple[list[str], Cursor, bool]:
+    """What is new after ``cursor``: from the notifier's memory, else from the database.
+
+    Returns (messages, next cursor, up to date).
+    """
+    if note is not None:
+        got = note.answer(spec, handle, cursor)
+        if got is not None:
+            return got[0], got[1], len(got[0]) < spec.limit
+    page = await live.in_db_thread(read_changes, spec, handle, cursor)
+    assert page.offset.cursor is not None
+    return page.messages, page.offset.cursor, page.up_to_date
+
+
+async def _live_page(spec: FeedSpec, handle: Handle, cursor: Cursor) -> Page:
+    """Hold the request until there are messages after ``cursor`` or the timeout."""
+    conf = livedata_settings()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + conf.PULL_LIVE_TIMEOUT
+    note = live.notifier()
+
+    def page(messages: list[str], at: Cursor, up: bool = True) -> Page:
+        return Page(handle, messages, Offset("changes", cursor=at), up_to_date=up)
+
+    while True:
+        messages, cursor, up = await _changes_now(spec, handle, cursor, note)
+        if messages or not up:
+            return page(messages, cursor, up)
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return page([], cursor)
+        if note is None:  # no listener in this process: poll
+            await asyncio.sleep(min(conf.POLL_INTERVAL, remaining))
+            continue
+        waiter = note.register(spec, handle, cursor)
+        try:
+            item = await asyncio.wait_for(waiter.inbox.get(), remaining)
+        except TimeoutError:
+            return page([], waiter.cursor)
+        finally:
+            note.unregister(waiter)
+        if isinstance(item, Exception):
+            raise item
+        if item is None:  # the notifier lost track: read the database again
+            cursor = waiter.cursor
+            continue
+        return page(item[0], item[1])
+
+
+# --- live: server-sent events ---------------------------------------------------------
+
+
+def _event(text: str) -> bytes:
+    return f"data: {text}\n\n".encode()
+
+
+def _control(kind: str, offset: Offset, phase: str = "changes") -> bytes:
+    return _event(json.dumps({"control": kind, "offset": offset.encode(), "phase": phase}))
+
+
+async def _event_stream(spec: FeedSpec, handle: Handle | None, offset: Offset) -> HttpResponse:
+    first: Page | None = None
+    if offset.kind != "changes":
+        first = await live.in_db_thread(read_snapshot, spec, handle, offset)
+        handle = first.handle
+    assert handle is not None
+    note = live.notifier()
+    if note is not None and note.count >= livedata_settings().PULL_MAX_LIVE_CLIENTS:
+        note.register(spec, handle, handle.snapshot.start)  # raises the 503
+    response = StreamingHttpResponse(
+        _events(spec, handle, offset, first, note), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-store"
+    response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
+    response["Livedata-Handle"] = handle.encode()
+    return response
+
+
+async def _events(
+    spec: FeedSpec,
+    handle: Handle,
+    offset: Offset,
+    first: Page | None,
+    note: live.Notifier | None,
+) -> AsyncIterator[bytes]:
+    conf = livedata_settings()
+    try:
+        page = first
+        while offset.kind != "changes":
+            if page is None:
+                page = await live.in_db_thread(read_snapshot, spec, handle, offset)
+            yield b"".join(_event(m) for m in page.messages) + _control(
+                "offset", page.offset, "snapshot"
+            )
+            offset, page = page.offset, None
+        assert offset.cursor is not None
+        cursor = offset.cursor
+        while True:
+            messages, cursor, up = await _changes_now(spec, handle, cursor, note)
+            at = Offset("changes", cursor=cursor)
+            yield b"".join(_event(m) for m in messages) + _control(
+                "up-to-date" if up else "offset", at
+            )
+            if not up:
+                continue
+            if note is None:
+                await asyncio.sleep(conf.POLL_INTERVAL)
+                continue
+            waiter = note.register(spec, handle, cursor)
+            try:
+                while True:
+                    try:
+                        item = await asyncio.wait_for(waiter.inbox.get(), conf.PULL_SSE_KEEPALIVE)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+                        continue
+                    if item is None or isinstance(item, Exception):
+                        break
+                    messages, cursor = item
+                    yield b"".join(_event(m) for m in messages) + _control(
+                        "up-to-date", Offset("changes", cursor=cursor)
+                    )
+            finally:
+                note.unregister(waiter)
+            if isinstance(item, Exception):
+                raise item
+            cursor = max(cursor, waiter.cursor) if item is None else cursor
+    except MustRefetch:
+        yield _event('{"control":"must-refetch"}')
+    except (OperationalError, InterfaceError):
+        yield _event('{"control":"retry"}')  # the database went away: reconnect later

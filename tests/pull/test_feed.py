@@ -1,0 +1,272 @@
+"""The pull feed over real HTTP against a real ``livedata serve``: protocol, live modes,
+filters, caching and every bad input."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+from django.utils import timezone
+
+from livedata.capture import log
+from livedata.demo.bookstore.models import Author, Book
+from tests.conftest import settle
+from tests.pull.conftest import follow, state_of
+
+
+def books() -> dict:
+    return {
+        str(b.pk): {"id": b.pk, "title": b.title, "author_id": b.author_id}
+        for b in Book.objects.all()
+    }
+
+
+def test_snapshot_in_pages_then_changes(feed, author, connect):
+    Book.objects.bulk_create([Book(title=f"b{i}", author_id=author) for i in range(25)])
+    first = feed(offset="-1", limit=10)
+    assert first.status_code == 200
+    assert first.headers["Livedata-Phase"] == "snapshot"
+    assert "Livedata-Up-To-Date" not in first.headers
+    assert int(first.headers["Livedata-Rows-Estimate"]) > 0
+    page = first.json()
+    assert [m["op"] for m in page] == ["insert"] * 10
+    assert page[0]["value"] == {"id": int(page[0]["pk"]), "title": "b0", "author_id": author}
+
+    messages, handle, offset = follow(feed, limit=10)
+    assert len(messages) == 25 and state_of(messages) == books()
+
+    db = connect()
+    db.execute("UPDATE bookstore_book SET title = 'changed' WHERE title = 'b3'")
+    db.execute("DELETE FROM bookstore_book WHERE title = 'b4'")
+    db.execute("INSERT INTO bookstore_book (title, author_id) VALUES ('new', %s)", [author])
+    time.sleep(0.3)
+    response = feed(offset=offset, handle=handle)
+    changes = response.json()
+    assert [m.get("op") or m["control"] for m in changes] == [
+        "update",
+        "delete",
+        "insert",
+        "up-to-date",
+    ]
+    assert changes[0]["old"]["title"] == "b3" and changes[0]["value"]["title"] == "changed"
+    assert changes[1]["value"] == {"id": int(changes[1]["pk"])}
+    assert response.headers["Livedata-Up-To-Date"] == "true"
+    assert state_of(changes, state_of(messages)) == books()
+
+
+def test_live_long_poll_wakes_on_commit(feed, author, connect):
+    _, handle, offset = follow(feed)
+    db = connect()
+
+    def write():
+        time.sleep(0.5)
+        db.execute("INSERT INTO bookstore_book (title, author_id) VALUES ('live', %s)", [author])
+
+    threading.Thread(target=write).start()
+    started = time.monotonic()
+    response = feed(offset=offset, handle=handle, live="true")
+    took = time.monotonic() - started
+    assert response.status_code == 200
+    assert [m.get("op") for m in response.json()] == ["insert", None]
+    assert 0.4 < took < 3.0, took
+    assert response.headers["Cache-Control"] == "no-store"
+    # coming back at the same offset is answered at once (from the notifier's memory)
+    again = feed(offset=offset, handle=handle, live="true")
+    assert again.json() == response.json()
+
+
+def test_live_long_poll_times_out_up_to_date(feed, author):
+    _, handle, offset = follow(feed)
+    started = time.monotonic()
+    response = feed(offset=offset, handle=handle, live="true")
+    # tests.settings: PULL_LIVE_TIMEOUT 2 s for servers started by tests
+    assert 1.5 < time.monotonic() - started < 6
+    assert response.json() == [{"control": "up-to-date"}]
+    assert response.headers["Livedata-Up-To-Date"] == "true"
+
+
+def test_server_sent_events_stream_snapshot_then_changes(server, token, author, connect):
+    Book.objects.bulk_create([Book(title=f"s{i}", author_id=author) for i in range(5)])
+    url = f"http://{server}/livedata/pull/bookstore.book"
+    headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+    db = connect()
+    events: list[dict] = []
+    with httpx.stream(
+        "GET", url, params={"offset": "-1", "limit": 2}, headers=headers, timeout=30
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["Livedata-Handle"]
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            events.append(json.loads(line[5:]))
+            if events[-1].get("control") == "up-to-date" and len(events) < 12:
+                db.execute(
+                    "INSERT INTO bookstore_book (title, author_id) VALUES ('sse', %s)", [author]
+                )
+            if any(e.get("value", {}).get("title") == "sse" for e in events):
+                break
+    controls = [e for e in events if "control" in e]
+    assert [c["control"] for c in controls[:3]] == ["offset", "offset", "offset"]
+    assert state_of(events) == books()
+
+
+def test_filters_and_fields(feed, author, connect):
+    other = Author.objects.create(name="Other", email="other@example.com").pk
+    Book.objects.create(title="Alpha", author_id=author)
+    Book.objects.create(title="Beta", author_id=other)
+    messages, handle, offset = follow(feed, author=str(author), fields="title")
+    assert [m["value"] for m in messages] == [{"id": messages[0]["value"]["id"], "title": "Alpha"}]
+
+    db = connect()
+    alpha = messages[0]["pk"]
+    beta = str(Book.objects.get(title="Beta").pk)
+    db.execute("UPDATE bookstore_book SET author_id = %s WHERE id = %s", [other, alpha])
+    db.execute("UPDATE bookstore_book SET author_id = %s WHERE id = %s", [author, beta])
+    db.execute("UPDATE bookstore_book SET title = 'Gamma' WHERE id = %s", [alpha])  # not ours
+    time.sleep(0.3)
+    changes = feed(offset=offset, handle=handle, author=str(author), fields="title").json()
+    assert [(m.get("op"), m.get("pk")) for m in changes] == [
+        ("delete", alpha),  # stopped matching
+        ("insert", beta),  # started matching
+        (None, None),
+    ]
+    assert changes[1]["value"] == {"id": int(beta), "title": "Beta"}
+
+    starts, *_ = follow(feed, title__startswith="Be")
+    assert [m["value"]["title"] for m in starts] == ["Beta"]
+    inside, *_ = follow(feed, author__in=f"{author},{other}")
+    assert len(inside) == 2
+
+
+def test_permissions_and_exposure(server, feed, transactional_db):
+    from django.contrib.auth.models import User
+
+    from livedata.accounts import tokens
+
+    url = f"http://{server}/livedata/pull/bookstore.book"
+    assert httpx.get(url, params={"offset": "-1"}).status_code == 401
+    nobody = User.objects.create_user("nobody")
+    secret = tokens.issue(nobody, kind="api")[0]
+    denied = httpx.get(url, params={"offset": "-1"}, headers={"Authorization": f"Bearer {secret}"})
+    assert denied.status_code == 403
+    assert denied.json() == {
+        "error": "forbidden",
+        "message": "you need the bookstore.view_book permission",
+    }
+    for model in ("auth.user", "testapp.note", "nonsense", "bookstore.nope"):
+        response = feed(model, offset="-1")
+        assert response.status_code == 404, model
+        assert response.json()["error"] == "unknown-model"
+    assert feed("bookstore.author", offset="-1").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "text"),
+    [
+        ({}, "offset", "offset is required"),
+        ({"offset": "abc"}, "offset", "invalid offset"),
+        ({"offset": "s!!!"}, "offset", "invalid offset"),
+        ({"offset": "12_3"}, "handle", "handle is required"),
+        ({"offset": "12_3", "handle": "forged:abc:def"}, "handle", "invalid handle"),
+        ({"offset": "-1", "limit": "many"}, "limit", "limit must be an integer"),
+        ({"offset": "-1", "limit": "0"}, "limit", "at least 1"),
+        ({"offset": "-1", "fields": "title,secret"}, "fields", "not an exposed field"),
+        ({"offset": "-1", "colour": "red"}, "colour", "not a parameter of the feed"),
+        ({"offset": "-1", "author__name": "x"}, "author__name", "own columns"),
+        ({"offset": "-1", "author": "x"}, "author", "filter 'author'"),
+        ({"offset": "-1", "title__regex": "x"}, None, "cannot be followed live"),
+        ({"offset": "-1", "title__range": "a"}, "title__range", "two values"),
+    ],
+)
+def test_bad_input_gets_precise_400(feed, params, field, text):
+    response = feed(**params)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["error"] == "bad-request"
+    assert body.get("field") == field
+    assert text in body["message"]
+
+
+def test_handle_is_bound_to_its_feed(feed, author):
+    Book.objects.create(title="x", author_id=author)
+    _, handle, offset = follow(feed)
+    other = feed(offset=offset, handle=handle, author=str(author))
+    assert other.status_code == 400 and "other fields or filters" in other.json()["message"]
+    wrong = feed("bookstore.author", offset=offset, handle=handle)
+    assert wrong.status_code == 400 and "is for bookstore.book" in wrong.json()["message"]
+    before = feed(offset="1_1", handle=handle)
+    assert before.status_code == 400 and "before this feed" in before.json()["message"]
+
+
+def test_shape_change_and_pruned_log_answer_must_refetch(feed, author, connect):
+    from livedata.pull.position import Handle
+
+    Book.objects.create(title="x", author_id=author)
+    _, raw, offset = follow(feed)
+    handle = Handle.decode(raw)
+    reshaped = Handle(handle.model, handle.snapshot, handle.params, "0" * 16).encode()
+    response = feed(offset=offset, handle=reshaped)
+    assert response.status_code == 409
+    assert response.json()["error"] == "must-refetch"
+
+    db = connect()
+    db.execute("INSERT INTO bookstore_book (title, author_id) VALUES ('y', %s)", [author])
+    time.sleep(0.2)
+    assert log.prune(db, older_than=timezone.now()) > 0
+    response = feed(offset=offset, handle=raw)
+    assert response.status_code == 409
+    assert response.json()["error"] == "must-refetch"
+
+
+def test_truncate_answers_must_refetch(feed, author, connect):
+    # a TRUNCATE committed before the snapshot is in it, even when an older transaction
+    # keeps the snapshot's xmin below the TRUNCATE's txid
+    older = connect(autocommit=False)
+    older.execute("SELECT pg_current_xact_id()")
+    connect().execute("TRUNCATE bookstore_book")
+    Book.objects.create(title="x", author_id=author)
+    first = feed(offset="-1")
+    older.commit()  # now the change read reaches the TRUNCATE's txid
+    settle(connect())
+    handle, offset = first.headers["Livedata-Handle"], first.headers["Livedata-Offset"]
+    page = feed(offset=offset, handle=handle)
+    assert page.status_code == 200, page.text
+    assert state_of(first.json() + page.json()) == books()
+    offset = page.headers["Livedata-Offset"]
+    connect().execute("TRUNCATE bookstore_book")
+    time.sleep(0.2)
+    response = feed(offset=offset, handle=handle)
+    assert response.status_code == 409 and response.json()["error"] == "must-refetch"
+
+
+def test_limits_are_capped_and_pages_cacheable(feed, author):
+    Book.objects.bulk_create([Book(title=f"c{i}", author_id=author) for i in range(3)])
+    response = feed(offset="-1", limit="999999999")
+    assert response.headers["Livedata-Limit"] == "10000"  # PULL_MAX_PAGE_SIZE
+    _, handle, offset = follow(feed)
+    page = feed(offset=offset, handle=handle)
+    assert page.headers["Cache-Control"] == "private, no-cache"  # up to date: may grow
+    full = feed(offset="-1", limit=1)
+    second = dict(offset=full.headers["Livedata-Offset"], handle=full.headers["Livedata-Handle"])
+    cached = feed(limit=1, **second)
+    assert cached.headers["Cache-Control"] == "private, max-age=604800, immutable"
+    etag = cached.headers["ETag"]
+    again = feed(limit=1, headers={"If-None-Match": etag}, **second)
+    assert again.status_code == 304 and again.headers["ETag"] == etag
+
+
+def test_offset_now_sends_only_later_changes(feed, author, connect):
+    Book.objects.create(title="before", author_id=author)
+    first = feed(offset="now")
+    assert first.status_code == 200 and first.json() == [{"control": "up-to-date"}]
+    handle, offset = first.headers["Livedata-Handle"], first.headers["Livedata-Offset"]
+    connect().execute(
+        "INSERT INTO bookstore_book (title, author_id) VALUES ('after', %s)", [author]
+    )
+    response = feed(offset=offset, handle=handle, live="true")
+    assert [m["value"]["title"] for m in response.json() if "op" in m] == ["after"]
