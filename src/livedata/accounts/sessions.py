@@ -24,7 +24,7 @@ def cookie_user(cookie_header: str) -> Any | None:
     from django.http import HttpRequest
     from django.utils.module_loading import import_string
 
-    from livedata.server.app import usable_connection
+    from livedata.dbthreads import usable_connection
 
     if "django.contrib.sessions" not in settings.INSTALLED_APPS:
         return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -21,6 +20,7 @@ from django.core.exceptions import (
 from django.http import Http404, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from livedata import dbthreads
 from livedata.conf import livedata_settings
 from livedata.httpapi.auth import authenticate
 from livedata.httpapi.errors import ApiError
@@ -41,39 +41,18 @@ def run_in_db_thread(func: Callable[..., Any], *args: Any) -> Any:
     global _auth_executor
     if _auth_executor is None:
         _auth_executor = ThreadPoolExecutor(_AUTH_THREADS, thread_name_prefix="livedata-api")
-    return asyncio.get_running_loop().run_in_executor(_auth_executor, _usable, func, *args)
+    return asyncio.get_running_loop().run_in_executor(
+        _auth_executor, dbthreads.with_connection, func, *args
+    )
 
 
 def close_db_threads() -> None:
     """Close the pooled threads' connections and the pool (before dropping a database)."""
     global _auth_executor
     executor, _auth_executor = _auth_executor, None
-    if executor is None:
-        return
-    import threading
-
-    from django.db import connections
-
-    barrier = threading.Barrier(_AUTH_THREADS, timeout=5)
-
-    def close() -> None:  # one job per thread: each waits at the barrier for the others
-        connections.close_all()
-        with contextlib.suppress(threading.BrokenBarrierError):
-            barrier.wait()
-
-    for job in [executor.submit(close) for _ in range(_AUTH_THREADS)]:
-        job.result()
-    executor.shutdown()
-
-
-def _usable(func: Callable[..., Any], *args: Any) -> Any:
-    from django.db import connections
-
-    for conn in connections.all(initialized_only=True):
-        if conn.connection is not None and (conn.errors_occurred or not conn.is_usable()):
-            conn.close()  # broken since its last use (the database restarted)
-        conn.errors_occurred = False
-    return func(*args)
+    if executor is not None:
+        dbthreads.close_all(executor, _AUTH_THREADS)
+        executor.shutdown()
 
 
 def api_view(*methods: str, login_required: bool = True) -> Callable[[View], View]:

@@ -39,6 +39,7 @@ from django.apps import apps
 from django.db.models import QuerySet
 
 from livedata.capture.log import ChangeRow
+from livedata.dbthreads import with_connection
 from livedata.ddp.messages import UNDEFINED
 from livedata.publish.api import API, Collection, Publication
 from livedata.publish.matching import (
@@ -495,7 +496,7 @@ class Engine:
 
     async def _run(self, func: Any, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.runtime.executor, _with_connection, func, *args)
+        return await loop.run_in_executor(self.runtime.executor, with_connection, func, *args)
 
 
 def _discard(index: dict[Any, set[Observer]], key: Any, observer: Observer) -> None:
@@ -504,10 +505,3 @@ def _discard(index: dict[Any, set[Observer]], key: Any, observer: Observer) -> N
         group.discard(observer)
         if not group:
             del index[key]
-
-
-def _with_connection(func: Any, *args: Any) -> Any:
-    from livedata.server.app import usable_connection
-
-    usable_connection()
-    return func(*args)

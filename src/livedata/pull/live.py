@@ -199,7 +199,7 @@ class Notifier:
 def _annotate(model: str, rows: list[ChangeRow], start: Cursor) -> list[Annotated]:
     from django.db import connection
 
-    from livedata.pull.reader import usable_connection
+    from livedata.dbthreads import usable_connection
 
     usable_connection()
     return annotate(connection, model, rows, start)

@@ -18,6 +18,7 @@ from django.db.models import TextField, Value
 from django.db.models.expressions import F, Func
 from django.db.models.functions import Cast
 
+from livedata import dbthreads
 from livedata.capture import log
 from livedata.capture.log import ChangeRow, Cursor, CursorExpired
 from livedata.httpapi import ApiError
@@ -44,12 +45,6 @@ class Page:
     phase: str = "changes"  # or "snapshot"
     estimate: int | None = None  # snapshot rows the source expects (first page)
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def usable_connection() -> None:
-    from livedata.server.app import usable_connection as check
-
-    check()
 
 
 # --- the snapshot ---------------------------------------------------------------------
@@ -111,7 +106,7 @@ def read_snapshot(
     ``joined``: the page's messages as one comma-joined string (a JSON response's body),
     aggregated by PostgreSQL when nothing in the page's range changed since S1.
     """
-    usable_connection()
+    dbthreads.usable_connection()
     after = snapshot_key(spec, offset)
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -357,7 +352,7 @@ def messages_of(
 
 def read_changes(spec: FeedSpec, handle: Handle, cursor: Cursor) -> Page:
     """The changes after ``cursor`` (steps 3-5), ending at a transaction boundary."""
-    usable_connection()
+    dbthreads.usable_connection()
     s1 = handle.snapshot
     try:
         rows, bound = log.read_batch(connection, cursor, limit=spec.limit, models=[spec.label])

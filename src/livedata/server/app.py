@@ -11,12 +11,12 @@ lifespan, or on the first DDP connection when the server has no lifespan support
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from livedata import dbthreads
 from livedata.capture.listener import Listener
 from livedata.capture.log import ChangeRow
 from livedata.conf import LivedataSettings, livedata_settings
@@ -136,9 +136,16 @@ class Runtime:
             if row.model != TOKEN_MODEL:
                 continue
             if row.op == "truncate":
-                doomed.update(s for group in self.token_sessions.values() for s in group)
+                doomed.update(
+                    s
+                    for hashed, group in self.token_sessions.items()
+                    for s in group
+                    if not s.leaving_token(hashed)
+                )
             elif row.op == "delete" and row.old is not None:
-                doomed.update(self.token_sessions.get(row.old.get("hashed_token"), ()))
+                hashed = row.old.get("hashed_token")
+                group = self.token_sessions.get(hashed, ())
+                doomed.update(s for s in group if not s.leaving_token(hashed))
         for session in doomed:
             await session.shutdown(1000, "logged out by the server")
 
@@ -152,9 +159,7 @@ class Runtime:
             await asyncio.gather(self._listener_task, return_exceptions=True)
             self._listener_task = None
         for pool, size in self.pools.values():
-            await asyncio.get_running_loop().run_in_executor(
-                None, _close_thread_connections, pool, size
-            )
+            await asyncio.get_running_loop().run_in_executor(None, dbthreads.close_all, pool, size)
             pool.shutdown(wait=False, cancel_futures=True)
         if Runtime.current is self:
             Runtime.current = None
@@ -192,42 +197,11 @@ def _report_listener_exit(task: asyncio.Task[None]) -> None:
         logger.error("livedata: the change-log listener stopped", exc_info=task.exception())
 
 
-def usable_connection() -> None:
-    """Worker threads keep their database connection between jobs (one per thread, at
-    most METHOD_THREADS): reconnecting per job cost more than the job. A connection that
-    broke (the database restarted) is dropped here and reopened on first use."""
-    from django.db import connections
-
-    for conn in connections.all(initialized_only=True):
-        if conn.connection is not None and (conn.errors_occurred or not conn.is_usable()):
-            conn.close()
-        conn.errors_occurred = False
-
-
-def _close_thread_connections(pool: ThreadPoolExecutor, workers: int) -> None:
-    """Each worker thread keeps a database connection: close them all (one job per
-    thread, held together by a barrier so no thread takes two)."""
-    import threading
-
-    from django.db import connections
-
-    barrier = threading.Barrier(workers, timeout=5)
-
-    def close() -> None:
-        connections.close_all()
-        with contextlib.suppress(threading.BrokenBarrierError):
-            barrier.wait()
-
-    jobs = [pool.submit(close) for _ in range(workers)]
-    for job in jobs:
-        job.result()
-
-
 def _run_sync(method: Method, call: MethodCall, bound: Any) -> tuple[Any, int | None]:
     """A sync method in a worker thread: in a transaction; returns (result, its txid)."""
     from django.db import connection, transaction
 
-    usable_connection()
+    dbthreads.usable_connection()
     method.check_access(call.user)
     if not method.atomic:
         result = method.func(*bound.args, **bound.kwargs)
@@ -243,7 +217,7 @@ def _run_sync(method: Method, call: MethodCall, bound: Any) -> tuple[Any, int | 
 def _current_horizon() -> int:
     from django.db import connection
 
-    usable_connection()
+    dbthreads.usable_connection()
     return _current_horizon_locked(connection)
 
 

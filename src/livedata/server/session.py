@@ -96,6 +96,9 @@ class Session:
         self.subs: dict[str, tuple[str, list[Any]]] = {}
         self._cookie_checked = False
         self._user_published = False
+        #: the method running now (its pending login change may drop a token: see
+        #: leaving_token)
+        self._call_in_flight: MethodCall | None = None
 
     @staticmethod
     def _now() -> float:
@@ -262,6 +265,13 @@ class Session:
         for sub_id, exc in failed:
             await self._sub_failed(sub_id, self.subs.get(sub_id, ("?",))[0], exc)
 
+    def leaving_token(self, hashed: str) -> bool:
+        """Whether the method running now moves this connection off token ``hashed``
+        (logout, resetPassword...): its deletion must not close the connection, which
+        the listener may report before the method's login change is applied."""
+        call = self._call_in_flight
+        return call is not None and "user" in call.pending and call.pending["user"][1] != hashed
+
     def replace_view(self, box: Mergebox) -> None:
         """Swap in a rebuilt mergebox, sending the client only what differs."""
         messages = self.mergebox.diff_to(box)
@@ -331,6 +341,7 @@ class Session:
             login_token=self.login_token,
         )
         fence: int | None = None
+        self._call_in_flight = call
         try:
             result, fence = await self.runtime.invoke(method, call, action.params)
             if "user" in call.pending:
@@ -346,6 +357,8 @@ class Session:
             self.conn.method_updated(action.id)
             self.conn.method_result(action.id, error=error)
             return
+        finally:
+            self._call_in_flight = None
         if fence is None:  # wrote nothing: Meteor sends updated, then result
             self.conn.method_updated(action.id)
             self.conn.method_result(action.id, UNDEFINED if result is None else result)
