@@ -1,5 +1,6 @@
 """Settings for the test suite: the demo project plus a small app of test models."""
 
+import json
 import os
 
 from livedata.demo.settings import *  # noqa: F403
@@ -9,7 +10,18 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 ROOT_URLCONF = "tests.urls"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
 # Capture declared in settings (the demo's models use the @livedata.track decorator).
-LIVEDATA = {"TRACK": ["testapp.Gadget"], "POLL_INTERVAL": 0.5, "RECONNECT_MAX": 1.0}
+LIVEDATA = {
+    "TRACK": ["testapp.Gadget"],
+    "POLL_INTERVAL": 0.5,
+    "RECONNECT_MAX": 1.0,
+    # webhook receivers in tests are local HTTP servers; retries are fast
+    "WEBHOOK_ALLOWED_NETWORKS": ["127.0.0.0/8", "::1/128"],
+    "WEBHOOK_RETRY_SCHEDULE": [0, 0.2, 0.4, 0.8, 1.6],
+    "WEBHOOK_REFRESH_INTERVAL": 0.3,
+    "WEBHOOK_TIMEOUT": 3.0,
+}
+# child processes started by a test: its own overrides, as JSON
+LIVEDATA.update(json.loads(os.environ.get("LIVEDATA_TEST_SETTINGS") or "{}"))
 
 if os.environ.get("LIVEDATA_TEST_OVERRIDES"):
     # servers started by tests: small limits to exercise them

@@ -2,5 +2,6 @@
 
 from livedata.accounts.models import LoginToken
 from livedata.capture.models import Change, LogHorizon
+from livedata.webhooks.models import Delivery, Subscription
 
-__all__ = ["Change", "LogHorizon", "LoginToken"]
+__all__ = ["Change", "Delivery", "LogHorizon", "LoginToken", "Subscription"]

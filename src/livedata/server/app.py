@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -44,6 +45,10 @@ class Runtime:
     """
 
     current: ClassVar[Runtime | None] = None
+    #: Background services started and stopped with every listening runtime (webhook
+    #: delivery): callables taking the runtime and returning an object with async
+    #: ``start()``/``stop()``, or None to stay off.
+    service_factories: ClassVar[list[Callable[[Runtime], Any]]] = []
 
     def __init__(
         self,
@@ -58,6 +63,7 @@ class Runtime:
         self.engine = Engine(self)
         self.listener: Listener | None = Listener() if listen else None
         self._listener_task: asyncio.Task[None] | None = None
+        self._services: list[Any] | None = None
         #: Live sessions with a heartbeat; one task ticks them all.
         self.sessions: set[Session] = set()
         self._ticker: asyncio.Task[None] | None = None
@@ -72,6 +78,10 @@ class Runtime:
             self.listener.add_consumer(self.engine.on_changes)
             self._listener_task = asyncio.create_task(self.listener.run())
             self._listener_task.add_done_callback(_report_listener_exit)
+        if self.listener is not None and self._services is None:
+            self._services = [s for f in self.service_factories if (s := f(self)) is not None]
+            for service in self._services:
+                await service.start()
         if self._ticker is None and self.settings.DDP_HEARTBEAT_INTERVAL:
             self._ticker = asyncio.create_task(self._tick_sessions())
 
@@ -104,6 +114,9 @@ class Runtime:
                     logger.exception("livedata: heartbeat of a session failed")
 
     async def stop(self) -> None:
+        for service in reversed(self._services or []):
+            await service.stop()
+        self._services = None
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)

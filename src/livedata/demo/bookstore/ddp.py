@@ -13,10 +13,14 @@ from livedata.publish.methods import MethodCall, method
 
 class Book(Collection):
     model = models.Book
+    webhooks = True  # services may subscribe to book changes (livedata.webhooks)
+    filters = ["author", "title"]
 
 
 class Author(Collection):
     model = models.Author
+    webhooks = True
+    filters = ["email", "name"]
 
 
 class AllBooks(Publication):
