@@ -110,25 +110,28 @@ class Transport:
             self._session = None
 
     async def put(self, url: str, body: bytes, headers: dict[str, str]) -> Result:
+        """PUT ``body`` (JSON) to ``url``; ``headers`` is used (and extended) as is."""
         await self.start()
         assert self._session is not None
         cap = self.conf.WEBHOOK_MAX_RESPONSE_BYTES
         started = time.perf_counter()
         try:
+            headers["Content-Type"] = "application/json"
             async with self._session.put(
-                url,
-                data=body,
-                headers={**headers, "Content-Type": "application/json"},
-                allow_redirects=False,
+                url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 data = bytearray()
-                while len(data) <= cap:
-                    chunk = await response.content.read(cap + 1 - len(data))
-                    if not chunk:
-                        break
-                    data += chunk
-                if len(data) > cap:
-                    response.close()  # do not read (or reuse the connection for) the rest
+                length = response.content_length
+                if length is not None and length <= cap:
+                    data += await response.read()
+                else:
+                    while len(data) <= cap:
+                        chunk = await response.content.read(cap + 1 - len(data))
+                        if not chunk:
+                            break
+                        data += chunk
+                    if len(data) > cap:
+                        response.close()  # do not read (or reuse the connection for) the rest
                 latency = (time.perf_counter() - started) * 1000
                 status = response.status
                 excerpt = bytes(data[:EXCERPT_CHARS]).decode("utf-8", "replace")
