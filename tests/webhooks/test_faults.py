@@ -72,7 +72,7 @@ def test_a_hanging_receiver_does_not_delay_the_others(
     wait_until(lambda: Delivery.objects.filter(error__contains="timed out").count() >= 2)
     slow = Delivery.objects.filter(subscription__name="slow")
     assert {d.outcome for d in slow} == {"error"}
-    assert all(0.9 < d.latency_ms / 1000 < 2.5 for d in slow)
+    assert all(0.9 < d.latency_ms / 1000 < 5 for d in slow)
     assert len({r.id for r in hanging.requests}) == 1  # the same change, retried
 
 
@@ -200,3 +200,21 @@ s.save()
             worker.kill()
         db.close()
         server.discard()
+
+
+def test_more_subscriptions_than_concurrency_take_turns(
+    svc, make_receiver, start_worker, connect
+) -> None:
+    receivers = [make_receiver() for _ in range(3)]
+    for i, r in enumerate(receivers):
+        subscribe(svc, f"s{i}", r.url)
+    start_worker("--concurrency", "1")
+    db = connect()
+    author = add_author(db)
+    add_book(db, "First", author)
+    for r in receivers:
+        r.wait_for(1, timeout=30)
+    add_book(db, "Second", author)
+    for r in receivers:
+        r.wait_for(2, timeout=30)
+        assert titles(r.requests) == ["First", "Second"]

@@ -181,7 +181,13 @@ class Runner:
         self.inflight = 0  # changes of the request in flight (kept for its retries)
         self.stopping = False
         self.parked = False
+        self.idle_since: float | None = None
         self.task: asyncio.Task[None] | None = None
+
+    def idle_for(self, now: float) -> float:
+        if self.idle_since is None or self.buffer or self.inflight:
+            return 0.0
+        return now - self.idle_since
 
     # --- position -----------------------------------------------------------------------
     def position(self) -> Cursor:
@@ -240,10 +246,22 @@ class Runner:
         while not self.stopping:
             if not self.buffer:
                 if self.behind:
-                    await self._fill()
+                    try:
+                        await self._fill()
+                    except (psycopg.Error, OSError) as exc:
+                        # the dispatcher notices too, reconnects and starts over
+                        logger.debug("livedata webhooks: read failed: %s", exc)
+                        await asyncio.sleep(self.d.conf.RECONNECT_MIN)
                     continue
                 self.wake.clear()
-                await self.wake.wait()
+                self.idle_since = time.monotonic()
+                try:
+                    # normally the listener's batches wake it; reading the log now and
+                    # then as well means nothing can wait forever
+                    await asyncio.wait_for(self.wake.wait(), self.d.idle_read_interval)
+                except TimeoutError:
+                    self.behind = True
+                self.idle_since = None
                 continue
             if self.next_attempt_at is not None:
                 delay = (self.next_attempt_at - datetime.now(UTC)).total_seconds()
@@ -336,6 +354,7 @@ class Dispatcher:
         self.transport = Transport(self.conf)
         self.read_limit = self.conf.BATCH_SIZE
         self.buffer_limit = self.conf.BATCH_SIZE
+        self.idle_read_interval = max(5 * self.conf.WEBHOOK_REFRESH_INTERVAL, 1.0)
         self.runners: dict[int, Runner] = {}
         self.conn: psycopg.AsyncConnection | None = None
         self._attempts: list[Attempt] = []
@@ -478,6 +497,17 @@ class Dispatcher:
             )
         ).fetchone()
         workers = max(1, int(workers_row[0]) if workers_row else 1)
+        locked_anywhere = {
+            r[0]
+            for r in await (
+                await self.conn.execute(
+                    "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND classid = %s AND objsubid = 2 AND granted AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())",
+                    [LOCK_SUBSCRIPTION],
+                )
+            ).fetchall()
+        }
         restart = False
         for sub_id, runner in list(self.runners.items()):
             config = active.get(sub_id)
@@ -496,7 +526,22 @@ class Dispatcher:
             held = [r for r in self.runners.values() if not r.stopping]
         room = share - len(held)
         now = datetime.now(UTC)
-        candidates = [c for i, c in active.items() if i not in self.runners and c.due(now)]
+        candidates = [
+            c
+            for i, c in active.items()
+            if i not in self.runners and i % 2**31 not in locked_anywhere and c.due(now)
+        ]
+        if room <= 0 and candidates:
+            # more subscriptions than this worker may hold and nobody holds these: take
+            # turns, handing back the ones idle the longest
+            clock = time.monotonic()
+            idle = sorted(
+                (r for r in held if r.idle_for(clock) > self.conf.WEBHOOK_REFRESH_INTERVAL),
+                key=lambda r: -r.idle_for(clock),
+            )
+            for runner in idle[: len(candidates)]:
+                runner.stopping = True
+                runner.wake.set()
         if room > 0 and candidates:
             random.shuffle(candidates)  # workers starting together spread out
             await self._claim([c.id for c in candidates[:room]])
