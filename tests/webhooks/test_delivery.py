@@ -222,3 +222,36 @@ def test_serve_delivers_too(svc, receiver, server, connect) -> None:
     add_book(db, "Served", add_author(db))
     got = receiver.wait_for(1)
     assert got[0].event["data"]["new"]["title"] == "Served"
+
+
+def test_big_responses_are_cut_and_the_next_delivery_works(
+    svc, make_receiver, start_worker, connect
+) -> None:
+    receiver = make_receiver(respond=lambda r: (200, {}, b"x" * 2_000_000))
+    subscribe(svc, "books", receiver.url)
+    start_worker(settings={"WEBHOOK_MAX_RESPONSE_BYTES": 10_000})
+    db = connect()
+    author = add_author(db)
+    add_book(db, "One", author)
+    add_book(db, "Two", author)
+    got = receiver.wait_for(2)
+    assert titles_of(got) == ["One", "Two"]
+    wait_until(lambda: Delivery.objects.count() == 2)
+    assert {d.outcome for d in Delivery.objects.all()} == {"delivered"}
+    assert all(len(d.response_excerpt) == 1000 for d in Delivery.objects.all())
+
+
+def titles_of(requests: list[Any]) -> list[str]:
+    return [r.event["data"]["new"]["title"] for r in requests]
+
+
+def test_lost_permission_disables(svc, receiver, start_worker, connect) -> None:
+    subscribe(svc, "books", receiver.url)
+    svc.user_permissions.clear()
+    start_worker()
+    wait_until(lambda: Subscription.objects.get().state == "disabled")
+    assert "view_book" in Subscription.objects.get().disabled_reason
+    db = connect()
+    add_book(db, "Hidden", add_author(db))
+    time.sleep(1)
+    assert receiver.requests == []
