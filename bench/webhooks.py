@@ -254,7 +254,7 @@ def bodies(subs: int, books: int) -> list[list[tuple[str, bytes, dict[str, str]]
     from datetime import UTC, datetime
 
     from livedata.capture.log import Cursor
-    from livedata.webhooks.dispatcher import webhook_id
+    from livedata.webhooks.runner import webhook_id
     from livedata.webhooks.selection import encode
     from livedata.webhooks.signing import Signer, new_secret
 

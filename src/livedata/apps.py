@@ -22,7 +22,7 @@ class LivedataConfig(AppConfig):
         # the HTTP APIs and every command, not only to the DDP server
         autodiscover_modules("ddp")
         from livedata.server.app import Runtime
-        from livedata.webhooks.dispatcher import runtime_service
+        from livedata.webhooks.worker import runtime_service
 
         if runtime_service not in Runtime.service_factories:
             Runtime.service_factories.append(runtime_service)  # webhook delivery in serve

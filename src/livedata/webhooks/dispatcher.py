@@ -22,27 +22,22 @@ number of hosts cooperate through PostgreSQL only:
   subscriptions concurrently (a slow receiver only holds its own runner). Retries
   follow ``WEBHOOK_RETRY_SCHEDULE``; runners waiting long for a retry are handed back.
 - **Recording**: acknowledged positions, retry state and the delivery log are written
-  by the flusher every ``WEBHOOK_FLUSH_INTERVAL`` in one statement (an implicit
-  sub-millisecond transaction, ``synchronous_commit = off``: losing one in a database
-  crash only means a redelivery). The durable cursor only moves forward, and only for
-  the subscription's current ``generation`` (a position set through the API wins).
+  by the flusher every ``WEBHOOK_FLUSH_INTERVAL`` in one statement (``progress``): the
+  durable cursor only moves forward, and only for the subscription's current
+  ``generation`` (a position set through the API wins).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
 import random
 import socket
 import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -51,9 +46,10 @@ from livedata.capture import log
 from livedata.capture.listener import Listener, connection_params
 from livedata.capture.log import ChangeRow, Cursor
 from livedata.conf import LivedataSettings, livedata_settings
-from livedata.webhooks.selection import Selection, batch_payload, encode
-from livedata.webhooks.signing import Signer
-from livedata.webhooks.transport import Result, Transport
+from livedata.webhooks.progress import DELIVERY_TABLE, SUB_TABLE, write
+from livedata.webhooks.runner import Attempt, Config, Progress, Runner
+from livedata.webhooks.selection import Selection
+from livedata.webhooks.transport import Transport
 
 logger = logging.getLogger("livedata.webhooks")
 
@@ -61,15 +57,10 @@ logger = logging.getLogger("livedata.webhooks")
 #: presence lock every live dispatcher holds (to count workers for the fair share)
 LOCK_SUBSCRIPTION = 0x6C647768  # "ldwh"
 LOCK_PRESENCE = 0x6C647777  # "ldww"
-MAX_ID = 2**63 - 1
-#: a runner whose next retry is further away than this is handed back until then
-PARK_AFTER = 10.0
 #: how often owners' permissions and models' exposure are checked again (s)
 RECHECK_EVERY = 60.0
 PRUNE_EVERY = 600.0
 
-SUB_TABLE = "livedata_webhook_subscription"
-DELIVERY_TABLE = "livedata_webhook_delivery"
 SUB_COLUMNS = (
     "id, owner_id, url, model_labels, operations, filter, fields, batch, secret, "
     "cursor_txid, cursor_id, generation, epoch, attempts, next_attempt_at, updated"
@@ -82,256 +73,6 @@ RUNNING: set[Dispatcher] = set()
 def poke_all() -> None:
     for dispatcher in list(RUNNING):
         dispatcher.poke_threadsafe()
-
-
-def webhook_id(sub_id: int, epoch: int, first: Cursor, last: Cursor | None = None) -> str:
-    """Stable across retries and workers: subscription, position epoch, change cursor."""
-    base = f"msg_{sub_id}_{epoch}_{first.txid}_{first.id}"
-    return base if last is None or last == first else f"{base}_{last.txid}_{last.id}"
-
-
-@dataclass
-class Config:
-    """A subscription's row, as a worker needs it."""
-
-    id: int
-    owner_id: int
-    url: str
-    labels: list[str]
-    operations: list[str]
-    filter: dict[str, Any]
-    fields: Any
-    batch: int
-    secret: str
-    cursor: Cursor
-    generation: int
-    epoch: int
-    attempts: int
-    next_attempt_at: datetime | None
-    updated: datetime
-
-    @classmethod
-    def from_row(cls, r: tuple[Any, ...]) -> Config:
-        return cls(
-            r[0], r[1], r[2], list(r[3]), list(r[4]), r[5] or {}, r[6], r[7], r[8],
-            Cursor(r[9], r[10]), r[11], r[12], r[13], r[14], r[15],
-        )  # fmt: skip
-
-    @property
-    def version(self) -> tuple[int, datetime]:
-        return (self.generation, self.updated)
-
-    def due(self, now: datetime) -> bool:
-        return self.next_attempt_at is None or (self.next_attempt_at - now).total_seconds() < 1
-
-
-@dataclass(slots=True)
-class Item:
-    event: dict[str, Any]
-    cursor: Cursor
-    before: Cursor  # everything up to here was handled before this change
-
-
-@dataclass
-class Attempt:
-    """A delivery-log row waiting for the flusher."""
-
-    sub_id: int
-    webhook_id: str
-    cursor: str
-    changes: int
-    attempt: int
-    result: Result
-    at: datetime
-
-
-@dataclass
-class Progress:
-    """What a runner has to write back (merged by the flusher)."""
-
-    delivered: int = 0
-    success_at: datetime | None = None
-    error_at: datetime | None = None
-    error: str | None = None
-    status: int | None = None
-    disable: str | None = None
-
-
-class Runner:
-    """Delivers one subscription's changes, in order, one request at a time."""
-
-    def __init__(self, dispatcher: Dispatcher, config: Config, selection: Selection) -> None:
-        self.d = dispatcher
-        self.config = config
-        self.selection = selection
-        self.signer = Signer(config.secret)
-        self.examined = config.cursor  # last log row looked at (a real cursor)
-        self.horizon = config.cursor  # every row up to here was looked at (may be synthetic)
-        self.flushed = config.cursor
-        self.flushed_at = 0.0
-        self.buffer: deque[Item] = deque()
-        self.behind = True  # read the log from the position before using the listener's
-        self.filling = False
-        self.missed = False
-        self.wake = asyncio.Event()
-        self.attempts = config.attempts
-        self.next_attempt_at = config.next_attempt_at
-        self.progress = Progress()
-        self.dirty = False
-        self.inflight = 0  # changes of the request in flight (kept for its retries)
-        self.stopping = False
-        self.parked = False
-        self.idle_since: float | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    def idle_for(self, now: float) -> float:
-        if self.idle_since is None or self.buffer or self.inflight:
-            return 0.0
-        return now - self.idle_since
-
-    # --- position -----------------------------------------------------------------------
-    def position(self) -> Cursor:
-        """Everything up to here was acknowledged or does not match."""
-        return self.buffer[0].before if self.buffer else self.examined
-
-    def _examine(self, row: ChangeRow) -> None:
-        event = self.selection.select(row)
-        if event is not None:
-            self.buffer.append(Item(event, row.cursor, self.examined))
-        self.examined = row.cursor
-
-    def offer(self, previous: Cursor | None, rows: list[ChangeRow]) -> None:
-        """A listener batch (its rows follow ``previous``): take it if contiguous."""
-        if self.filling:
-            self.missed = True
-            return
-        if (
-            self.behind
-            or previous is None
-            or self.horizon < previous
-            or len(self.buffer) >= self.d.buffer_limit
-        ):
-            self.behind = True
-            self.wake.set()
-            return
-        before = len(self.buffer)
-        for row in rows:
-            if row.cursor > self.horizon:
-                self._examine(row)
-        last = rows[-1].cursor
-        self.horizon = max(self.horizon, last)
-        self.examined = max(self.examined, last)
-        if len(self.buffer) != before:
-            self.wake.set()
-
-    async def _fill(self) -> None:
-        self.filling, self.missed = True, False
-        try:
-            rows, bound = await self.d.read(self.horizon, self.config.labels)
-        finally:
-            self.filling = False
-        for row in rows:
-            if row.cursor > self.horizon:
-                self._examine(row)
-        if rows:
-            self.horizon = max(self.horizon, rows[-1].cursor)
-        if len(rows) < self.d.read_limit:
-            # everything below the bound was in this read
-            self.horizon = max(self.horizon, Cursor(bound - 1, MAX_ID))
-            self.behind = self.missed
-        self.missed = False
-
-    # --- the loop -----------------------------------------------------------------------
-    async def run(self) -> None:
-        while not self.stopping:
-            if not self.buffer:
-                if self.behind:
-                    try:
-                        await self._fill()
-                    except (psycopg.Error, OSError) as exc:
-                        # the dispatcher notices too, reconnects and starts over
-                        logger.debug("livedata webhooks: read failed: %s", exc)
-                        await asyncio.sleep(self.d.conf.RECONNECT_MIN)
-                    continue
-                self.wake.clear()
-                self.idle_since = time.monotonic()
-                try:
-                    # normally the listener's batches wake it; reading the log now and
-                    # then as well means nothing can wait forever
-                    await asyncio.wait_for(self.wake.wait(), self.d.idle_read_interval)
-                except TimeoutError:
-                    self.behind = True
-                self.idle_since = None
-                continue
-            if self.next_attempt_at is not None:
-                delay = (self.next_attempt_at - datetime.now(UTC)).total_seconds()
-                if delay > PARK_AFTER:
-                    self.parked = True
-                    return
-                if delay > 0:
-                    self.wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wake.wait(), delay)
-                    continue
-            await self._attempt()
-
-    async def _attempt(self) -> None:
-        count = self.inflight or min(self.config.batch, len(self.buffer))
-        self.inflight = count
-        items = [self.buffer[i] for i in range(count)]
-        if count == 1:
-            payload = items[0].event
-            wid = webhook_id(self.config.id, self.config.epoch, items[0].cursor)
-        else:
-            payload = batch_payload([item.event for item in items])
-            wid = webhook_id(self.config.id, self.config.epoch, items[0].cursor, items[-1].cursor)
-        body = encode(payload)
-        headers = self.signer.headers(wid, body)
-        result = await self.d.transport.put(self.config.url, body, headers)
-        now = datetime.now(UTC)
-        self.d.record(
-            Attempt(
-                self.config.id, wid, str(items[0].cursor), count, self.attempts + 1, result, now
-            )
-        )
-        if result.ok:
-            for _ in range(count):
-                self.buffer.popleft()
-            self.inflight = 0
-            self.attempts = 0
-            self.next_attempt_at = None
-            self.progress.delivered += count
-            self.progress.success_at = now
-        else:
-            self.attempts += 1
-            self.progress.error_at = now
-            self.progress.error = f"{wid}: {result.error}"[:2000]
-            self.progress.status = result.status
-            schedule = self.d.conf.WEBHOOK_RETRY_SCHEDULE
-            if result.outcome == "gone":
-                self._disable(f"the receiver answered 410 Gone at {now:%Y-%m-%d %H:%M:%S}Z")
-            elif self.attempts >= len(schedule):
-                self._disable(
-                    f"{self.attempts} attempts failed (last: {result.error}); re-enable it "
-                    "with a PUT to continue from the change that failed"
-                )
-            else:
-                wait = result.retry_after
-                if wait is None:
-                    wait = schedule[self.attempts]
-                self.next_attempt_at = now + timedelta(seconds=wait)
-        self.dirty = True
-        self.d.flush_soon()
-
-    def _disable(self, reason: str) -> None:
-        self.progress.disable = reason
-        self.stopping = True
-        logger.warning("livedata webhooks: subscription %s disabled: %s", self.config.id, reason)
-
-    def take_progress(self) -> tuple[Progress, Cursor]:
-        progress, self.progress = self.progress, Progress()
-        self.dirty = False
-        return progress, self.position()
 
 
 class Dispatcher:
@@ -704,7 +445,7 @@ class Dispatcher:
                 updates.append((runner, progress, position))
         attempts, self._attempts = self._attempts, []
         if updates or attempts:
-            await self._execute_write(updates, attempts)
+            await write(self.conn, updates, attempts, self.name)
             for runner, _progress, position in updates:
                 runner.flushed = position
                 runner.flushed_at = clock
@@ -718,147 +459,3 @@ class Dispatcher:
                     runner.config.id,
                     runner.next_attempt_at,
                 )
-
-    async def _execute_write(
-        self, updates: list[tuple[Runner, Progress, Cursor]], attempts: list[Attempt]
-    ) -> None:
-        """Rows travel as two JSON documents (json_to_recordset): one parameter each,
-        dumped by the C json encoder; per-column arrays cost 3x more to send."""
-        assert self.conn is not None
-        subs = [
-            {
-                "id": runner.config.id,
-                "gen": runner.config.generation,
-                "upd": runner.config.updated.isoformat(),
-                "txid": position.txid,
-                "cid": position.id,
-                "att": runner.attempts,
-                "next": _iso(runner.next_attempt_at),
-                "dlv": p.delivered,
-                "ok": _iso(p.success_at),
-                "eat": _iso(p.error_at),
-                "err": p.error,
-                "st": p.status,
-                "dis": p.disable,
-            }
-            for runner, p, position in updates
-        ]
-        log_rows = [
-            {
-                "sub": a.sub_id,
-                "wid": a.webhook_id,
-                "cur": a.cursor,
-                "n": a.changes,
-                "att": a.attempt,
-                "out": a.result.outcome,
-                "st": a.result.status,
-                "err": a.result.error,
-                "exc": a.result.excerpt,
-                "ms": a.result.latency_ms,
-                "at": a.at.isoformat(),
-            }
-            for a in attempts
-        ]
-        sql = f"""
-        WITH v AS (
-            SELECT * FROM json_to_recordset(%(subs)s::json) AS v(
-                id bigint, gen int, upd timestamptz, txid bigint, cid bigint, att int,
-                next timestamptz, dlv bigint, ok timestamptz, eat timestamptz, err text,
-                st int, dis text)
-        ), upd AS (
-            UPDATE {SUB_TABLE} s SET
-                cursor_txid = CASE WHEN (v.txid, v.cid) > (s.cursor_txid, s.cursor_id)
-                                   THEN v.txid ELSE s.cursor_txid END,
-                cursor_id = CASE WHEN (v.txid, v.cid) > (s.cursor_txid, s.cursor_id)
-                                 THEN v.cid ELSE s.cursor_id END,
-                -- retry state only if the subscription was not replaced meanwhile (a PUT
-                -- resets it); acknowledgements count whatever the configuration
-                attempts = CASE WHEN s.updated = v.upd THEN v.att ELSE s.attempts END,
-                next_attempt_at = CASE WHEN s.updated = v.upd THEN v.next
-                                       ELSE s.next_attempt_at END,
-                delivered = s.delivered + v.dlv,
-                last_success_at = COALESCE(v.ok, s.last_success_at),
-                last_error_at = COALESCE(v.eat, s.last_error_at),
-                last_error = COALESCE(v.err, s.last_error),
-                last_status = CASE WHEN v.eat IS NULL THEN s.last_status ELSE v.st END,
-                state = CASE WHEN v.dis IS NOT NULL AND s.updated = v.upd THEN 'disabled'
-                             ELSE s.state END,
-                disabled_reason = CASE WHEN v.dis IS NOT NULL AND s.updated = v.upd THEN v.dis
-                                       ELSE s.disabled_reason END
-            FROM v WHERE s.id = v.id AND s.generation = v.gen
-            RETURNING s.id
-        ), log AS (
-            INSERT INTO {DELIVERY_TABLE} (subscription_id, webhook_id, cursor, changes,
-                attempt, outcome, status_code, error, response_excerpt, latency_ms, worker, at)
-            SELECT d.sub, d.wid, d.cur, d.n, d.att, d.out, d.st, d.err, d.exc, d.ms,
-                   %(worker)s, d.at
-            FROM json_to_recordset(%(log)s::json) AS d(
-                sub bigint, wid text, cur text, n int, att int, out text, st int, err text,
-                exc text, ms float8, at timestamptz)
-            WHERE EXISTS (SELECT 1 FROM {SUB_TABLE} s WHERE s.id = d.sub)
-        )
-        SELECT count(*) FROM upd
-        """
-        params: dict[str, Any] = {
-            "subs": json.dumps(subs),
-            "log": json.dumps(log_rows),
-            "worker": self.name,
-        }
-        try:
-            await self.conn.execute(sql, params)
-        except psycopg.errors.ForeignKeyViolation:
-            # a subscription was deleted during the statement: its log rows go with it
-            params["log"] = "[]"
-            await self.conn.execute(sql, params)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-class Service:
-    """Webhook delivery inside ``livedata serve``: a dispatcher on the runtime's listener."""
-
-    def __init__(self, listener: Listener) -> None:
-        self.dispatcher = Dispatcher(listener)
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self.dispatcher.run())
-
-    async def stop(self) -> None:
-        self.dispatcher.stop()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
-
-
-def runtime_service(runtime: Any) -> Service | None:
-    """The factory ``livedata.server.app.Runtime`` calls (when WEBHOOKS_IN_SERVE)."""
-    if runtime.listener is None or not runtime.settings.WEBHOOKS_IN_SERVE:
-        return None
-    return Service(runtime.listener)
-
-
-async def run_worker(
-    concurrency: int | None = None, *, ready: Callable[[], None] | None = None
-) -> None:
-    """``livedata deliver``: a listener and a dispatcher, until SIGINT/SIGTERM."""
-    import signal
-
-    listener = Listener()
-    dispatcher = Dispatcher(listener, concurrency=concurrency)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, dispatcher.stop)
-    listen = asyncio.create_task(listener.run())
-    work = asyncio.create_task(dispatcher.run())
-    if ready is not None:
-        ready()
-    try:
-        await work
-    finally:
-        listener.stop()
-        await asyncio.gather(listen, return_exceptions=True)
-
-
-__all__ = ["Dispatcher", "Runner", "Service", "poke_all", "run_worker", "webhook_id"]

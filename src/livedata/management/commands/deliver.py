@@ -24,7 +24,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, concurrency: int | None, **options: Any) -> None:
-        from livedata.webhooks.dispatcher import run_worker
+        from livedata.webhooks.worker import run_worker
 
         if concurrency is not None and concurrency < 1:
             from django.core.management.base import CommandError
