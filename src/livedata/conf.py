@@ -90,6 +90,9 @@ class LivedataSettings:
     WEBHOOK_CONCURRENCY: int = 100
     #: Seconds between reloads of the subscriptions (new ones, position changes, claims).
     WEBHOOK_REFRESH_INTERVAL: float = 1.0
+    #: Seconds between checks that each subscription's owner still has the ``view``
+    #: permission on its models (and they are still exposed); else it is disabled.
+    WEBHOOK_PERMISSION_RECHECK: float = 60.0
     #: Acknowledged positions and the delivery log are written at most this often (s):
     #: after a worker crash at most this much is delivered again.
     WEBHOOK_FLUSH_INTERVAL: float = 0.05

@@ -255,3 +255,18 @@ def test_lost_permission_disables(svc, receiver, start_worker, connect) -> None:
     add_book(db, "Hidden", add_author(db))
     time.sleep(1)
     assert receiver.requests == []
+
+
+def test_permission_revoked_while_delivering_disables(svc, receiver, start_worker, connect):
+    subscribe(svc, "books", receiver.url)
+    start_worker(settings={"WEBHOOK_PERMISSION_RECHECK": 0.5})
+    db = connect()
+    author = add_author(db)
+    add_book(db, "Seen", author)
+    receiver.wait_for(1)
+    svc.user_permissions.clear()
+    wait_until(lambda: Subscription.objects.get().state == "disabled")
+    assert "view_book" in Subscription.objects.get().disabled_reason
+    add_book(db, "Not seen", author)
+    time.sleep(1)
+    assert titles_of(receiver.requests) == ["Seen"]

@@ -57,8 +57,6 @@ logger = logging.getLogger("livedata.webhooks")
 #: presence lock every live dispatcher holds (to count workers for the fair share)
 LOCK_SUBSCRIPTION = 0x6C647768  # "ldwh"
 LOCK_PRESENCE = 0x6C647777  # "ldww"
-#: how often owners' permissions and models' exposure are checked again (s)
-RECHECK_EVERY = 60.0
 PRUNE_EVERY = 600.0
 
 SUB_COLUMNS = (
@@ -106,8 +104,8 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._checked: dict[int, tuple[tuple[int, datetime], float, Selection | str]] = {}
         self._last_prune = 0.0
-        #: set after each reload (tests and benchmarks wait on it)
-        self.reloaded = asyncio.Event()
+        self._last_recheck = time.monotonic()
+        self.recheck_every = self.conf.WEBHOOK_PERMISSION_RECHECK
 
     # --- control ------------------------------------------------------------------------
     def poke(self) -> None:
@@ -170,6 +168,10 @@ class Dispatcher:
                         (str(exc).strip().splitlines() or [type(exc).__name__])[0],
                         delay,
                     )
+                except Exception:
+                    # not migrated, or a bug: say so, and keep trying (slowly)
+                    logger.exception("livedata webhooks: delivery failed; retrying in %.1fs", delay)
+                    delay = self.conf.RECONNECT_MAX
                 finally:
                     await self._drop_all()
                 if not self._stopping.is_set():
@@ -186,8 +188,8 @@ class Dispatcher:
         flusher = asyncio.create_task(self._flusher())
         try:
             while not self._stopping.is_set():
+                self._poke.clear()  # a poke during the reload means: reload again
                 await self._reload()
-                self._poke.clear()
                 waiter = asyncio.ensure_future(self._poke.wait())
                 done, _ = await asyncio.wait(
                     {waiter, flusher},
@@ -286,11 +288,29 @@ class Dispatcher:
         if room > 0 and candidates:
             random.shuffle(candidates)  # workers starting together spread out
             await self._claim([c.id for c in candidates[:room]])
+        await self._recheck(held)
         await self._maybe_prune()
         self.flush_soon()  # positions that only moved past non-matching rows, too
         if restart:
             self.poke()
-        self.reloaded.set()
+
+    async def _recheck(self, held: list[Runner]) -> None:
+        """Owners' permissions (and the models' exposure) again, now and then."""
+        if time.monotonic() - self._last_recheck < self.recheck_every or not held:
+            return
+        self._last_recheck = time.monotonic()
+        self.recheck_every = self.conf.WEBHOOK_PERMISSION_RECHECK
+        outcomes = await asyncio.to_thread(self._selections, [r.config for r in held])
+        for runner in held:
+            reason = outcomes.get(runner.config.id)
+            if isinstance(reason, str) and not runner.stopping:
+                runner.progress.disable = reason
+                runner.dirty = True
+                runner.stopping = True
+                runner.wake.set()
+                logger.warning(
+                    "livedata webhooks: subscription %s disabled: %s", runner.config.id, reason
+                )
 
     async def _claim(self, ids: list[int]) -> None:
         assert self.conn is not None
@@ -340,7 +360,8 @@ class Dispatcher:
             clock = time.monotonic()
             for config in configs:
                 cached = self._checked.get(config.id)
-                if cached and cached[0] == config.version and clock - cached[1] < RECHECK_EVERY:
+                fresh = clock - cached[1] < self.recheck_every if cached else False
+                if cached and cached[0] == config.version and fresh:
                     out[config.id] = cached[2]
                     continue
                 try:
