@@ -76,6 +76,30 @@ def test_a_hanging_receiver_does_not_delay_the_others(
     assert len({r.id for r in hanging.requests}) == 1  # the same change, retried
 
 
+def test_no_transaction_is_held_while_a_request_hangs(
+    svc, make_receiver, start_worker, connect, read_since
+) -> None:
+    hanging = make_receiver(delay=30)
+    subscribe(svc, "slow", hanging.url)
+    start_worker(settings={"WEBHOOK_TIMEOUT": 20.0})
+    db = connect()
+    author = add_author(db)
+    add_book(db, "Hangs", author)
+    hanging.wait_for(1)
+    time.sleep(0.3)
+    sessions = db.execute(
+        "SELECT backend_xid, state FROM pg_stat_activity "
+        "WHERE application_name LIKE 'livedata webhooks %%' AND datname = current_database()"
+    ).fetchall()
+    assert sessions and all(xid is None and state == "idle" for xid, state in sessions), sessions
+    # the change log's readers are not held back by the request in flight
+    from livedata.capture import log
+
+    before = log.head(db)
+    add_author(db, "later@example.com")
+    assert [r.model for r in read_since(before)] == ["bookstore.author"]
+
+
 def test_killed_worker_redelivers_with_the_same_id(svc, make_receiver, start_worker, connect):
     entered = threading.Event()
     calls = {"n": 0}

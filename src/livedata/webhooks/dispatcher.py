@@ -205,13 +205,17 @@ class Dispatcher:
             await asyncio.gather(flusher, return_exceptions=True)
 
     async def _shutdown(self) -> None:
-        """Let requests in flight finish (bounded), write everything back, unlock."""
+        """Let requests in flight finish (for a few seconds: then they are abandoned and
+        delivered again later), write everything back, unlock."""
         for runner in self.runners.values():
             runner.stopping = True
             runner.wake.set()
         tasks = [r.task for r in self.runners.values() if r.task is not None]
         if tasks:
-            await asyncio.wait(tasks, timeout=self.conf.WEBHOOK_TIMEOUT + 1)
+            _, pending = await asyncio.wait(tasks, timeout=min(self.conf.WEBHOOK_TIMEOUT, 5.0))
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         await self._write()
 
     async def _flusher(self) -> None:
