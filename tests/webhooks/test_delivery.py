@@ -270,3 +270,39 @@ def test_permission_revoked_while_delivering_disables(svc, receiver, start_worke
     add_book(db, "Not seen", author)
     time.sleep(1)
     assert titles_of(receiver.requests) == ["Seen"]
+
+
+def test_over_real_http_with_serve(svc, token, receiver, server, connect) -> None:
+    """The API served by `livedata serve` over HTTP, and the same process delivering."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    def put(path: str, body: bytes) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            f"http://{server}/livedata/subscriptions/{path}",
+            data=body,
+            method="PUT",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
+
+    status, bad = put("books", b'{"url": "nope", "models": ["bookstore.book"]}')
+    assert status == 400 and bad["field"] == "url"
+    status, garbled = put("books", b"{")
+    assert status == 400 and garbled["error"] == "bad-request"
+    status, huge = put("books", b"[" + b"1," * 50_000 + b"1]")
+    assert status == 413 and huge["error"] == "payload-too-large"
+    assert not Subscription.objects.exists()
+    body = {"url": receiver.url, "models": ["bookstore.book"]}
+    status, created = put("books", json.dumps(body).encode())
+    assert status == 201
+    db = connect()
+    add_book(db, "Over HTTP", add_author(db))
+    got = receiver.wait_for(1)
+    Webhook(created["secret"]).verify(got[0].body, got[0].headers)
+    assert got[0].event["data"]["new"]["title"] == "Over HTTP"
