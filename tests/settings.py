@@ -11,8 +11,18 @@ ROOT_URLCONF = "tests.urls"
 # the demo's digest hasher with few iterations: fast test users, same format
 PASSWORD_HASHERS = ["tests.testapp.hashers.FastDigestPBKDF2PasswordHasher"]
 # Capture declared in settings (the demo's models use the @livedata.track decorator).
-LIVEDATA = {"TRACK": ["testapp.Gadget"], "POLL_INTERVAL": 0.5, "RECONNECT_MAX": 1.0}
-LIVEDATA.update(json.loads(os.environ.get("LIVEDATA_SETTINGS") or "{}"))  # per-test servers
+LIVEDATA = {
+    "TRACK": ["testapp.Gadget"],
+    "POLL_INTERVAL": 0.5,
+    "RECONNECT_MAX": 1.0,
+    # webhook receivers in tests are local HTTP servers; retries are fast
+    "WEBHOOK_ALLOWED_NETWORKS": ["127.0.0.0/8", "::1/128"],
+    "WEBHOOK_RETRY_SCHEDULE": [0, 0.2, 0.4, 0.8, 1.6],
+    "WEBHOOK_REFRESH_INTERVAL": 0.3,
+    "WEBHOOK_TIMEOUT": 3.0,
+}
+# servers started by a test: its own overrides, as JSON (as the demo settings)
+LIVEDATA.update(json.loads(os.environ.get("LIVEDATA_SETTINGS") or "{}"))
 
 if os.environ.get("LIVEDATA_TEST_OVERRIDES"):
     # servers started by tests: small limits to exercise them

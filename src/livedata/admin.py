@@ -1,2 +1,3 @@
 from livedata.accounts import admin as accounts_admin  # noqa: F401  (login tokens)
 from livedata.capture import admin  # noqa: F401  (registers the change-log admin)
+from livedata.webhooks import admin as webhooks_admin  # noqa: F401  (subscriptions, deliveries)

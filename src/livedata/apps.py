@@ -26,3 +26,9 @@ class LivedataConfig(AppConfig):
 
         if livedata_settings().ACCOUNTS:
             from livedata.accounts import methods, publications  # noqa: F401  (Meteor's)
+
+        from livedata.server.app import Runtime
+        from livedata.webhooks.worker import runtime_service
+
+        if runtime_service not in Runtime.service_factories:
+            Runtime.service_factories.append(runtime_service)  # webhook delivery in serve

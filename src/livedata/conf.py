@@ -117,6 +117,45 @@ class LivedataSettings:
     #: Threads (each with its own database connection) reading pages for the feed.
     PULL_DB_THREADS: int = 4
 
+    # --- Webhooks (livedata.webhooks) -----------------------------------------------------
+    #: Deliver webhooks inside every ``livedata serve`` process too (besides any
+    #: ``livedata deliver`` workers); all cooperate through the database.
+    WEBHOOKS_IN_SERVE: bool = True
+    #: Seconds to wait before each attempt at one change: the first is immediate, then the
+    #: retries (Standard Webhooks' schedule). When the last attempt fails the subscription
+    #: is disabled, never its changes dropped: re-enabling continues with that change.
+    WEBHOOK_RETRY_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+    #: Longest ``Retry-After`` (429, 503) honoured, in seconds.
+    WEBHOOK_MAX_RETRY_AFTER: float = 36000.0
+    #: Whole-request timeout (connect, send, response) and connect timeout, in seconds.
+    WEBHOOK_TIMEOUT: float = 10.0
+    WEBHOOK_CONNECT_TIMEOUT: float = 5.0
+    #: Bytes of a receiver's response read at most (the rest is not read; the connection
+    #: is then closed); the first 1000 characters are kept in the delivery log.
+    WEBHOOK_MAX_RESPONSE_BYTES: int = 64 * 1024
+    #: Outgoing requests refuse private, loopback, link-local and other non-global
+    #: addresses (checked on the address actually connected to, after DNS) unless they are
+    #: in one of these networks, e.g. ("10.1.0.0/16",); the demo and tests allow loopback.
+    WEBHOOK_ALLOWED_NETWORKS: tuple[str, ...] = ()
+    #: Subscriptions one process delivers at once (``livedata deliver --concurrency``).
+    WEBHOOK_CONCURRENCY: int = 100
+    #: Seconds between reloads of the subscriptions (new ones, position changes, claims).
+    WEBHOOK_REFRESH_INTERVAL: float = 1.0
+    #: Seconds between checks that each subscription's owner still has the ``view``
+    #: permission on its models (and they are still exposed); else it is disabled.
+    WEBHOOK_PERMISSION_RECHECK: float = 60.0
+    #: Acknowledged positions and the delivery log are written at most this often (s):
+    #: after a worker crash at most this much is delivered again.
+    WEBHOOK_FLUSH_INTERVAL: float = 0.05
+    #: The largest ``batch`` (changes per request) a subscription may ask for.
+    WEBHOOK_MAX_BATCH: int = 100
+    #: Subscriptions per user.
+    WEBHOOK_MAX_SUBSCRIPTIONS: int = 100
+    #: Record successful attempts in the delivery log too (failures always are).
+    WEBHOOK_LOG_SUCCESSES: bool = True
+    #: How long delivery-log rows are kept.
+    WEBHOOK_DELIVERY_RETENTION: timedelta = timedelta(days=3)
+
 
 def livedata_settings() -> LivedataSettings:
     """The effective settings: defaults updated with ``settings.LIVEDATA``."""
@@ -127,7 +166,13 @@ def livedata_settings() -> LivedataSettings:
         raise ImproperlyConfigured(
             f"Unknown LIVEDATA setting(s): {', '.join(unknown)}. Known: {', '.join(sorted(known))}."
         )
-    for key in ("TRACK", "DDP_ALLOWED_ORIGINS", "DDP_RATE_LIMITS"):
+    for key in (
+        "TRACK",
+        "DDP_ALLOWED_ORIGINS",
+        "DDP_RATE_LIMITS",
+        "WEBHOOK_RETRY_SCHEDULE",
+        "WEBHOOK_ALLOWED_NETWORKS",
+    ):
         if key in overrides:
             overrides[key] = tuple(overrides[key])
     return replace(LivedataSettings(), **overrides)

@@ -3,5 +3,13 @@
 from livedata.accounts.models import LoginToken
 from livedata.capture.models import Change, LogHorizon
 from livedata.pull.models import MirrorPosition
+from livedata.webhooks.models import Delivery, Subscription
 
-__all__ = ["Change", "LogHorizon", "LoginToken", "MirrorPosition"]
+__all__ = [
+    "Change",
+    "Delivery",
+    "LogHorizon",
+    "LoginToken",
+    "MirrorPosition",
+    "Subscription",
+]

@@ -72,7 +72,13 @@ STATIC_URL = "static/"
 
 # The demo's livedata settings; LIVEDATA_SETTINGS='{"DDP_HEARTBEAT_INTERVAL": 0}' (JSON)
 # overrides them without editing code (benchmarks use it).
-LIVEDATA: dict = json.loads(os.environ.get("LIVEDATA_SETTINGS") or "{}")
+LIVEDATA: dict = {
+    # the demo's example receiver (/example-receiver/) runs on this machine
+    "WEBHOOK_ALLOWED_NETWORKS": ["127.0.0.0/8", "::1/128"],
+    **json.loads(os.environ.get("LIVEDATA_SETTINGS") or "{}"),
+}
+# The signing secret of the demo's example webhook subscription (public, like SECRET_KEY).
+DEMO_WEBHOOK_SECRET = "whsec_bGl2ZWRhdGEtZGVtby13ZWJob29rLXNlY3JldCE="
 
 LOGGING = {
     "version": 1,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -47,6 +48,10 @@ class Runtime:
     """
 
     current: ClassVar[Runtime | None] = None
+    #: Background services started and stopped with every listening runtime (webhook
+    #: delivery): callables taking the runtime and returning an object with async
+    #: ``start()``/``stop()``, or None to stay off.
+    service_factories: ClassVar[list[Callable[[Runtime], Any]]] = []
 
     def __init__(
         self,
@@ -61,6 +66,7 @@ class Runtime:
         self.engine = Engine(self)
         self.listener: Listener | None = Listener() if listen else None
         self._listener_task: asyncio.Task[None] | None = None
+        self._services: list[Any] | None = None
         #: Live sessions with a heartbeat; one task ticks them all.
         self.sessions: set[Session] = set()
         self._ticker: asyncio.Task[None] | None = None
@@ -87,6 +93,10 @@ class Runtime:
             self.listener.add_consumer(self.on_token_changes)
             self._listener_task = asyncio.create_task(self.listener.run())
             self._listener_task.add_done_callback(_report_listener_exit)
+        if self.listener is not None and self._services is None:
+            self._services = [s for f in self.service_factories if (s := f(self)) is not None]
+            for service in self._services:
+                await service.start()
         if self._ticker is None and self.settings.DDP_HEARTBEAT_INTERVAL:
             self._ticker = asyncio.create_task(self._tick_sessions())
 
@@ -150,6 +160,9 @@ class Runtime:
             await session.shutdown(1000, "logged out by the server")
 
     async def stop(self) -> None:
+        for service in reversed(self._services or []):
+            await service.stop()
+        self._services = None
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)

@@ -15,13 +15,15 @@ class Book(Collection):
     model = models.Book
     exclude = ["added_by"]  # who added what is the user's business (see MyBooks)
     pull = True  # services may pull the books, then their changes (livedata.pull)
+    webhooks = True  # services may subscribe to book changes (livedata.webhooks)
     filters = ["author", "title"]
 
 
 class Author(Collection):
     model = models.Author
     pull = True
-    filters = ["email"]
+    webhooks = True
+    filters = ["email", "name"]
 
 
 class AllBooks(Publication):

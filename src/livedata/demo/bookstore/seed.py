@@ -50,3 +50,38 @@ def seed() -> None:
                 User.objects.create_superuser(username, email, password)
             else:
                 User.objects.create_user(username, email, password)
+
+
+def seed_subscription(url: str) -> None:
+    """Subscribe the demo user to book and author changes at the example receiver."""
+    from django.conf import settings
+    from django.contrib.auth.models import Permission
+    from django.db import connection
+    from django.utils import timezone
+
+    from livedata.capture import log
+    from livedata.webhooks.models import Subscription
+
+    user = get_user_model().objects.get(username="demo")
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="bookstore", codename__in=["view_book", "view_author"]
+        )
+    )
+    sub, created = Subscription.objects.get_or_create(
+        owner=user,
+        name="example-receiver",
+        defaults={
+            "url": url,
+            "model_labels": ["bookstore.book", "bookstore.author"],
+            "operations": ["insert", "update", "delete", "truncate"],
+            "secret": settings.DEMO_WEBHOOK_SECRET,
+        },
+    )
+    if created:
+        sub.cursor = log.head(connection)
+        sub.save()
+    elif sub.url != url or sub.state != Subscription.State.ACTIVE:
+        sub.url, sub.state, sub.disabled_reason = url, Subscription.State.ACTIVE, ""
+        sub.attempts, sub.next_attempt_at, sub.updated = 0, None, timezone.now()
+        sub.save()

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from livedata.demo.bookstore.seed import USERS, seed
+from livedata.demo.bookstore.seed import USERS, seed, seed_subscription
 
 
 class Command(BaseCommand):
@@ -27,6 +27,8 @@ class Command(BaseCommand):
 
         call_command("migrate", interactive=False, verbosity=0)
         seed()
+        local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        seed_subscription(f"http://{local}:{port}/example-receiver/")
         base = f"http://{host}:{port}"
         lines = [
             "",
@@ -36,6 +38,8 @@ class Command(BaseCommand):
             f"  admin         {base}/admin/",
             f"  change log    {base}/admin/livedata/change/",
             f"  DDP           ws://{host}:{port}/websocket  (methods: {', '.join(_methods())})",
+            f"  webhooks      {base}/livedata/subscriptions/  (demo's 'example-receiver' PUTs "
+            f"to {base}/example-receiver/)",
             "  credentials   " + "   ".join(f"{u} / {p}" for u, _, p, _ in USERS),
             "  watch changes `livedata tail` in another terminal",
             "",

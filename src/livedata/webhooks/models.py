@@ -1,0 +1,112 @@
+"""Webhook subscriptions (with their durable position) and the delivery log."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from livedata.capture.log import Cursor
+
+
+class Subscription(models.Model):
+    """A service's standing request: PUT every committed change it asked for to ``url``.
+
+    ``cursor`` (``cursor_txid:cursor_id``) is durable: every change at or below it was
+    acknowledged by the receiver (2xx) or did not match. Workers advance it only after an
+    acknowledgement, in short transactions, and never move it backwards.
+    ``generation`` changes when the position is set through the API, so a worker that was
+    delivering from the old position cannot write over the new one; ``epoch`` changes
+    only then too and is part of ``webhook-id``, so a deliberate replay gets new ids.
+    """
+
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        DISABLED = "disabled"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="livedata_subscriptions"
+    )
+    name = models.CharField(max_length=100)
+    url = models.CharField(max_length=2000)
+    model_labels = models.JSONField(help_text='Model labels, e.g. ["bookstore.book"]')
+    operations = models.JSONField(help_text="insert, update, delete, truncate")
+    filter = models.JSONField(default=dict, blank=True, help_text="Django lookups")
+    fields = models.JSONField(null=True, blank=True, help_text="Only these published fields")
+    batch = models.PositiveIntegerField(default=1, help_text="Changes per request, at most")
+    secret = models.CharField(max_length=200, help_text="whsec_ + base64 (signing key)")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
+    disabled_reason = models.TextField(blank=True)
+    cursor_txid = models.BigIntegerField(default=0)
+    cursor_id = models.BigIntegerField(default=0)
+    generation = models.PositiveIntegerField(default=1)
+    epoch = models.PositiveIntegerField(default=1)
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="Failed attempts at the change after the cursor"
+    )
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered = models.BigIntegerField(default=0, help_text="Changes acknowledged")
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "livedata_webhook_subscription"
+        verbose_name = "webhook subscription"
+        ordering = ["owner_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="livedata_webhook_owner_name")
+        ]
+        indexes = [models.Index(fields=["state"], name="livedata_webhook_state")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.owner_id}) → {self.url}"
+
+    @property
+    def cursor(self) -> Cursor:
+        return Cursor(self.cursor_txid, self.cursor_id)
+
+    @cursor.setter
+    def cursor(self, value: Cursor) -> None:
+        self.cursor_txid, self.cursor_id = value
+
+
+class Delivery(models.Model):
+    """One attempt at delivering a change (or a batch) to a subscription's URL."""
+
+    class Outcome(models.TextChoices):
+        DELIVERED = "delivered"  # 2xx
+        FAILED = "failed"  # other status: retried
+        ERROR = "error"  # no answer: connection refused, timeout, refused address
+        GONE = "gone"  # 410: the subscription was disabled
+
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    webhook_id = models.CharField(max_length=100)
+    cursor = models.CharField(max_length=50, help_text="The (first) change's cursor")
+    changes = models.PositiveIntegerField(default=1)
+    attempt = models.PositiveIntegerField()
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    response_excerpt = models.TextField(blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "livedata_webhook_delivery"
+        verbose_name_plural = "webhook deliveries"
+        verbose_name = "webhook delivery"
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["subscription", "-id"], name="livedata_delivery_sub"),
+            models.Index(fields=["at"], name="livedata_delivery_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.webhook_id} attempt {self.attempt}: {self.outcome}"

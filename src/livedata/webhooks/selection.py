@@ -1,0 +1,256 @@
+"""What a subscription selects from the change log, and the payload it is sent.
+
+A ``Selection`` is compiled once per subscription from its models, operations, filter
+and fields, and then decides in memory, from the log row alone, whether a change is
+sent and what its ``data`` is:
+
+- models: only those exposed with ``webhooks = True`` on their ``Collection``;
+- filter: Django lookups on the model's own columns, limited to the Collection's
+  ``filters``, evaluated on the row by ``livedata.publish.matching`` (the live queries'
+  in-memory matcher). An insert is sent when its new row matches, a delete when its old
+  row did, an update when either did (so the receiver also learns that a row left the
+  filter); a TRUNCATE is always sent (receivers refetch);
+- fields: ``Collection.shape`` applies the developer's field choice (exclusions,
+  renames, never passwords); ``fields`` narrows it further. An update that changed none
+  of the fields sent is not sent at all.
+
+Filters and fields are given for the one model, or per model as
+``{"app.model": ...}`` when a subscription has several.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import FieldDoesNotExist, FieldError, ValidationError
+from django.db import models
+
+from livedata.capture.log import ChangeRow
+from livedata.publish.api import API, Collection
+from livedata.publish.matching import Matcher, compile_matcher
+
+OPERATIONS = ("insert", "update", "delete", "truncate")
+
+
+class SelectionError(ValueError):
+    """Input that does not make a valid selection; ``field`` names the part at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ModelSelection:
+    label: str
+    collection: type[Collection]
+    matcher: Matcher | None  # None: every row
+    keep: frozenset[str] | None  # published names sent (None: all the Collection's)
+    published: Mapping[str, str]  # table column -> published name, for ``changed``
+
+    def narrow(self, values: dict[str, Any] | None) -> dict[str, Any] | None:
+        shaped = self.collection.shape(values)
+        if shaped is None or self.keep is None:
+            return shaped
+        return {k: v for k, v in shaped.items() if k in self.keep}
+
+    def matches(self, row: ChangeRow) -> bool:
+        if self.matcher is None or row.op == "truncate":
+            return True
+        if row.new is not None and self.matcher(row.new) is True:
+            return True
+        return row.old is not None and self.matcher(row.old) is True
+
+    def changed(self, row: ChangeRow) -> list[str] | None:
+        if row.changed is None:
+            return None
+        out = []
+        for column in row.changed:
+            name = self.published.get(column)
+            if name is not None and (self.keep is None or name in self.keep):
+                out.append(name)
+        return out
+
+
+class Selection:
+    """A compiled subscription: ``select(row)`` gives the event to send, or None."""
+
+    def __init__(
+        self,
+        labels: Iterable[str],
+        operations: Iterable[str] | None = None,
+        filter: Mapping[str, Any] | None = None,
+        fields: Any = None,
+    ) -> None:
+        self.labels = normalise_models(labels)
+        self.operations = normalise_operations(operations)
+        filters = _per_model(self.labels, filter or {}, "filter", dict)
+        narrowing = _per_model(self.labels, fields, "fields", list) if fields is not None else {}
+        self.models: dict[str, ModelSelection] = {}
+        for label in self.labels:
+            collection = API.exposed(label, "webhooks")
+            if collection is None:
+                raise SelectionError(
+                    "models", f"{label!r} is not a model exposed for webhooks (app_label.model)"
+                )
+            self.models[label] = ModelSelection(
+                label=label,
+                collection=collection,
+                matcher=_compile_filter(collection, filters.get(label) or {}),
+                keep=_keep(collection, narrowing[label]) if label in narrowing else None,
+                published=_published(collection),
+            )
+
+    def select(self, row: ChangeRow) -> dict[str, Any] | None:
+        """The event (``{"type", "timestamp", "data"}``) for this change, or None."""
+        selected = self.models.get(row.model)
+        if selected is None or row.op not in self.operations or not selected.matches(row):
+            return None
+        changed = selected.changed(row)
+        if row.op == "update" and changed == []:
+            return None  # only fields the subscriber does not receive changed
+        return {
+            "type": f"{row.model}.{row.op}",
+            "timestamp": _iso(row),
+            "data": {
+                "cursor": str(row.cursor),
+                "model": row.model,
+                "op": row.op,
+                "pk": row.pk,
+                "old": selected.narrow(row.old),
+                "new": selected.narrow(row.new),
+                "changed": changed,
+                "context": row.context,
+            },
+        }
+
+
+def _iso(row: ChangeRow) -> str:
+    return row.at.isoformat().replace("+00:00", "Z")
+
+
+def encode(payload: Any) -> bytes:
+    """The exact bytes sent (and signed): compact UTF-8 JSON."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def batch_payload(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several events in one request (subscriptions with ``batch`` > 1)."""
+    return {"type": "livedata.batch", "timestamp": events[0]["timestamp"], "data": events}
+
+
+def normalise_models(labels: Any) -> list[str]:
+    if (
+        not isinstance(labels, list | tuple)
+        or not labels
+        or not all(isinstance(x, str) and x for x in labels)
+    ):
+        raise SelectionError("models", 'models must be a non-empty list like ["bookstore.book"]')
+    out: list[str] = []
+    for label in labels:
+        if label.lower() not in out:
+            out.append(label.lower())
+    return out
+
+
+def normalise_operations(operations: Any) -> tuple[str, ...]:
+    if operations is None:
+        return OPERATIONS
+    if not isinstance(operations, list | tuple) or not operations:
+        raise SelectionError("operations", f"operations must be a non-empty list of {OPERATIONS}")
+    for op in operations:
+        if op not in OPERATIONS:
+            raise SelectionError("operations", f"unknown operation {op!r}: use {OPERATIONS}")
+    return tuple(op for op in OPERATIONS if op in operations)
+
+
+def _per_model(labels: list[str], value: Any, name: str, kind: type) -> dict[str, Any]:
+    """``value`` for the one model, or ``{label: value}`` for several."""
+    if isinstance(value, dict) and value and all(k.lower() in labels for k in value):
+        out = {k.lower(): v for k, v in value.items()}
+        for label, part in out.items():
+            if not isinstance(part, kind):
+                raise SelectionError(name, f"{name} of {label} must be a {kind.__name__}")
+        return out
+    if not isinstance(value, kind):
+        raise SelectionError(name, f"{name} must be a {kind.__name__}")
+    if not value and kind is dict:
+        return {}
+    if len(labels) > 1:
+        raise SelectionError(
+            name, f"with several models, give {name} per model: {{{labels[0]!r}: ...}}"
+        )
+    return {labels[0]: value}
+
+
+def _compile_filter(collection: type[Collection], lookups: dict[str, Any]) -> Matcher | None:
+    if not lookups:
+        return None
+    model = collection.model
+    allowed = _filterable(collection)
+    for key in lookups:
+        if not isinstance(key, str) or not key:
+            raise SelectionError("filter", "filter keys are Django lookups like 'author_id__in'")
+        name = key.split("__", 1)[0]
+        if name == "pk":
+            name = model._meta.pk.name
+        if name not in allowed:
+            raise SelectionError(
+                "filter",
+                f"{key!r}: filters on {collection.name()} may use "
+                + (", ".join(sorted(allowed)) if allowed else "no field (none allowed)"),
+            )
+    try:
+        qs = model._default_manager.filter(**lookups)
+        matcher = compile_matcher(qs)
+    except (FieldError, FieldDoesNotExist, ValueError, TypeError, ValidationError) as exc:
+        message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        raise SelectionError("filter", f"invalid filter: {message}") from None
+    if matcher is None:
+        raise SelectionError(
+            "filter",
+            "the filter must use the model's own columns with exact, iexact, in, range, "
+            "isnull, gt/gte/lt/lte (not on text), contains, startswith or endswith",
+        )
+    return matcher
+
+
+def _filterable(collection: type[Collection]) -> set[str]:
+    """Field names (and FK attnames) the Collection lets filters use."""
+    names: set[str] = set()
+    for field in collection.model._meta.concrete_fields:
+        if field.name in collection.filters or field.attname in collection.filters:
+            if field.name in ("password",):
+                continue
+            names.update({field.name, field.attname})
+    return names
+
+
+def _published(collection: type[Collection]) -> dict[str, str]:
+    pk = collection.model._meta.pk
+    out = {pk.column: collection.rename.get(pk.name, pk.attname)}
+    for _attname, published, field in collection.columns():
+        out[field.column] = published
+    return out
+
+
+def _keep(collection: type[Collection], names: list[Any]) -> frozenset[str]:
+    available = set(_published(collection).values())
+    for name in names:
+        if not isinstance(name, str) or name not in available:
+            raise SelectionError(
+                "fields",
+                f"{name!r} is not a field of {collection.name()}: use {sorted(available)}",
+            )
+    pk = _published(collection)[collection.model._meta.pk.column]
+    return frozenset([*names, pk])
+
+
+def model_of(label: str) -> type[models.Model]:
+    collection = API.exposed(label, "webhooks")
+    assert collection is not None
+    return collection.model

@@ -1,0 +1,223 @@
+"""The subscription API: create/replace/get/list/delete/position, and bad input refused
+with a precise 4xx and nothing stored."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from livedata.accounts import tokens
+from livedata.capture.log import Cursor
+from livedata.webhooks.models import Subscription
+from livedata.webhooks.signing import check_secret
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+URL = "/livedata/subscriptions/"
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+class Api:
+    def __init__(self, client: Client, token: str) -> None:
+        self.client = client
+        self.auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+    def put(self, path: str, body: Any, **extra: Any) -> Any:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return self.client.put(
+            URL + path, data, content_type="application/json", **self.auth, **extra
+        )
+
+    def get(self, path: str = "") -> Any:
+        return self.client.get(URL + path, **self.auth)
+
+    def delete(self, path: str) -> Any:
+        return self.client.delete(URL + path, **self.auth)
+
+
+@pytest.fixture
+def api(client: Client, token: str) -> Api:
+    return Api(client, token)
+
+
+BOOKS = {"url": "http://127.0.0.1:9/hook", "models": ["bookstore.book"]}
+
+
+def test_create_replace_get_list_delete(api: Api) -> None:
+    created = api.put("books", BOOKS)
+    assert created.status_code == 201, created.json()
+    body = created.json()
+    assert body["name"] == "books" and body["state"] == "active"
+    assert body["models"] == ["bookstore.book"]
+    assert body["operations"] == ["insert", "update", "delete", "truncate"]
+    assert check_secret(body["secret"]) is None  # generated: whsec_ + base64
+    assert body["lag"] == {"changes": 0, "more": False, "seconds": 0.0}
+    Cursor.parse(body["cursor"])
+
+    replaced = api.put("books", {**BOOKS, "operations": ["insert"], "filter": {"author": 1}})
+    assert replaced.status_code == 200
+    assert replaced.json()["secret"] == body["secret"]  # kept when not given
+    assert replaced.json()["filter"] == {"author": 1}
+    assert api.put("books", {**BOOKS, "secret": SECRET}).json()["secret"] == SECRET
+
+    one = api.get("books").json()
+    assert one["operations"] == ["insert", "update", "delete", "truncate"]
+    listed = api.get().json()["subscriptions"]
+    assert [s["name"] for s in listed] == ["books"] and "secret" not in listed[0]
+
+    assert api.delete("books").status_code == 204
+    assert api.get("books").status_code == 404
+    assert api.delete("books").status_code == 404
+    assert not Subscription.objects.exists()
+
+
+def test_only_the_callers_subscriptions(api: Api, client: Client) -> None:
+    assert api.put("books", BOOKS).status_code == 201
+    other = User.objects.create_user("other", "o@example.com", "pw")
+    other.user_permissions.set(User.objects.get(username="svc").user_permissions.all())
+    them = Api(client, tokens.issue(other, kind="api")[0])
+    assert them.get().json() == {"subscriptions": []}
+    assert them.get("books").status_code == 404
+    assert them.delete("books").status_code == 404
+    assert them.put("books", BOOKS).status_code == 201  # their own, same name
+    assert Subscription.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "status"),
+    [
+        ({"models": ["bookstore.book"]}, "url", 400),
+        ({**BOOKS, "url": "not a url"}, "url", 400),
+        ({**BOOKS, "url": "ftp://example.com/x"}, "url", 400),
+        ({**BOOKS, "url": "http://10.1.2.3/hook"}, "url", 400),
+        ({**BOOKS, "url": "http://169.254.169.254/latest"}, "url", 400),
+        ({**BOOKS, "models": ["bookstore.nope"]}, "models", 400),
+        ({**BOOKS, "models": ["testapp.widget"]}, "models", 400),  # not exposed
+        ({**BOOKS, "models": "bookstore.book"}, "models", 400),
+        ({**BOOKS, "models": []}, "models", 400),
+        ({**BOOKS, "operations": ["upsert"]}, "operations", 400),
+        ({**BOOKS, "filter": {"title__regex": "x"}}, "filter", 400),
+        ({**BOOKS, "filter": {"author__email": "x@y"}}, "filter", 400),  # a join
+        ({**BOOKS, "filter": {"id": 3}}, "filter", 400),  # not in Collection.filters
+        ({**BOOKS, "filter": {"author": "abc"}}, "filter", 400),
+        ({**BOOKS, "filter": ["author", 1]}, "filter", 400),
+        ({**BOOKS, "fields": ["nope"]}, "fields", 400),
+        ({**BOOKS, "fields": "title"}, "fields", 400),
+        ({**BOOKS, "secret": "hunter2"}, "secret", 400),
+        ({**BOOKS, "secret": "whsec_!!!"}, "secret", 400),
+        ({**BOOKS, "batch": 0}, "batch", 400),
+        ({**BOOKS, "batch": 10_000}, "batch", 400),
+        ({**BOOKS, "active": "yes"}, "active", 400),
+        ({**BOOKS, "colour": "red"}, "colour", 400),
+        ({**BOOKS, "models": ["bookstore.book", "bookstore.author"], "filter": {"author": 1}},
+         "filter", 400),
+    ],
+)  # fmt: skip
+def test_bad_input_is_refused_and_nothing_stored(
+    api: Api, body: dict[str, Any], field: str, status: int
+) -> None:
+    response = api.put("books", body)
+    assert response.status_code == status, response.json()
+    assert response.json()["field"] == field
+    assert response.json()["message"]
+    assert not Subscription.objects.exists()
+
+
+def test_malformed_huge_and_unauthenticated(api: Api, client: Client) -> None:
+    bad = api.put("books", b"{not json")
+    assert bad.status_code == 400 and "malformed JSON" in bad.json()["message"]
+    huge = api.put("books", {**BOOKS, "filter": {"title__in": ["x" * 1000] * 100}})
+    assert huge.status_code == 413
+    assert api.put("books", [1, 2]).status_code == 400
+    assert api.put("bad name!", BOOKS).json()["field"] == "name"
+    anonymous = client.put(URL + "books", json.dumps(BOOKS), content_type="application/json")
+    assert anonymous.status_code == 401
+    assert client.post(URL + "books", {}, **api.auth).status_code == 405
+    assert not Subscription.objects.exists()
+
+
+def test_permission_and_exposure(api: Api, svc: User, client: Client) -> None:
+    nobody = User.objects.create_user("nobody", "n@example.com", "pw")
+    them = Api(client, tokens.issue(nobody, kind="api")[0])
+    denied = them.put("books", BOOKS)
+    assert denied.status_code == 403 and denied.json()["field"] == "models"
+    assert "bookstore.view_book" in denied.json()["message"]
+    assert not Subscription.objects.exists()
+
+
+def test_filters_fields_and_per_model_forms(api: Api) -> None:
+    ok = api.put(
+        "mixed",
+        {
+            "url": "http://127.0.0.1:9/hook",
+            "models": ["bookstore.book", "bookstore.author"],
+            "filter": {"bookstore.book": {"author__in": [1, 2], "title__startswith": "A"}},
+            "fields": {"bookstore.author": ["email"]},
+            "batch": 10,
+        },
+    )
+    assert ok.status_code == 201, ok.json()
+    assert api.put("f", {**BOOKS, "fields": ["title"]}).status_code == 201
+
+
+def test_position(api: Api, connect: Any) -> None:
+    api.put("books", BOOKS)
+    db = connect()
+    author = db.execute(
+        "INSERT INTO bookstore_author (name, email) VALUES ('A', 'a@x') RETURNING id"
+    ).fetchone()[0]
+    for i in range(3):
+        db.execute(
+            "INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s)", [f"b{i}", author]
+        )
+    from tests.conftest import settle
+
+    settle(db)
+    assert api.get("books").json()["lag"]["changes"] == 3
+    now = api.put("books/position", {"from": "now"})
+    assert now.status_code == 200 and now.json()["lag"]["changes"] == 0
+    start = api.put("books/position", {"from": "start"}).json()
+    assert start["cursor"] == "0:0" and start["lag"]["changes"] >= 3
+    first = db.execute(
+        "SELECT txid::text, id FROM livedata_change WHERE model = 'bookstore.book' "
+        "AND new->>'title' = 'b0' ORDER BY txid DESC, id DESC LIMIT 1"
+    ).fetchone()
+    at = api.put("books/position", {"from": f"{first[0]}:{first[1]}"}).json()
+    assert at["lag"]["changes"] == 2
+    timed = api.put("books/position", {"from": "2000-01-01T00:00:00Z"}).json()
+    assert timed["lag"]["changes"] >= 3
+    assert api.put("books/position", {"from": "2999-01-01T00:00:00"}).json()["lag"]["changes"] == 0
+    bad = api.put("books/position", {"from": "yesterday"})
+    assert bad.status_code == 400 and bad.json()["field"] == "from"
+    assert api.put("books/position", {"to": "now"}).status_code == 400
+    assert api.put("nope/position", {"from": "now"}).status_code == 404
+    sub = Subscription.objects.get()
+    assert sub.epoch == 6 and sub.generation == 6  # every position change is a new epoch
+    assert api.get("books/position").json()["cursor"] == str(sub.cursor)
+
+
+def test_expired_cursor_is_409(api: Api, connect: Any) -> None:
+    api.put("books", BOOKS)
+    db = connect()
+    db.execute(
+        "INSERT INTO livedata_log_horizon (name, txid, last_id, pruned_at) "
+        "VALUES ('pruned', '5', 100, now()) ON CONFLICT (name) DO UPDATE SET txid = '5'"
+    )
+    expired = api.put("books/position", {"from": "4:1"})
+    assert expired.status_code == 409 and expired.json()["error"] == "cursor-expired"
+    assert api.put("books/position", {"from": "start"}).json()["cursor"] == "5:100"
+
+
+def test_replace_reenables_a_disabled_subscription(api: Api) -> None:
+    api.put("books", BOOKS)
+    Subscription.objects.update(state="disabled", disabled_reason="x", attempts=8)
+    assert api.get("books").json()["state"] == "disabled"
+    again = api.put("books", BOOKS).json()
+    assert again["state"] == "active" and again["attempts"] == 0
+    assert again["disabled_reason"] is None
+    paused = api.put("books", {**BOOKS, "active": False}).json()
+    assert paused["state"] == "disabled"
