@@ -12,15 +12,17 @@ Mirrors Meteor's SessionCollectionView / SessionDocumentView (docs/ddp-wire-refe
 
 Memory shape: a server holds one mergebox per connection and one entry per document it
 shows, so this is the biggest structure in the process and what Python's cyclic GC must
-walk. Most documents have one provider: they are kept as a plain ``(sub, fields)``
-tuple, which the GC untracks (no lists, no object per document), and only documents
-that several subscriptions provide get a full ``_DocumentView``. Measured with
-bench/gcprobe.py: this is what made full collections short (see the commit).
+walk at every full collection. Most documents have one provider: they are kept as the
+pickled bytes of ``(sub, fields)``, so the dicts holding them contain only strings and
+bytes, which the GC never tracks or walks; only documents that several subscriptions
+provide get a full ``_DocumentView``. Measured with bench/gcprobe.py and
+bench/live_queries.py (see the commits).
 """
 
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,11 +113,19 @@ class _DocumentView:
             collector[key] = entries[0][1]
 
 
-View = _DocumentView | tuple[Any, dict[str, Any]]
+View = _DocumentView | bytes  # bytes: the pickled (sub, fields) of a one-provider document
+
+
+def _pack(sub: Any, fields: dict[str, Any]) -> bytes:
+    return pickle.dumps((sub, fields), pickle.HIGHEST_PROTOCOL)
+
+
+def _unpack(view: bytes) -> tuple[Any, dict[str, Any]]:
+    return pickle.loads(view)
 
 
 def _fields(view: View) -> dict[str, Any]:
-    return dict(view[1]) if type(view) is tuple else view.fields()  # type: ignore[union-attr]
+    return _unpack(view)[1] if type(view) is bytes else view.fields()  # type: ignore[arg-type,union-attr]
 
 
 class Mergebox:
@@ -127,24 +137,25 @@ class Mergebox:
 
     def __init__(self) -> None:
         self.collections: dict[str, dict[str, View]] = {}
-        # subscription → {(collection, id)}: what each subscription currently provides
-        self.provided: dict[Any, dict[tuple[str, str], None]] = {}
+        # subscription → collection → {id}: what each subscription currently provides
+        # (nested dicts of strings: nothing here for the GC to walk)
+        self.provided: dict[Any, dict[str, dict[str, None]]] = {}
 
     def added(
         self, sub: Any, collection: str, doc_id: str, fields: dict[str, Any]
     ) -> list[Message]:
         docs = self.collections.setdefault(collection, {})
         view = docs.get(doc_id)
-        self.provided.setdefault(sub, {})[(collection, doc_id)] = None
+        self.provided.setdefault(sub, {}).setdefault(collection, {})[doc_id] = None
         if view is None and self.COMPACT:
             own = {key: value for key, value in fields.items() if key != "_id"}
-            docs[doc_id] = (sub, own)
-            return [{"msg": "added", "collection": collection, "id": doc_id, "fields": dict(own)}]
+            docs[doc_id] = _pack(sub, own)
+            return [{"msg": "added", "collection": collection, "id": doc_id, "fields": own}]
         is_new = view is None
         if view is None:
             view = docs[doc_id] = _DocumentView()
-        elif type(view) is tuple:
-            view = docs[doc_id] = _DocumentView.of(*view)
+        elif type(view) is bytes:
+            view = docs[doc_id] = _DocumentView.of(*_unpack(view))
         view.exists_in[sub] = None
         collector: dict[str, Any] = {}
         for key, value in fields.items():
@@ -162,8 +173,8 @@ class Mergebox:
         if view is None:
             raise KeyError(f"Could not find element with id {doc_id} to change")
         collector: dict[str, Any] = {}
-        if type(view) is tuple:
-            owner, own = view
+        if type(view) is bytes:
+            owner, own = _unpack(view)
             if owner == sub:  # the one provider: its values are the visible ones
                 for key, value in fields.items():
                     if key == "_id":
@@ -176,6 +187,7 @@ class Mergebox:
                         if key not in own or not ejson_equals(own[key], value):
                             collector[key] = value
                         own[key] = value
+                docs[doc_id] = _pack(owner, own)
                 return self._changed_message(collection, doc_id, collector)
             view = docs[doc_id] = _DocumentView.of(owner, own)
         for key, value in fields.items():
@@ -188,12 +200,14 @@ class Mergebox:
     def removed(self, sub: Any, collection: str, doc_id: str) -> list[Message]:
         docs = self.collections.get(collection, {})
         view = docs.get(doc_id)
-        single = type(view) is tuple
-        if view is None or (view[0] != sub if single else sub not in view.exists_in):
+        single = type(view) is bytes
+        if view is None or (_unpack(view)[0] != sub if single else sub not in view.exists_in):
             raise KeyError(f"Removed nonexistent document {doc_id}")
-        provided = self.provided.get(sub)
-        if provided is not None:
-            provided.pop((collection, doc_id), None)
+        ids = self.provided.get(sub, {}).get(collection)
+        if ids is not None:
+            ids.pop(doc_id, None)
+            if not ids:
+                del self.provided[sub][collection]
         if not single:
             del view.exists_in[sub]
         if single or not view.exists_in:
@@ -206,14 +220,15 @@ class Mergebox:
             view.clear_field(sub, key, collector)
         compact = view.single() if self.COMPACT else None
         if compact is not None:
-            docs[doc_id] = compact
+            docs[doc_id] = _pack(*compact)
         return self._changed_message(collection, doc_id, collector)
 
     def remove_subscription(self, sub: Any) -> list[Message]:
         """Retract everything ``sub`` provided (unsub, error, stop)."""
         out: list[Message] = []
-        for collection, doc_id in list(self.provided.get(sub, {})):
-            out.extend(self.removed(sub, collection, doc_id))
+        for collection, ids in list(self.provided.get(sub, {}).items()):
+            for doc_id in list(ids):
+                out.extend(self.removed(sub, collection, doc_id))
         self.provided.pop(sub, None)
         return out
 
