@@ -101,6 +101,10 @@ class LivedataSettings:
     HTTP_API_REQUIRE_TLS: bool = True
     #: Largest JSON request body the APIs accept.
     HTTP_API_MAX_BODY_BYTES: int = 64 * 1024
+    #: Seconds a bearer token's user (with the permissions Django caches on it) is reused
+    #: without a query; deleted tokens are forgotten at once under ``livedata serve``.
+    #: 0 looks every request up.
+    HTTP_API_AUTH_CACHE_SECONDS: float = 5.0
 
     # --- Pull feed (livedata.pull) -------------------------------------------------------
     #: Rows or changes per response when the client gives no ``limit``.

@@ -18,6 +18,13 @@ from livedata.accounts.models import LoginToken
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def no_lookup_cache(settings) -> None:
+    """These tests change tokens behind the process's back (no listener here to tell it):
+    look every request up. The cache has its own test."""
+    settings.LIVEDATA = {**settings.LIVEDATA, "HTTP_API_AUTH_CACHE_SECONDS": 0}
+
+
 @pytest.fixture
 def user() -> User:
     return User.objects.create_user("svc", "svc@example.com", "svc-password")
@@ -120,3 +127,22 @@ def test_async_views(async_client, user: User) -> None:
 
     response = asyncio.run(go())
     assert response.status_code == 200 and response.json() == {"user": "svc"}
+
+
+def test_bearer_lookups_are_cached_for_a_few_seconds(client: Client, user: User, settings) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from livedata.httpapi.auth import forget_tokens
+
+    settings.LIVEDATA = {**settings.LIVEDATA, "HTTP_API_AUTH_CACHE_SECONDS": 60}
+    secret, token = tokens.issue(user, kind="api")
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
+    assert client.get("/t/api/", **auth).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/t/api/", **auth).json()["user"] == "svc"
+    assert not [q for q in queries.captured_queries if "livedata_login_token" in q["sql"]]
+    LoginToken.objects.filter(pk=token.pk).delete()
+    assert client.get("/t/api/", **auth).status_code == 200  # cached: no listener here
+    forget_tokens([token.hashed_token])  # what `livedata serve`'s listener does on delete
+    assert client.get("/t/api/", **auth).status_code == 401

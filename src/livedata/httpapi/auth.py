@@ -6,6 +6,13 @@ proxy, set Django's ``SECURE_PROXY_SSL_HEADER`` so ``request.is_secure()`` knows
 
 Basic runs the password hasher on every request (Django's PBKDF2: hundreds of ms by
 design); services that call often should use a bearer token (``livedata token``).
+
+Bearer tokens are looked up once per ``HTTP_API_AUTH_CACHE_SECONDS`` per process, with
+their user (and so the user's permissions, which Django caches on it): a held long-poll
+that returns after every change would otherwise cost two queries per client per change.
+A deleted token is forgotten at once where the process's listener runs (``livedata
+serve``: the log carries the deletion); a deactivated user or a removed permission takes
+effect within those seconds.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import time
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import auth
@@ -44,10 +53,14 @@ def authenticate(request: Any) -> Any:
     """
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if not header:
-        user = getattr(request, "user", None)
-        if request.method in ("GET", "HEAD") and user is not None and user.is_authenticated:
-            return user  # a browser logged in to the site; unsafe methods need credentials
-        return None
+        if request.method not in ("GET", "HEAD"):
+            return None  # unsafe methods need credentials, never just a cookie
+        user = getattr(request, "user", None)  # set by AuthenticationMiddleware, if it ran
+        if user is None and request.META.get("HTTP_COOKIE"):
+            from livedata.accounts.sessions import cookie_user
+
+            user = cookie_user(request.META["HTTP_COOKIE"])  # served without middleware
+        return user if user is not None and user.is_authenticated else None
     if (
         livedata_settings().HTTP_API_REQUIRE_TLS
         and not request.is_secure()
@@ -57,11 +70,10 @@ def authenticate(request: Any) -> Any:
     scheme, _, value = header.partition(" ")
     scheme, value = scheme.lower(), value.strip()
     if scheme == "bearer":
-        token = tokens.lookup(value)
-        if token is None:
+        user = _bearer_user(value)
+        if user is None:
             raise _unauthenticated("invalid or expired token")
-        tokens.touch(token)
-        return token.user
+        return user
     if scheme == "basic":
         try:
             username, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
@@ -72,6 +84,44 @@ def authenticate(request: Any) -> Any:
             raise _unauthenticated("invalid username or password")
         return user
     raise _unauthenticated(f"unsupported authorization scheme {scheme!r}: use Basic or Bearer")
+
+
+#: hashed token → (when looked up, its user, when the token expires)
+_users_by_token: dict[str, tuple[float, Any, float | None]] = {}
+_MAX_CACHED = 10_000
+
+
+def _bearer_user(secret: str) -> Any | None:
+    ttl = livedata_settings().HTTP_API_AUTH_CACHE_SECONDS
+    hashed = tokens.hash_token(secret) if isinstance(secret, str) else ""
+    now = time.monotonic()
+    cached = _users_by_token.get(hashed)
+    if (
+        cached is not None
+        and now - cached[0] < ttl
+        and (cached[2] is None or cached[2] > time.time())
+    ):
+        return cached[1]
+    token = tokens.lookup(secret)
+    if token is None:
+        _users_by_token.pop(hashed, None)
+        return None
+    tokens.touch(token)
+    if ttl > 0:
+        if len(_users_by_token) >= _MAX_CACHED:
+            _users_by_token.clear()
+        expires = token.expires.timestamp() if token.expires is not None else None
+        _users_by_token[hashed] = (now, token.user, expires)
+    return token.user
+
+
+def forget_tokens(hashed: Iterable[str] | None = None) -> None:
+    """Drop cached lookups of these hashed tokens (None: all), e.g. once deleted."""
+    if hashed is None:
+        _users_by_token.clear()
+    else:
+        for h in hashed:
+            _users_by_token.pop(h, None)
 
 
 def require_perm(user: Any, model: type[models.Model], action: str = "view") -> None:

@@ -95,6 +95,7 @@ def api_view(*methods: str, login_required: bool = True) -> Callable[[View], Vie
                 except Exception as exc:
                     return _error_response(request, exc)
 
+            async_wrapper.livedata_api = True  # type: ignore[attr-defined]  (see server.apiroute)
             return csrf_exempt(async_wrapper)
 
         @functools.wraps(view)
@@ -106,6 +107,7 @@ def api_view(*methods: str, login_required: bool = True) -> Callable[[View], Vie
             except Exception as exc:
                 return _error_response(request, exc)
 
+        wrapper.livedata_api = True  # type: ignore[attr-defined]
         return csrf_exempt(wrapper)
 
     return decorate

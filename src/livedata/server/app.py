@@ -27,6 +27,7 @@ from livedata.publish.api import API
 from livedata.publish.engine import Engine
 from livedata.publish.methods import Method, MethodCall, MethodRegistry
 from livedata.publish.methods import registry as default_methods
+from livedata.server.apiroute import ViewOnlyHandler, is_api_request
 
 if TYPE_CHECKING:
     from livedata.server.session import Session
@@ -138,13 +139,18 @@ class Runtime:
 
     async def on_token_changes(self, rows: list[ChangeRow]) -> None:
         """A login token was deleted (logout elsewhere, password change, the admin,
-        expiry): close the connections logged in with it, in every process (Meteor)."""
-        if not self.token_sessions:
-            return
+        expiry): close the connections logged in with it, in every process (Meteor), and
+        forget the HTTP APIs' cached lookup of it."""
+        from livedata.httpapi.auth import forget_tokens
+
         doomed: set[Session] = set()
         for row in rows:
             if row.model != TOKEN_MODEL:
                 continue
+            if row.op == "truncate":
+                forget_tokens()
+            elif row.old is not None:  # deleted or changed (its expiry, say)
+                forget_tokens([row.old.get("hashed_token")])
             if row.op == "truncate":
                 doomed.update(
                     s
@@ -260,9 +266,17 @@ def _is_sockjs(path: str) -> bool:
 class LivedataApp:
     """Route DDP (WebSocket, SockJS) to livedata and everything else to ``django_app``."""
 
-    def __init__(self, django_app: Any, *, runtime: Runtime | None = None) -> None:
+    def __init__(
+        self,
+        django_app: Any,
+        *,
+        runtime: Runtime | None = None,
+        api_without_middleware: bool = True,
+    ) -> None:
         self.django_app = django_app
         self.runtime = runtime or Runtime()
+        #: livedata's API views without the project's middleware (None: through it)
+        self._api_handler: Any = ViewOnlyHandler() if api_without_middleware else None
         self._sockjs: Any = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -279,6 +293,8 @@ class LivedataApp:
             await self._sockjs_endpoint()(scope, receive, send)
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 4404})
+        elif kind == "http" and self._api_handler is not None and is_api_request(scope):
+            await self._api_handler(scope, receive, send)  # no middleware: see apiroute
         else:
             await self.django_app(scope, receive, send)
 
