@@ -18,13 +18,12 @@ def same_origin(headers: dict[str, str]) -> bool:
 
 
 def cookie_user(cookie_header: str) -> Any | None:
-    """The user the Django session named in this Cookie header is logged in as."""
+    """The user the Django session named in this Cookie header is logged in as (in a
+    pool thread: the caller submits it through ``dbthreads.with_connection``)."""
     from django.conf import settings
     from django.contrib.auth import get_user
     from django.http import HttpRequest
     from django.utils.module_loading import import_string
-
-    from livedata.dbthreads import usable_connection
 
     if "django.contrib.sessions" not in settings.INSTALLED_APPS:
         return None
@@ -34,7 +33,6 @@ def cookie_user(cookie_header: str) -> Any | None:
         return None
     if morsel is None or not morsel.value:
         return None
-    usable_connection()
     store = import_string(settings.SESSION_ENGINE).SessionStore
     request = HttpRequest()
     request.session = store(morsel.value)

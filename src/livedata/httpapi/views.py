@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction
@@ -29,30 +27,17 @@ logger = logging.getLogger("livedata.httpapi")
 
 View = Callable[..., Any]
 
-#: Threads that authenticate async views. Each keeps its database connection between
-#: calls (checked before each), so many concurrent requests (held long-polls coming
+#: Threads that authenticate async views (and do their other database work). Each keeps
+#: its connection between calls, so many concurrent requests (held long-polls coming
 #: back) share a few connections instead of opening one per request.
-_AUTH_THREADS = 4
-_auth_executor: ThreadPoolExecutor | None = None
-
-
-def run_in_db_thread(func: Callable[..., Any], *args: Any) -> Any:
-    """Run sync database code for an async view in one of a few pooled threads."""
-    global _auth_executor
-    if _auth_executor is None:
-        _auth_executor = ThreadPoolExecutor(_AUTH_THREADS, thread_name_prefix="livedata-api")
-    return asyncio.get_running_loop().run_in_executor(
-        _auth_executor, dbthreads.with_connection, func, *args
-    )
+_db_threads = dbthreads.LazyPool("livedata-api", lambda: 4)
+#: Run sync database code for an async view in one of those threads.
+run_in_db_thread = _db_threads.run
 
 
 def close_db_threads() -> None:
     """Close the pooled threads' connections and the pool (before dropping a database)."""
-    global _auth_executor
-    executor, _auth_executor = _auth_executor, None
-    if executor is not None:
-        dbthreads.close_all(executor, _AUTH_THREADS)
-        executor.shutdown()
+    _db_threads.close()
 
 
 def api_view(*methods: str, login_required: bool = True) -> Callable[[View], View]:

@@ -21,11 +21,10 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from livedata import dbthreads
 from livedata.capture.log import ChangeRow, Cursor
 from livedata.conf import livedata_settings
 from livedata.httpapi import ApiError
@@ -40,21 +39,9 @@ T = TypeVar("T")
 #: Change rows kept in memory for clients coming back (about 10 s at 1000 changes/s).
 BUFFER_ROWS = 10_000
 
-_executor: ThreadPoolExecutor | None = None
-
-
-def executor() -> ThreadPoolExecutor:
-    """The feed's database threads (each keeps its Django connection between jobs)."""
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(
-            max_workers=livedata_settings().PULL_DB_THREADS, thread_name_prefix="livedata-pull"
-        )
-    return _executor
-
-
-async def in_db_thread(func: Callable[..., T], *args: Any) -> T:
-    return await asyncio.get_running_loop().run_in_executor(executor(), func, *args)
+#: The feed's database threads (each keeps its Django connection between jobs).
+_db_threads = dbthreads.LazyPool("livedata-pull", lambda: livedata_settings().PULL_DB_THREADS)
+in_db_thread = _db_threads.run
 
 
 @dataclass
@@ -199,9 +186,6 @@ class Notifier:
 def _annotate(model: str, rows: list[ChangeRow], start: Cursor) -> list[Annotated]:
     from django.db import connection
 
-    from livedata.dbthreads import usable_connection
-
-    usable_connection()
     return annotate(connection, model, rows, start)
 
 

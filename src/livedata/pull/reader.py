@@ -18,7 +18,6 @@ from django.db.models import TextField, Value
 from django.db.models.expressions import F, Func
 from django.db.models.functions import Cast
 
-from livedata import dbthreads
 from livedata.capture import log
 from livedata.capture.log import ChangeRow, Cursor, CursorExpired
 from livedata.httpapi import ApiError
@@ -106,7 +105,6 @@ def read_snapshot(
     ``joined``: the page's messages as one comma-joined string (a JSON response's body),
     aggregated by PostgreSQL when nothing in the page's range changed since S1.
     """
-    dbthreads.usable_connection()
     after = snapshot_key(spec, offset)
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -352,7 +350,6 @@ def messages_of(
 
 def read_changes(spec: FeedSpec, handle: Handle, cursor: Cursor) -> Page:
     """The changes after ``cursor`` (steps 3-5), ending at a transaction boundary."""
-    dbthreads.usable_connection()
     s1 = handle.snapshot
     try:
         rows, bound = log.read_batch(connection, cursor, limit=spec.limit, models=[spec.label])

@@ -58,9 +58,6 @@ async def feed(request: Any, label: str) -> HttpResponse:
 
 def _allowed(user: Any, spec: FeedSpec, read: Callable[[], Page]) -> Page:
     """The permission check and the read in one trip to a database thread."""
-    from livedata.dbthreads import usable_connection
-
-    usable_connection()
     require_perm(user, spec.model, "view")
     return read()
 

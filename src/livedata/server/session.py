@@ -228,6 +228,7 @@ class Session:
     async def _login_from_cookie(self) -> None:
         """A same-origin browser logged in to the Django site is logged in here too."""
         from livedata.accounts.sessions import cookie_user, same_origin
+        from livedata.dbthreads import with_connection
 
         headers = self.http_headers
         if not self.runtime.settings.DDP_SESSION_LOGIN or "cookie" not in headers:
@@ -236,7 +237,7 @@ class Session:
             return  # another site's page must not act with this browser's cookie
         try:
             user = await asyncio.get_running_loop().run_in_executor(
-                self.runtime.executor, cookie_user, headers["cookie"]
+                self.runtime.executor, with_connection, cookie_user, headers["cookie"]
             )
         except Exception:
             logger.warning("livedata: reading the Django session of a DDP client failed")
