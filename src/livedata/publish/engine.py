@@ -355,13 +355,7 @@ class Engine:
         failed: list[tuple[str, BaseException]] = []
         await self.runtime.listening()
         async with self._lock:
-            old = []
-            for observer in self.observers.values():
-                mine = [s for s in observer.subscribers if s[0] is session]
-                for sub in mine:
-                    del observer.subscribers[sub]
-                if mine:
-                    old.append(observer)
+            old = self._detach(session)  # dropped only after: the new user may share them
             box = Mergebox()
             for sub_id, (name, params) in subs.items():
                 try:
@@ -389,10 +383,19 @@ class Engine:
     async def drop_session(self, session: Session) -> None:
         """A connection went away: forget its subscriptions (memory back to baseline)."""
         async with self._lock:
-            for observer in list(self.observers.values()):
-                for sub in [s for s in observer.subscribers if s[0] is session]:
-                    del observer.subscribers[sub]
+            for observer in self._detach(session):
                 self._maybe_drop(observer)
+
+    def _detach(self, session: Session) -> list[Observer]:
+        """Remove the session's subscriptions from every observer; the ones it was in."""
+        touched = []
+        for observer in self.observers.values():
+            mine = [s for s in observer.subscribers if s[0] is session]
+            for sub in mine:
+                del observer.subscribers[sub]
+            if mine:
+                touched.append(observer)
+        return touched
 
     def _maybe_drop(self, observer: Observer) -> None:
         if observer.subscribers:

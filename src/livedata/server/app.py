@@ -149,19 +149,18 @@ class Runtime:
                 continue
             if row.op == "truncate":
                 forget_tokens()
-            elif row.old is not None:  # deleted or changed (its expiry, say)
-                forget_tokens([row.old.get("hashed_token")])
-            if row.op == "truncate":
                 doomed.update(
                     s
                     for hashed, group in self.token_sessions.items()
                     for s in group
                     if not s.leaving_token(hashed)
                 )
-            elif row.op == "delete" and row.old is not None:
+            elif row.old is not None:  # deleted, or changed (its expiry, say)
                 hashed = row.old.get("hashed_token")
-                group = self.token_sessions.get(hashed, ())
-                doomed.update(s for s in group if not s.leaving_token(hashed))
+                forget_tokens([hashed])
+                if row.op == "delete":
+                    group = self.token_sessions.get(hashed, ())
+                    doomed.update(s for s in group if not s.leaving_token(hashed))
         for session in doomed:
             await session.shutdown(1000, "logged out by the server")
 
@@ -189,7 +188,7 @@ class Runtime:
         """Run a method; returns its result and the txid its writes must be fenced on."""
         bound = method.bind(call, params)
         loop = asyncio.get_running_loop()
-        pool = self.pools[method.pool][0] if method.pool in self.pools else self.executor
+        pool = self.pools.get(method.pool, self.pools["default"])[0]
         if method.is_async:
             if method.login_required or method.permission_required:
                 await loop.run_in_executor(pool, method.check_access, call.user)
