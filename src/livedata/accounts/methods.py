@@ -79,6 +79,24 @@ def _digest(password: Any) -> tuple[str, str | None]:
     raise MATCH_FAILED
 
 
+def _stored(digest: str, plaintext: str | None) -> str:
+    """The hash to store for a password given as plaintext or only as its digest."""
+    return make_password(plaintext) if plaintext else hashers.make_digest_password(digest)
+
+
+def _verify(user: Any | None, digest: str, plaintext: str | None) -> None:
+    """Raise Meteor's credential errors unless ``user`` has this password. Every failure
+    costs a hash, so timing does not tell an unknown user from a wrong password."""
+    if user is None:
+        hashers.dummy_digest_check(digest)
+        raise credentials_error("User not found")
+    if not user.has_usable_password():
+        hashers.dummy_digest_check(digest)
+        raise credentials_error("User has no password set")
+    if not _check_password(user, digest, plaintext):
+        raise credentials_error("Incorrect password")
+
+
 def _check_password(user: Any, digest: str, plaintext: str | None) -> bool:
     """Check and, when Django says so, upgrade the stored hash."""
     if plaintext is not None:
@@ -122,14 +140,7 @@ def _password_login(call: MethodCall, options: dict[str, Any]) -> dict[str, Any]
     selector = _selector(options.get("user"))
     digest, plaintext = _digest(options["password"])
     user = get_adapter().find_user(selector)
-    if user is None:
-        hashers.dummy_digest_check(digest)  # as slow as a real check
-        raise credentials_error("User not found")
-    if not user.has_usable_password():
-        hashers.dummy_digest_check(digest)
-        raise credentials_error("User has no password set")
-    if not _check_password(user, digest, plaintext):
-        raise credentials_error("Incorrect password")
+    _verify(user, digest, plaintext)
     return _log_in(call, user, "password")
 
 
@@ -241,11 +252,8 @@ def create_user(call: MethodCall, options: Any) -> dict[str, Any]:
         except ValidationError:
             raise DDPError(400, "Invalid email") from None
     password = options.get("password")
-    if password is None:
-        encoded = make_password(None)  # unusable: the user cannot log in with a password
-    else:
-        digest, plaintext = _digest(password)
-        encoded = make_password(plaintext) if plaintext else hashers.make_digest_password(digest)
+    # no password: an unusable one (the user cannot log in with a password)
+    encoded = make_password(None) if password is None else _stored(*_digest(password))
     try:
         user = get_adapter().create_user(
             username=username or None,
@@ -266,15 +274,8 @@ def change_password(call: MethodCall, old_password: Any, new_password: Any) -> d
     old_digest, old_plain = _digest(old_password)
     new_digest, new_plain = _digest(new_password)
     user = type(call.user)._default_manager.filter(pk=call.user.pk).first()
-    if user is None:
-        raise credentials_error("User not found")
-    if not user.has_usable_password():
-        raise credentials_error("User has no password set")
-    if not _check_password(user, old_digest, old_plain):
-        raise credentials_error("Incorrect password")
-    user.password = (
-        make_password(new_plain) if new_plain else hashers.make_digest_password(new_digest)
-    )
+    _verify(user, old_digest, old_plain)
+    user.password = _stored(new_digest, new_plain)
     user.save(update_fields=["password"])
     # every other login of this user ends (their connections are closed); this one stays
     tokens.revoke(user, kinds=(RESUME, LoginToken.Kind.RESET), keep=call.login_token)
@@ -317,7 +318,7 @@ def reset_password(call: MethodCall, secret: Any, new_password: Any) -> dict[str
     if token is None:
         raise DDPError(403, "Token expired")
     user = token.user
-    user.password = make_password(plaintext) if plaintext else hashers.make_digest_password(digest)
+    user.password = _stored(digest, plaintext)
     user.save(update_fields=["password"])
     # Meteor: every session of the user ends; the caller is logged in afresh
     tokens.revoke(user, kinds=(RESUME, LoginToken.Kind.RESET))

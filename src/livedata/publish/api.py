@@ -46,6 +46,7 @@ from django.db import models
 from django.db.models import QuerySet
 
 from livedata.ddp.errors import DDPError
+from livedata.publish.access import as_perms, require_access
 
 #: Never published, whatever a Collection says.
 SECRET_FIELDS = frozenset({"password"})
@@ -126,15 +127,10 @@ class Publication:
 
     @classmethod
     def check_access(cls, user: Any) -> None:
-        """403 unless ``user`` may subscribe (``has_perm`` may query: call in a thread)."""
-        from django.core.exceptions import PermissionDenied
-
-        perms = cls.permission_required
-        perms = (perms,) if isinstance(perms, str) else tuple(perms)
-        if (cls.login_required or perms) and not user.is_authenticated:
-            raise DDPError(403, "You must be logged in")
-        if perms and not user.has_perms(perms):
-            raise PermissionDenied("Permission denied")
+        """403 unless ``user`` may subscribe (may query: call in a thread)."""
+        require_access(
+            user, login_required=cls.login_required, perms=as_perms(cls.permission_required)
+        )
 
     @classmethod
     def publication_name(cls) -> str:

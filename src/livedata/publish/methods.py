@@ -36,6 +36,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction
 
 from livedata.ddp.errors import DDPError
+from livedata.publish.access import as_perms, require_access
 
 
 @dataclass(frozen=True)
@@ -75,15 +76,8 @@ class Method:
     permission_required: tuple[str, ...] = ()
 
     def check_access(self, user: Any) -> None:
-        """403 before running when the caller may not (``has_perm`` may query: a thread)."""
-        from django.core.exceptions import PermissionDenied
-
-        if (self.login_required or self.permission_required) and not getattr(
-            user, "is_authenticated", False
-        ):
-            raise DDPError(403, "You must be logged in")
-        if self.permission_required and not user.has_perms(self.permission_required):
-            raise PermissionDenied("Permission denied")
+        """403 before running when the caller may not (may query: call in a thread)."""
+        require_access(user, login_required=self.login_required, perms=self.permission_required)
 
     @property
     def is_async(self) -> bool:
@@ -108,10 +102,8 @@ class MethodRegistry:
         existing = self._methods.get(name)
         if existing is not None and existing.func is not func:
             raise ValueError(f"DDP method {name!r} is already registered ({existing.func!r})")
-        perms = options.pop("permission_required", ())
-        if isinstance(perms, str):
-            perms = (perms,)
-        entry = Method(name=name, func=func, permission_required=tuple(perms), **options)
+        perms = as_perms(options.pop("permission_required", ()))
+        entry = Method(name=name, func=func, permission_required=perms, **options)
         self._methods[name] = entry
         return entry
 
