@@ -2,17 +2,19 @@
 
 One PostgreSQL connection per process does ``LISTEN``; a NOTIFY only wakes it (its payload
 is empty and may be lost while reconnecting), so on every wake-up, on a timer and after
-every reconnect it reads the log itself from its cursor and hands each batch to every
-registered consumer, in order. The cursor moves only after all consumers took a batch, so
-across database restarts a consumer sees each committed change exactly once.
+every reconnect it reads the log itself from its position (``livedata.capture.log``:
+snapshot differences, so a long transaction elsewhere delays nothing) and offers each
+``Batch`` to every follower. Notifications that arrived before a read began are covered
+by it and dropped: a burst of commits costs one read per batch, not one per NOTIFY.
 
-A consumer that raises is logged and the batch moves on without it: one buggy consumer
-must not stall every other one. Consumers that must not lose anything (webhooks, pull)
-keep their own durable cursor in the database and catch up from it.
+The listener never waits for a consumer: each consumer is a ``Follower`` with its own
+task and bounded queue, which catches up from the log by itself when it falls behind
+(``livedata.capture.follower``). Across database restarts the listener resumes from its
+position, so each follower receives every committed change exactly once.
 
     listener = Listener()
-    listener.add_consumer(my_async_callable)   # called with list[ChangeRow]
-    await listener.run()                       # until listener.stop()
+    follower = listener.follow(my_async_callable)   # called with a Batch
+    await listener.run()                            # until listener.stop()
 """
 
 from __future__ import annotations
@@ -20,19 +22,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from livedata.capture import log
-from livedata.capture.log import ChangeRow, Cursor, MissingLogTable
+from livedata.capture.follower import DEFAULT_MAX_ROWS, Consumer, Follower
+from livedata.capture.log import Batch, MissingLogTable, Position
 from livedata.conf import livedata_settings
 
 logger = logging.getLogger("livedata.listener")
-
-Consumer = Callable[[list[ChangeRow]], Awaitable[None]]
 
 # Keys of Django's connection parameters that are not libpq connection options.
 _NOT_CONNINFO = {"cursor_factory", "context", "prepare_threshold", "server_side_binding"}
@@ -65,23 +66,23 @@ def describe(params: dict[str, Any]) -> str:
 
 
 class Listener:
-    """Reads committed changes from ``cursor`` on and feeds them to consumers.
+    """Reads committed changes from ``position`` on and offers them to followers.
 
-    ``cursor=None`` starts at the log's head when the listener first connects (only
-    changes committed after that are delivered); pass ``log.START`` or a saved cursor to
-    replay. ``models`` (labels) limits what is read.
+    ``position=None`` starts at the log's head when the listener first connects (only
+    changes committed after that are delivered); pass ``log.START`` or a saved position
+    to replay. ``models`` (labels) limits what is read.
     """
 
     def __init__(
         self,
         *,
-        cursor: Cursor | str | None = None,
+        position: Position | str | None = None,
         models: Iterable[str] | None = None,
         params: dict[str, Any] | None = None,
         alias: str = "default",
     ) -> None:
         conf = livedata_settings()
-        self.cursor: Cursor | None = Cursor.parse(cursor) if cursor is not None else None
+        self.position: Position | None = Position.parse(position) if position is not None else None
         self.models = sorted({m.lower() for m in models}) if models else None
         self._params = params
         self._alias = alias
@@ -90,22 +91,52 @@ class Listener:
         self.poll_interval = conf.POLL_INTERVAL
         self.reconnect_min = conf.RECONNECT_MIN
         self.reconnect_max = conf.RECONNECT_MAX
-        self._consumers: list[Consumer] = []
+        self.followers: list[Follower] = []
         self._stopping = asyncio.Event()
         self._poke = asyncio.Event()
-        #: Every transaction with a txid below this has been handed to the consumers.
-        self.delivered_below = 0
-        self._fences: list[tuple[int, asyncio.Future[None]]] = []
         self.connected = asyncio.Event()
-        #: set once the starting cursor is fixed: from then on no commit can be missed
+        #: set once the starting position is fixed: from then on no commit can be missed
         self.started = asyncio.Event()
         self.connects = 0  # how many times a connection was (re)established
+        self.reads = 0  # log reads (statements) so far
+        self.notifies = 0  # wake-ups by NOTIFY
 
-    def add_consumer(self, consumer: Consumer) -> None:
-        self._consumers.append(consumer)
+    # --- followers --------------------------------------------------------------------
+    def follow(
+        self,
+        consumer: Consumer,
+        *,
+        name: str = "",
+        position: Position | None = None,
+        models: Iterable[str] | None = None,
+        max_rows: int = DEFAULT_MAX_ROWS,
+    ) -> Follower:
+        """Feed ``consumer`` every batch from now on (or from ``position``), on its own task.
 
-    def remove_consumer(self, consumer: Consumer) -> None:
-        self._consumers.remove(consumer)
+        Call from the event loop the listener runs on.
+        """
+        follower = Follower(
+            consumer,
+            connect=self.connect,
+            name=name,
+            position=position if position is not None else self.position,
+            models=models,
+            limit=self.batch_size,
+            max_rows=max_rows,
+            wake=self.wake,
+        )
+        self.followers.append(follower)
+        return follower
+
+    async def unfollow(self, follower: Follower) -> None:
+        if follower in self.followers:
+            self.followers.remove(follower)
+        await follower.close()
+
+    async def connect(self) -> psycopg.AsyncConnection:
+        """A new autocommit connection to the listener's database (for catching up)."""
+        params = self._params or await asyncio.to_thread(connection_params, self._alias)
+        return await psycopg.AsyncConnection.connect(**_generic_plans(params))
 
     def stop(self) -> None:
         self._stopping.set()
@@ -114,75 +145,59 @@ class Listener:
         """Read the log now instead of waiting for a NOTIFY or the poll timer."""
         self._poke.set()
 
-    async def wait_delivered(self, txid: int) -> None:
-        """Return once every change of transaction ``txid`` (and older) reached the consumers.
-
-        The write fence of DDP methods: the caller knows its transaction committed, and
-        this resolves after the consumers got its rows (or found it wrote none).
-        """
-        if txid < self.delivered_below:
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._fences.append((txid, future))
-        self.wake()
-        try:
-            await future
-        finally:
-            self._fences = [(t, f) for t, f in self._fences if f is not future]
-
-    def _release_fences(self) -> None:
-        for txid, future in self._fences:
-            if txid < self.delivered_below and not future.done():
-                future.set_result(None)
-
     async def run(self) -> None:
         """Serve until ``stop()``; reconnects with back-off when the database goes away."""
         delay = self.reconnect_min
-        while not self._stopping.is_set():
-            conn: psycopg.AsyncConnection | None = None
-            params: dict[str, Any] = self._params or {}
-            try:
-                params = params or await asyncio.to_thread(connection_params, self._alias)
-                conn = await psycopg.AsyncConnection.connect(**_generic_plans(params))
-                await self._listen(conn)
-                delay = self.reconnect_min
-                await self._serve(conn)
-            except psycopg.errors.UndefinedTable as exc:
-                raise MissingLogTable() from exc
-            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
-                self.connected.clear()
-                if self._stopping.is_set():
-                    break
-                logger.warning(
-                    "livedata listener: database %s unavailable (%s); retrying in %.1fs",
-                    describe(params) if params else repr(self._alias),
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-                    delay,
-                )
-                await self._sleep(delay)
-                delay = min(delay * 2, self.reconnect_max)
-            finally:
-                self.connected.clear()
-                if conn is not None:
-                    await conn.close()
+        try:
+            while not self._stopping.is_set():
+                conn: psycopg.AsyncConnection | None = None
+                params: dict[str, Any] = self._params or {}
+                try:
+                    params = params or await asyncio.to_thread(connection_params, self._alias)
+                    conn = await psycopg.AsyncConnection.connect(**_generic_plans(params))
+                    await self._listen(conn)
+                    delay = self.reconnect_min
+                    await self._serve(conn)
+                except psycopg.errors.UndefinedTable as exc:
+                    raise MissingLogTable() from exc
+                except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+                    self.connected.clear()
+                    if self._stopping.is_set():
+                        break
+                    text = str(exc).strip()
+                    logger.warning(
+                        "livedata listener: database %s unavailable (%s); retrying in %.1fs",
+                        describe(params) if params else repr(self._alias),
+                        text.splitlines()[0] if text else type(exc).__name__,
+                        delay,
+                    )
+                    await self._sleep(delay)
+                    delay = min(delay * 2, self.reconnect_max)
+                finally:
+                    self.connected.clear()
+                    if conn is not None:
+                        await conn.close()
+        finally:
+            for follower in list(self.followers):
+                await follower.close()
 
     async def _listen(self, conn: psycopg.AsyncConnection) -> None:
         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
         exists = await (await conn.execute(log.TABLE_EXISTS_SQL)).fetchone()
         if not exists or not exists[0]:
             raise MissingLogTable()
-        if self.cursor is None:
-            self.cursor = await log.ahead(conn)
+        if self.position is None:
+            self.position = await log.ahead(conn)
         self.started.set()
         self.connects += 1
         self.connected.set()
-        logger.debug("livedata listener connected, cursor %s", self.cursor)
+        logger.debug("livedata listener connected at %s", self.position)
 
     async def _serve(self, conn: psycopg.AsyncConnection) -> None:
         while not self._stopping.is_set():
             await self._drain(conn)
-            # NOTIFYs that arrived while draining wait in psycopg's backlog and end this
-            # wait at once; the rest of the time it ends on a NOTIFY or the poll timer.
+            # NOTIFYs that arrived during the last read wait in psycopg's backlog and end
+            # this wait at once; the rest of the time it ends on a NOTIFY or the timer.
             if self._poke.is_set():
                 self._poke.clear()
                 continue
@@ -204,26 +219,29 @@ class Listener:
 
     async def _wait_notify(self, conn: psycopg.AsyncConnection) -> None:
         async for _ in conn.notifies(timeout=self.poll_interval, stop_after=1):
-            pass
+            self.notifies += 1
 
     async def _drain(self, conn: psycopg.AsyncConnection) -> None:
-        assert self.cursor is not None
+        assert self.position is not None
         while True:
-            rows, bound = await log.aread_batch(
-                conn, self.cursor, limit=self.batch_size, models=self.models
+            # whatever committed before this read began is in it: their NOTIFYs are moot
+            backlog = getattr(conn, "_notifies_backlog", None)
+            if backlog:
+                backlog.clear()
+            self._poke.clear()
+            batch = await log.aread_batch(
+                conn, self.position, limit=self.batch_size, models=self.models
             )
-            if rows:
-                for consumer in list(self._consumers):
-                    try:
-                        await consumer(rows)
-                    except Exception:
-                        logger.exception("livedata listener: consumer %r failed", consumer)
-                self.cursor = rows[-1].cursor
-            if len(rows) < self.batch_size:
-                # everything below the bound was in this read: fences up to it are done
-                self.delivered_below = max(self.delivered_below, bound)
-                self._release_fences()
+            self.reads += 1
+            if batch.rows or batch.end != batch.start:
+                self.publish(batch)
+            self.position = batch.end
+            if batch.caught_up:
                 return
+
+    def publish(self, batch: Batch) -> None:
+        for follower in list(self.followers):
+            follower.offer(batch)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -1,106 +1,147 @@
-"""Reading the change log without gaps, and pruning it.
+"""Reading the change log by snapshot difference, without gaps, and pruning it.
 
 The ordering trap: ids are assigned at insert, not at commit, so a reader that moved past
-id 11 may never see id 10 of a transaction that commits later. We read by ``(txid, id)``
-and only rows of transactions older than every transaction still in flight (the bound
-below is ``pg_snapshot_xmin(pg_current_snapshot())``, refined). A transaction's rows then
-appear all at once, in order, and everything below the cursor is final.
+id 11 may never see id 10 of a transaction that commits later. Reading only below the
+oldest transaction in flight (``pg_snapshot_xmin``) avoids it but lets one long
+transaction anywhere in the database hold back every change.
 
-The refinement: ``xmin`` is cluster-wide, so a long transaction in *another database* on
-the same server (a benchmark, another application) would stall our log although it can
-never write to it. The bound therefore skips in-flight transactions that
-``pg_stat_activity`` (or ``pg_prepared_xacts``) shows belong to another database. Anything
-not positively known to be foreign still counts, so the rule stays safe: a role that
-cannot see other sessions' ``backend_xid`` (grant ``pg_read_all_stats``) simply gets the
-plain ``xmin`` behaviour. The bound is computed in the same statement as the read, from
-the same snapshot.
+So we read as Skype's PgQ does. A reader's position is the snapshot of its previous read
+(``livedata.capture.position``). The next read takes ``cur = pg_current_snapshot()`` in
+the reading statement and returns exactly the rows whose transaction ``cur`` sees and the
+previous snapshot did not:
 
-What remains to know: a long-running writing transaction in *this* database delays (never
-loses) delivery of later commits until it ends.
+    (txid = ANY(xip(prev)) OR txid >= xmax(prev)) AND pg_visible_in_snapshot(txid, cur)
 
-Cursors are strings ``"TXID:ID"`` (``Cursor.parse`` / ``str(cursor)``).
+- A transaction is delivered by the first read after it commits, whatever else is open:
+  a long transaction is one entry of ``xip``, probed once per read.
+- Reads come in visibility (commit) order; inside a read, rows are in id order, which is
+  write order for any one row (two writers of a row are serialised by its row lock).
+- Gap-free and exactly once: visibility only grows, and consecutive snapshots partition
+  the committed transactions. Every row of a transaction ``cur`` sees is visible to the
+  statement itself (its snapshot is ``cur``), so nothing is half-read.
+
+How one read stays cheap and bounded (one statement):
+
+- The transactions to read are those of ``xip(prev)`` that ``cur`` sees (an array
+  filter), and those in ``[xmax(prev), xmax(cur))`` with rows, found by a loose index scan
+  of ``(txid, id)``: one probe per transaction, never a scan of a transaction in flight.
+- A *step* ends at ``cur`` or, when more than ``limit`` rows wait (catching up a backlog),
+  at the transaction where the ``limit``-th row is: the step's end is ``cur`` restricted to
+  the transactions below it (a snapshot too), so a backlog is read step by step.
+- Rows come per transaction by ``(txid, id)``, ``LIMIT`` each, merged by id; a step of more
+  than ``limit`` rows (one huge transaction) is returned in batches resumed after the last
+  row id, with the step's end snapshot fixed in the position.
+
+Pruning (``prune``) removes the rows of transactions that had committed before the
+retention cutoff, judged by *marks*: snapshots recorded with their time. Rows of a
+transaction that started long ago but committed recently are kept; a position whose
+oldest unreceived transaction is below the pruned horizon gets ``PositionExpired``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
+
+from livedata.capture.position import START, Position, PositionError, Snapshot
+
+__all__ = [
+    "START",
+    "Batch",
+    "ChangeRow",
+    "MissingLogTable",
+    "Position",
+    "PositionError",
+    "PositionExpired",
+    "Snapshot",
+    "ahead",
+    "aread_batch",
+    "head",
+    "prune",
+    "read",
+    "read_batch",
+]
 
 LOG_TABLE = "livedata_change"
 HORIZON_TABLE = "livedata_log_horizon"
+MARK_TABLE = "livedata_log_mark"
 
 _COLUMNS = (
     "id, txid::text::bigint AS txid, model, table_name, op, pk, old, new, changed, context, at"
 )
-# The oldest transaction in flight that may write to this database (see the docstring);
-# xids of pg_stat_activity are 32-bit, snapshot xids 64-bit: compare the low 32 bits.
-_BOUND = """
-bound AS (
-    SELECT COALESCE(
-        (SELECT x FROM pg_snapshot_xip(pg_current_snapshot()) AS x
-         WHERE mod(x::text::bigint, 4294967296) NOT IN (
-             SELECT backend_xid::text::bigint FROM pg_stat_activity
-             WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()
-             UNION ALL
-             SELECT transaction::text::bigint FROM pg_prepared_xacts
-             WHERE database <> current_database()
-         )
-         ORDER BY x LIMIT 1),
-        pg_snapshot_xmax(pg_current_snapshot())
-    ) AS xid
-)"""
-_VISIBLE = "txid < (SELECT xid FROM bound)"
 
-# One statement, one snapshot: the batch, and the bound it was read under (returned even
-# when the batch is empty: the listener's write fences need it).
+# One statement, one snapshot. Parameters: the previous snapshot (xmax, xip), the step's
+# fixed end (NULL: take pg_current_snapshot()), whether to bound the step by `limit`,
+# the last row id received inside the step, the batch size.
 READ_SQL = f"""
-WITH {_BOUND}, batch AS (
-    SELECT {_COLUMNS} FROM {LOG_TABLE}
-    WHERE (txid, id) > (%(txid)s::text::xid8, %(id)s) AND {_VISIBLE}
-    {{models}}
-    ORDER BY txid, id
-    LIMIT %(limit)s
+WITH RECURSIVE
+cur AS (
+    SELECT COALESCE(%(until)s::pg_snapshot, pg_current_snapshot()) AS s
+),
+stop AS (  -- the step's end: xmax(cur), or the transaction of the limit-th waiting row
+    SELECT COALESCE(
+        (SELECT CASE WHEN l.txid = %(xmax)s::xid8 THEN (l.txid::text::bigint + 1)::text::xid8
+                     ELSE l.txid END
+         FROM {LOG_TABLE} l
+         WHERE %(bounded)s AND l.txid >= %(xmax)s::xid8
+           AND l.txid < pg_snapshot_xmax((SELECT s FROM cur))
+           AND pg_visible_in_snapshot(l.txid, (SELECT s FROM cur))
+         ORDER BY l.txid, l.id OFFSET %(limit)s LIMIT 1),
+        (SELECT pg_snapshot_xmax(s) FROM cur)
+    ) AS b
+),
+walk(x) AS (  -- transactions with rows in [xmax(prev), stop) that cur sees, one probe each
+    SELECT (SELECT l.txid FROM {LOG_TABLE} l
+            WHERE l.txid >= %(xmax)s::xid8 AND l.txid < (SELECT b FROM stop)
+              AND pg_visible_in_snapshot(l.txid, (SELECT s FROM cur))
+            ORDER BY l.txid LIMIT 1)
+    UNION ALL
+    SELECT (SELECT l.txid FROM {LOG_TABLE} l
+            WHERE l.txid > w.x AND l.txid < (SELECT b FROM stop)
+              AND pg_visible_in_snapshot(l.txid, (SELECT s FROM cur))
+            ORDER BY l.txid LIMIT 1)
+    FROM walk w WHERE w.x IS NOT NULL
+),
+txs AS (
+    SELECT x FROM unnest(%(xip)s::text[]::xid8[]) AS x
+    WHERE pg_visible_in_snapshot(x, (SELECT s FROM cur))
+    UNION ALL
+    SELECT x FROM walk WHERE x IS NOT NULL
+),
+batch AS (
+    SELECT c.* FROM txs, LATERAL (
+        SELECT {_COLUMNS} FROM {LOG_TABLE} r
+        WHERE r.txid = txs.x AND r.id > %(after)s {{models}}
+        ORDER BY r.txid, r.id LIMIT %(limit)s + 1  -- the index's order: no sort
+    ) c
+    ORDER BY c.id LIMIT %(limit)s + 1
 )
-SELECT (SELECT xid::text::bigint FROM bound),
-       (SELECT txid::text || ':' || last_id FROM {HORIZON_TABLE} WHERE name = 'pruned'),
+SELECT (SELECT s::text FROM cur), (SELECT b::text::bigint FROM stop),
+       (SELECT txid::text::bigint FROM {HORIZON_TABLE} WHERE name = 'pruned'),
        batch.*
 FROM (SELECT 1) AS one LEFT JOIN batch ON true
-ORDER BY batch.txid, batch.id
+ORDER BY batch.id
 """
-# The newest visible row, or the pruning horizon when everything was pruned.
-HEAD_SQL = f"""
-WITH {_BOUND}
-SELECT txid::text::bigint, id FROM (
-    (SELECT txid, id FROM {LOG_TABLE} WHERE {_VISIBLE} ORDER BY txid DESC, id DESC LIMIT 1)
-    UNION ALL
-    (SELECT txid, last_id FROM {HORIZON_TABLE} WHERE name = 'pruned')
-) h ORDER BY txid DESC, id DESC LIMIT 1
-"""
-# Transactions below this xid are final for readers of this database.
-BOUND_SQL = f"WITH {_BOUND} SELECT xid::text::bigint FROM bound"
-HORIZON_SQL = f"SELECT txid::text::bigint, last_id FROM {HORIZON_TABLE} WHERE name = 'pruned'"
+HEAD_SQL = "SELECT pg_current_snapshot()::text"
+HORIZON_SQL = f"SELECT txid::text::bigint FROM {HORIZON_TABLE} WHERE name = 'pruned'"
 TABLE_EXISTS_SQL = f"SELECT to_regclass('{LOG_TABLE}') IS NOT NULL"
 
 
-class CursorError(ValueError):
-    """A cursor string that is not ``TXID:ID``."""
-
-
-class CursorExpired(Exception):
-    """The log rows after this cursor were pruned: the reader must refetch everything.
+class PositionExpired(Exception):
+    """Log rows after this position were pruned: the reader must refetch everything.
 
     Raised instead of silently skipping the pruned rows.
     """
 
-    def __init__(self, cursor: Cursor, horizon: Cursor) -> None:
-        self.cursor = cursor
+    def __init__(self, position: Position, horizon: int) -> None:
+        self.position = position
         self.horizon = horizon
         super().__init__(
-            f"cursor {cursor} is older than the oldest kept change (rows up to {horizon} "
-            "were pruned): refetch the current state, then continue from the log's head"
+            f"position {position} is older than the oldest kept change (transactions "
+            f"below {horizon} were pruned): refetch the current state, then continue "
+            "from the log's head"
         )
 
 
@@ -110,33 +151,6 @@ class MissingLogTable(Exception):
             f"livedata's change log table ({LOG_TABLE}) does not exist in this database: "
             "run `livedata migrate` (or `python manage.py migrate`)"
         )
-
-
-_CURSOR_RE = re.compile(r"^\s*(\d{1,20}):(\d{1,20})\s*$")
-
-
-class Cursor(NamedTuple):
-    """A position in the log: everything at or below ``(txid, id)`` has been read."""
-
-    txid: int
-    id: int
-
-    def __str__(self) -> str:
-        return f"{self.txid}:{self.id}"
-
-    @classmethod
-    def parse(cls, value: str | Cursor) -> Cursor:
-        if isinstance(value, Cursor):
-            return value
-        match = _CURSOR_RE.match(str(value))
-        if not match:
-            raise CursorError(
-                f"invalid cursor {value!r}: expected TXID:ID as printed in the 'cursor' field"
-            )
-        return cls(int(match[1]), int(match[2]))
-
-
-START = Cursor(0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,13 +169,10 @@ class ChangeRow:
     context: dict[str, Any] | None
     at: datetime
 
-    @property
-    def cursor(self) -> Cursor:
-        return Cursor(self.txid, self.id)
-
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, position: Position | None = None) -> dict[str, Any]:
+        """The row as JSON; ``position`` is where a reader that received it resumes."""
         return {
-            "cursor": str(self.cursor),
+            "position": None if position is None else str(position),
             "txid": self.txid,
             "model": self.model,
             "table": self.table,
@@ -175,111 +186,169 @@ class ChangeRow:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one read returned: the rows after ``start`` up to ``end``, in order.
+
+    Consecutive batches of one reader chain: each starts where the previous ended. A
+    batch may be empty (its snapshot moved: write fences wait for that).
+    """
+
+    start: Position
+    end: Position
+    rows: list[ChangeRow] = field(default_factory=list)
+    #: the read reached the snapshot it was taken at (False: more rows were waiting)
+    caught_up: bool = True
+
+    def position_after(self, index: int) -> Position:
+        """Where a reader that received rows up to ``rows[index]`` resumes."""
+        if index == len(self.rows) - 1:
+            return self.end
+        return Position(
+            self.start.snapshot, self.end.until or self.end.snapshot, self.rows[index].id
+        )
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
 def _row(r: Sequence[Any]) -> ChangeRow:
-    return ChangeRow(*r[:1], r[1], *r[2:])
+    return ChangeRow(*r)
 
 
-def _read_query(cursor: Cursor, limit: int, models: Iterable[str] | None) -> tuple[str, dict]:
-    params: dict[str, Any] = {"txid": str(cursor.txid), "id": cursor.id, "limit": limit}
+def _read_query(
+    position: Position, limit: int, models: Iterable[str] | None, until: Snapshot | None
+) -> tuple[str, dict[str, Any]]:
+    prev = position.snapshot
+    fixed = position.until if position.until is not None else until
+    params: dict[str, Any] = {
+        "xmax": str(prev.xmax),
+        "xip": [str(x) for x in prev.xip],
+        "until": None if fixed is None else str(fixed),
+        # a step already begun keeps its end; a new one is bounded by `limit`
+        "bounded": position.until is None,
+        "after": position.last_id if position.until is not None else 0,
+        "limit": limit,
+    }
     clause = ""
     if models:
         params["models"] = sorted({m.lower() for m in models})
-        clause = "AND model = ANY(%(models)s)"
+        clause = "AND r.model = ANY(%(models)s)"
     return READ_SQL.format(models=clause), params
 
 
-def _check_horizon(cursor: Cursor, row: Sequence[Any] | None) -> None:
-    if row is not None:
-        horizon = Cursor(int(row[0]), int(row[1]))
-        if cursor < horizon:
-            raise CursorExpired(cursor, horizon)
-
-
-def _batch(cursor: Cursor, result: list[Sequence[Any]]) -> tuple[list[ChangeRow], int]:
-    """Rows and bound of one READ_SQL result; CursorExpired if ``cursor`` lost rows."""
-    bound, horizon = int(result[0][0]), result[0][1]
-    if horizon is not None:
-        _check_horizon(cursor, horizon.split(":"))
-    return [_row(r[2:]) for r in result if r[2] is not None], bound
+def _batch(position: Position, limit: int, result: list[Sequence[Any]]) -> Batch:
+    cur_text, stop, horizon = result[0][0], int(result[0][1]), result[0][2]
+    if horizon is not None and position.snapshot.xmin < int(horizon):
+        raise PositionExpired(position, int(horizon))
+    rows = [_row(r[3:]) for r in result if r[3] is not None]
+    cur = Snapshot.parse(cur_text)
+    step_end = position.until if position.until is not None else cur.before(stop)
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return Batch(position, Position(position.snapshot, step_end, rows[-1].id), rows, False)
+    # the union, not step_end alone: a reader may be ahead of a catch-up target
+    end = Position(position.snapshot.union(step_end))
+    return Batch(position, end, rows, position.until is None and stop >= cur.xmax)
 
 
 def read_batch(
-    conn: Any, cursor: Cursor, *, limit: int = 1000, models: Iterable[str] | None = None
-) -> tuple[list[ChangeRow], int]:
-    """Committed changes after ``cursor``, oldest first, and the visibility bound.
+    conn: Any,
+    position: Position,
+    *,
+    limit: int = 1000,
+    models: Iterable[str] | None = None,
+    until: Snapshot | None = None,
+) -> Batch:
+    """The next batch after ``position``: at most ``limit`` rows, in order.
 
-    Every transaction with a txid below the bound is final: when fewer than ``limit`` rows
-    come back, the reader has seen all of them. Raises ``CursorExpired`` when rows after
-    ``cursor`` were pruned. ``conn`` is a sync psycopg (or Django) connection.
+    ``until`` stops at that snapshot instead of the current one (catching up to a known
+    position). Raises ``PositionExpired`` when rows after ``position`` were pruned.
+    ``conn`` is a sync psycopg (or Django) connection in autocommit or READ COMMITTED.
     """
     with conn.cursor() as cur:
-        sql, params = _read_query(cursor, limit, models)
+        sql, params = _read_query(position, limit, models, until)
         cur.execute(sql, params)
-        return _batch(cursor, cur.fetchall())
+        return _batch(position, limit, cur.fetchall())
 
 
 async def aread_batch(
-    conn: Any, cursor: Cursor, *, limit: int = 1000, models: Iterable[str] | None = None
-) -> tuple[list[ChangeRow], int]:
+    conn: Any,
+    position: Position,
+    *,
+    limit: int = 1000,
+    models: Iterable[str] | None = None,
+    until: Snapshot | None = None,
+) -> Batch:
     """``read_batch`` for an async psycopg connection."""
     async with conn.cursor() as cur:
-        sql, params = _read_query(cursor, limit, models)
+        sql, params = _read_query(position, limit, models, until)
         await cur.execute(sql, params)
-        return _batch(cursor, await cur.fetchall())
+        return _batch(position, limit, await cur.fetchall())
 
 
 def read(
-    conn: Any, cursor: Cursor, *, limit: int = 1000, models: Iterable[str] | None = None
+    conn: Any, position: Position, *, limit: int = 1000, models: Iterable[str] | None = None
 ) -> list[ChangeRow]:
-    """Committed changes after ``cursor``, oldest first (see ``read_batch``)."""
-    return read_batch(conn, cursor, limit=limit, models=models)[0]
+    """The rows of ``read_batch``."""
+    return read_batch(conn, position, limit=limit, models=models).rows
 
 
-async def aread(
-    conn: Any, cursor: Cursor, *, limit: int = 1000, models: Iterable[str] | None = None
-) -> list[ChangeRow]:
-    return (await aread_batch(conn, cursor, limit=limit, models=models))[0]
-
-
-def head(conn: Any) -> Cursor:
-    """The newest committed position (``START`` for a log that never had a row)."""
+def head(conn: Any) -> Position:
+    """Now: a reader starting here receives the transactions that commit from now on."""
     with conn.cursor() as cur:
         cur.execute(HEAD_SQL)
-        row = cur.fetchone()
-    return Cursor(*row) if row else START
+        return Position(Snapshot.parse(cur.fetchone()[0]))
 
 
-async def ahead(conn: Any) -> Cursor:
+async def ahead(conn: Any) -> Position:
     async with conn.cursor() as cur:
         await cur.execute(HEAD_SQL)
-        row = await cur.fetchone()
-    return Cursor(*row) if row else START
+        return Position(Snapshot.parse((await cur.fetchone())[0]))
+
+
+def horizon(conn: Any) -> int | None:
+    """Transactions below this xid may have been pruned (None: nothing was)."""
+    with conn.cursor() as cur:
+        cur.execute(HORIZON_SQL)
+        row = cur.fetchone()
+    return None if row is None else int(row[0])
+
+
+def oldest(conn: Any) -> Position:
+    """The oldest position still readable in full (``START`` if nothing was pruned)."""
+    bound = horizon(conn)
+    return START if bound is None else Position(Snapshot(bound, bound))
 
 
 def prune(conn: Any, older_than: datetime) -> int:
-    """Delete rows written before ``older_than`` (only finished transactions' rows).
+    """Delete the rows of transactions that had committed before ``older_than``.
 
-    Records the newest deleted position as the horizon, so readers behind it get
-    ``CursorExpired`` rather than a silent gap. Returns the number of rows deleted.
+    Judged by marks (snapshots recorded with their time, one per call): the newest mark
+    taken at or before ``older_than`` sees exactly the transactions committed by then, and
+    everything below its ``xmin`` goes. That becomes the horizon: readers whose position
+    has not received all of it get ``PositionExpired`` rather than a silent gap. A
+    transaction that began before the cutoff but committed after it is kept. Returns
+    the number of rows deleted.
     """
     with conn.cursor() as cur:
         cur.execute(
+            f"INSERT INTO {MARK_TABLE} (taken_at, snapshot) VALUES (now(), pg_current_snapshot())"
+        )
+        cur.execute(
             f"""
-            WITH {_BOUND}, gone AS (
-                DELETE FROM {LOG_TABLE} WHERE at < %s AND {_VISIBLE}
-                RETURNING txid, id
-            ), newest AS (
-                SELECT txid, id FROM gone ORDER BY txid DESC, id DESC LIMIT 1
+            WITH mark AS (
+                SELECT id, pg_snapshot_xmin(snapshot) AS xmin FROM {MARK_TABLE}
+                WHERE taken_at <= %s ORDER BY taken_at DESC, id DESC LIMIT 1
+            ), gone AS (
+                DELETE FROM {LOG_TABLE} WHERE txid < (SELECT xmin FROM mark) RETURNING 1
             ), horizon AS (
                 INSERT INTO {HORIZON_TABLE} (name, txid, last_id, pruned_at)
-                SELECT 'pruned', txid, id, now() FROM newest
+                SELECT 'pruned', xmin, 0, now() FROM mark
                 ON CONFLICT (name) DO UPDATE
-                    SET txid = GREATEST({HORIZON_TABLE}.txid, EXCLUDED.txid),
-                        last_id = CASE WHEN EXCLUDED.txid > {HORIZON_TABLE}.txid
-                                           OR (EXCLUDED.txid = {HORIZON_TABLE}.txid
-                                               AND EXCLUDED.last_id > {HORIZON_TABLE}.last_id)
-                                       THEN EXCLUDED.last_id ELSE {HORIZON_TABLE}.last_id END,
-                        pruned_at = now()
+                    SET txid = GREATEST({HORIZON_TABLE}.txid, EXCLUDED.txid), pruned_at = now()
+            ), old_marks AS (
+                DELETE FROM {MARK_TABLE} WHERE id < (SELECT id FROM mark)
             )
             SELECT count(*) FROM gone
             """,

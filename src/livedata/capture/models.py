@@ -82,13 +82,25 @@ class Change(models.Model):
     def __str__(self) -> str:
         return f"{self.op} {self.model} pk={self.object_pk}"
 
-    @property
-    def cursor(self) -> str:
-        return f"{self.txid}:{self.id}"
+
+class SnapshotField(models.TextField):
+    """A PostgreSQL ``pg_snapshot``, read as its text form ``xmin:xmax:xip,...``."""
+
+    description = "PostgreSQL snapshot (pg_snapshot)"
+
+    def db_type(self, connection: Any) -> str:
+        return "pg_snapshot"
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> str | None:
+        return None if value is None else str(value)
 
 
 class LogHorizon(models.Model):
-    """The newest ``(txid, id)`` removed by pruning: a cursor below it has lost rows."""
+    """The pruning horizon: transactions below ``txid`` may have lost their rows.
+
+    A position that has not received every transaction below it must refetch
+    (``livedata.capture.log.PositionExpired``). ``last_id`` is unused since 0.2.
+    """
 
     name = models.CharField(primary_key=True, max_length=20, default="pruned")
     txid = Xid8Field()
@@ -99,4 +111,22 @@ class LogHorizon(models.Model):
         db_table = "livedata_log_horizon"
 
     def __str__(self) -> str:
-        return f"{self.name} up to {self.txid}:{self.last_id}"
+        return f"{self.name} below {self.txid}"
+
+
+class LogMark(models.Model):
+    """A snapshot and when it was taken: what had committed by then (for pruning).
+
+    ``livedata prune`` records one per run and deletes the transactions that the newest
+    mark older than the retention cutoff saw: those committed before the cutoff.
+    """
+
+    taken_at = models.DateTimeField(db_default=Now())
+    snapshot = SnapshotField(db_default=models.Func(function="pg_current_snapshot"))
+
+    class Meta:
+        db_table = "livedata_log_mark"
+        indexes = [models.Index(fields=["taken_at"], name="livedata_log_mark_at")]
+
+    def __str__(self) -> str:
+        return f"{self.snapshot} at {self.taken_at}"

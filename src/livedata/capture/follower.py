@@ -1,0 +1,210 @@
+"""A consumer's own ordered view of the log: queue, contiguity, catch-up, write fences.
+
+The process's ``Listener`` reads the log once and offers each ``Batch`` to every
+``Follower``. A follower runs its consumer on its own task, from its own bounded queue,
+so a slow consumer (a live query re-running a large query, a webhook dispatcher waiting
+on its database) never delays the listener or another consumer.
+
+Each follower keeps its position and hands its consumer a gap-free chain of batches:
+
+- a batch that starts where the follower is goes to the consumer as it is;
+- one that starts behind (a follower whose position is ahead, e.g. a durable consumer
+  that resumed later than the listener) is filtered to the transactions the follower
+  has not received;
+- anything else is a gap (the queue overflowed and was cut, the follower started from a
+  saved position, the listener reconnected): the follower reads the log itself, on a
+  connection of its own, from its position to the end of that batch, then goes on.
+
+When its queue holds more than ``max_rows`` rows, it keeps only the newest batch: the
+follower catches up from the log, which costs one read per ``limit`` rows instead of
+memory without bound.
+
+    follower = listener.follow(consumer, name="live queries")   # consumer(Batch)
+    await follower.wait_seen(txid)                              # a write fence
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+
+import psycopg
+
+from livedata.capture import log
+from livedata.capture.log import Batch, Position
+
+logger = logging.getLogger("livedata.listener")
+
+Consumer = Callable[[Batch], Awaitable[None]]
+#: Opens a connection for catching up (autocommit, async psycopg).
+Connect = Callable[[], Awaitable[psycopg.AsyncConnection]]
+
+DEFAULT_MAX_ROWS = 10_000
+RETRY_MIN = 0.2
+
+
+class Follower:
+    """One consumer of the listener's batches (see the module docstring)."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        *,
+        connect: Connect,
+        name: str = "",
+        position: Position | None = None,
+        models: Iterable[str] | None = None,
+        limit: int = 1000,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
+        self.consumer = consumer
+        self.name = name or getattr(consumer, "__qualname__", repr(consumer))
+        #: everything up to here went to the consumer (None: adopt the first batch's start)
+        self.position = position
+        self.models = sorted({m.lower() for m in models}) if models else None
+        self.limit = limit
+        self.max_rows = max_rows
+        self._connect = connect
+        self._wake = wake
+        self._queue: deque[Batch] = deque()
+        self._queued_rows = 0
+        self._ready = asyncio.Event()
+        self._fences: list[tuple[int, asyncio.Future[None]]] = []
+        #: while a step is in progress after a gap: skip batches until one ends here
+        self._skip_until: Position | None = None
+        self._retry = RETRY_MIN
+        self.catch_ups = 0  # how many times it read the log itself
+        self.overflows = 0
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+
+    # --- the listener's side ----------------------------------------------------------
+    def offer(self, batch: Batch) -> None:
+        """Queue ``batch`` (never blocks; cuts the queue when it is over its bound)."""
+        self._queue.append(batch)
+        self._queued_rows += len(batch.rows)
+        if self._queued_rows > self.max_rows and len(self._queue) > 1:
+            self.overflows += 1
+            newest = self._queue.pop()
+            self._queue.clear()
+            self._queue.append(newest)
+            self._queued_rows = len(newest.rows)
+        self._ready.set()
+
+    # --- the consumer's side ----------------------------------------------------------
+    async def wait_seen(self, txid: int) -> None:
+        """Return once the consumer was handed every row of committed ``txid``."""
+        if self.position is not None and self.position.sees(txid):
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._fences.append((txid, future))
+        if self._wake is not None:
+            self._wake()
+        try:
+            await future
+        finally:
+            self._fences = [(t, f) for t, f in self._fences if f is not future]
+
+    @property
+    def backlog(self) -> int:
+        """Rows queued and not yet handed to the consumer."""
+        return self._queued_rows
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    # --- the task ---------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            batch = self._queue.popleft()
+            self._queued_rows -= len(batch.rows)
+            try:
+                await self._take(batch)
+            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+                # catching up needs the database: keep the position, try again
+                logger.warning(
+                    "livedata: %s could not read the log (%s); retrying in %.1fs",
+                    self.name,
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                    self._retry,
+                )
+                self._queue.appendleft(batch)
+                self._queued_rows += len(batch.rows)
+                await asyncio.sleep(self._retry)
+                self._retry = min(self._retry * 2, 5.0)
+                continue
+            self._retry = RETRY_MIN
+            self._release_fences()
+
+    async def _take(self, batch: Batch) -> None:
+        if self._skip_until is not None:
+            if batch.end == self._skip_until:
+                self._skip_until = None
+            return
+        if self.position is None:
+            self.position = batch.start
+        if batch.start == self.position:
+            await self._hand(batch)
+            return
+        here = self.position
+        whole = here.complete and batch.start.complete and batch.end.complete
+        if whole and here.snapshot.covers(batch.start.snapshot):
+            # it starts behind us: hand on only what we have not received
+            rows = [r for r in batch.rows if not here.sees(r.txid)]
+            await self._hand(Batch(here, Position(here.snapshot.union(batch.end.snapshot)), rows))
+            return
+        # a gap: read the log ourselves up to the end of this batch's step
+        target = batch.end if batch.end.complete else Position(batch.end.end)
+        if not batch.end.complete:
+            self._skip_until = target
+        await self._catch_up(target)
+
+    async def _catch_up(self, target: Position) -> None:
+        assert self.position is not None
+        self.catch_ups += 1
+        conn = await self._connect()
+        try:
+            while True:
+                batch = await log.aread_batch(
+                    conn,
+                    self.position,
+                    limit=self.limit,
+                    models=self.models,
+                    until=target.snapshot,
+                )
+                await self._hand(batch)
+                if batch.end.complete and batch.end.snapshot.covers(target.snapshot):
+                    return
+        finally:
+            await conn.close()
+
+    async def _hand(self, batch: Batch) -> None:
+        rows = batch.rows
+        if self.models is not None and rows:
+            rows = [r for r in rows if r.model in self.models]
+            if len(rows) != len(batch.rows):
+                batch = Batch(batch.start, batch.end, rows)
+        if rows:
+            try:
+                await self.consumer(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # a consumer's bug: logged, and the others (and this one) go on; durable
+                # consumers keep their own positions in the database
+                logger.exception("livedata: consumer %s failed on a batch", self.name)
+        self.position = batch.end
+
+    def _release_fences(self) -> None:
+        if self.position is None:
+            return
+        for txid, future in self._fences:
+            if self.position.sees(txid) and not future.done():
+                future.set_result(None)
