@@ -14,7 +14,7 @@ import pytest
 
 from livedata.capture import log
 from livedata.capture.listener import connection_params
-from livedata.capture.log import ChangeRow, Cursor
+from livedata.capture.log import ChangeRow, Position
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +52,7 @@ def connect(db_params: dict[str, Any]) -> Iterator[Callable[..., psycopg.Connect
 
 
 @pytest.fixture
-def head(connect: Callable[..., psycopg.Connection]) -> Cursor:
+def head(connect: Callable[..., psycopg.Connection]) -> Position:
     """The log's head when the test starts: tests look only at what they wrote."""
     return log.head(connect())
 
@@ -77,18 +77,18 @@ def settle(conn: psycopg.Connection, timeout: float = 30.0) -> None:
 
 @pytest.fixture
 def read_since(connect: Callable[..., psycopg.Connection]) -> Callable[..., list[ChangeRow]]:
-    """Everything committed after ``cursor`` (waits for transactions still in flight)."""
+    """Everything committed after ``position`` (waits for transactions still in flight)."""
     conn = connect()
 
-    def _read(cursor: Cursor, models: list[str] | None = None) -> list[ChangeRow]:
+    def _read(position: Position, models: list[str] | None = None) -> list[ChangeRow]:
         settle(conn)
         rows: list[ChangeRow] = []
         while True:
-            batch = log.read(conn, cursor, limit=1000, models=models)
-            if not batch:
+            batch = log.read_batch(conn, position, limit=1000, models=models)
+            rows.extend(batch.rows)
+            position = batch.end
+            if batch.caught_up:
                 return rows
-            rows.extend(batch)
-            cursor = batch[-1].cursor
 
     return _read
 

@@ -19,7 +19,7 @@ from tests.conftest import ROOT, livedata_cmd, livedata_env, run_livedata, spawn
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TAIL_KEYS = {
-    "cursor",
+    "position",
     "txid",
     "model",
     "table",
@@ -68,7 +68,16 @@ def test_tail_json_follows_commits_and_exits_cleanly_on_ctrl_c(head):
     }
     assert second["op"] == "update" and second["changed"] == ["title"]
     assert second["old"]["title"] == "First" and second["new"]["title"] == "Second"
-    assert first["cursor"] == f"{first['txid']}:{first['cursor'].split(':')[1]}"
+    # each line's position resumes right after it: --since it gives the second line only
+    again = spawn_livedata(
+        "tail", "--json", "--since", first["position"], "--model", "bookstore.Book"
+    )
+    try:
+        (resumed,) = (json.loads(line) for line in read_lines(again, 1))
+    finally:
+        again.send_signal(signal.SIGINT)
+        again.communicate(timeout=20)
+    assert resumed["new"]["title"] == "Second" and resumed["position"] == second["position"]
 
 
 def test_tail_readable_lines_from_start(head):
@@ -89,13 +98,13 @@ def test_tail_readable_lines_from_start(head):
         proc.communicate(timeout=20)
     line = next(line for line in lines if "bookstore.author#" in line)
     assert "insert" in line and "by=alice" in line and "[POST /x/]" in line
-    assert START == (0, 0)
+    assert START.snapshot.xmin == 1
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--since", "yesterday"), "invalid cursor 'yesterday': expected TXID:ID"),
+        (("--since", "yesterday"), "invalid position 'yesterday': expected XMIN:XMAX:XIP"),
         (("--model", "bookstore.Nope"), "unknown model 'bookstore.Nope'"),
         (("--model", "nonsense"), "Captured models: bookstore.Author, bookstore.Book"),
     ],
@@ -107,11 +116,9 @@ def test_tail_bad_input_is_a_precise_error(args, message):
     assert "Traceback" not in out.stderr
 
 
-def test_tail_with_an_expired_cursor_says_refetch(head):
+def test_tail_with_an_expired_position_says_refetch(head):
     Author.objects.create(name="P", email="p@example.com")
-    with connection.cursor() as cur:
-        cur.execute("UPDATE livedata_change SET at = at - interval '400 days'")
-    call_command("prune")
+    call_command("prune", "--older-than", "0s")
     out = run_livedata("tail", "--since", "1:1")
     assert out.returncode == 1 and "refetch" in out.stderr and "Traceback" not in out.stderr
 

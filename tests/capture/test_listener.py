@@ -1,4 +1,4 @@
-"""The listener reads the log from its cursor and survives the database going away."""
+"""The listener reads the log from its position, feeds followers, survives restarts."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from livedata.capture import log
 from livedata.capture.listener import Listener
-from livedata.capture.log import ChangeRow, MissingLogTable
+from livedata.capture.log import Batch, ChangeRow, MissingLogTable
 from tests.conftest import ROOT, livedata_cmd
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,11 +31,11 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def collect() -> tuple[list[ChangeRow], Callable[[list[ChangeRow]], Awaitable[None]]]:
+def collect() -> tuple[list[ChangeRow], Callable[[Batch], Awaitable[None]]]:
     got: list[ChangeRow] = []
 
-    async def consumer(rows: list[ChangeRow]) -> None:
-        got.extend(rows)
+    async def consumer(batch: Batch) -> None:
+        got.extend(batch.rows)
 
     return got, consumer
 
@@ -52,7 +52,7 @@ def test_delivers_new_commits_in_order_woken_by_notify(db_params):
         got, consumer = collect()
         listener = Listener(params=db_params)  # starts at the head: "before" is not replayed
         listener.poll_interval = 30  # only NOTIFY can wake it in time
-        listener.add_consumer(consumer)
+        listener.follow(consumer)
         task = asyncio.create_task(listener.run())
         await asyncio.wait_for(listener.connected.wait(), 10)
         start = time.monotonic()
@@ -68,19 +68,19 @@ def test_delivers_new_commits_in_order_woken_by_notify(db_params):
     assert elapsed < 5  # woken by NOTIFY, not by the (30 s) poll timer
 
 
-def test_replays_from_a_cursor_and_batches(db_params, head):
+def test_replays_from_a_position_and_batches(db_params, head):
     async def main() -> list[ChangeRow]:
         await write(db_params, *[f"n{i}" for i in range(25)])
         got, consumer = collect()
-        listener = Listener(params=db_params, cursor=head)
+        listener = Listener(params=db_params, position=head)
         listener.batch_size = 10
         batches: list[int] = []
 
-        async def count(rows: list[ChangeRow]) -> None:
-            batches.append(len(rows))
+        async def count(batch: Batch) -> None:
+            batches.append(len(batch.rows))
 
-        listener.add_consumer(consumer)
-        listener.add_consumer(count)
+        listener.follow(consumer)
+        listener.follow(count)
         task = asyncio.create_task(listener.run())
         await until(lambda: len(got) == 25)
         listener.stop()
@@ -96,12 +96,12 @@ def test_a_failing_consumer_does_not_stop_the_others(db_params, caplog):
     async def main() -> list[ChangeRow]:
         got, consumer = collect()
 
-        async def broken(rows: list[ChangeRow]) -> None:
+        async def broken(batch: Batch) -> None:
             raise RuntimeError("consumer bug")
 
         listener = Listener(params=db_params)
-        listener.add_consumer(broken)
-        listener.add_consumer(consumer)
+        listener.follow(broken)
+        listener.follow(consumer)
         task = asyncio.create_task(listener.run())
         await asyncio.wait_for(listener.connected.wait(), 10)
         await write(db_params, "x", "y")
@@ -155,9 +155,9 @@ def test_survives_a_real_database_restart(tmp_path, caplog):
             start = log.head(conn)
         server.stop()  # the database is down when the listener starts
         got, consumer = collect()
-        listener = Listener(params=params, cursor=start)
+        listener = Listener(params=params, position=start)
         listener.reconnect_max = 0.5
-        listener.add_consumer(consumer)
+        listener.follow(consumer)
         task = asyncio.create_task(listener.run())
         await asyncio.sleep(1.0)
         assert not listener.connected.is_set()
@@ -186,7 +186,7 @@ def test_survives_a_real_database_restart(tmp_path, caplog):
     finally:
         server.discard()
     assert [r.new["name"] for r in got] == committed
-    assert len({r.cursor for r in got}) == len(got)
+    assert len({r.id for r in got}) == len(got)
     assert listener.connects >= 2
     assert "unavailable" in caplog.text and "retrying" in caplog.text
 
@@ -198,7 +198,7 @@ def test_write_fence_resolves_after_the_transaction_is_delivered(db_params):
         got, consumer = collect()
         listener = Listener(params=db_params)
         listener.poll_interval = 30  # only NOTIFY or wake() may drive it
-        listener.add_consumer(consumer)
+        follower = listener.follow(consumer)
         task = asyncio.create_task(listener.run())
         await asyncio.wait_for(listener.connected.wait(), 10)
         async with await psycopg.AsyncConnection.connect(**db_params) as conn:
@@ -207,7 +207,7 @@ def test_write_fence_resolves_after_the_transaction_is_delivered(db_params):
                 (await (await conn.execute("SELECT pg_current_xact_id()::text")).fetchone())[0]
             )
             await conn.commit()
-        await asyncio.wait_for(listener.wait_delivered(txid), 5)
+        await asyncio.wait_for(follower.wait_seen(txid), 5)
         assert [r.new["name"] for r in got] == ["fenced"]
         # a transaction that wrote no captured row (no NOTIFY): wake() reads at once
         async with await psycopg.AsyncConnection.connect(**db_params) as conn:
@@ -217,9 +217,163 @@ def test_write_fence_resolves_after_the_transaction_is_delivered(db_params):
                 (await (await conn.execute("SELECT pg_current_xact_id()::text")).fetchone())[0]
             )
             await conn.commit()
-        await asyncio.wait_for(listener.wait_delivered(txid), 5)
+        await asyncio.wait_for(follower.wait_seen(txid), 5)
         assert len(got) == 1
         listener.stop()
         await task
 
     asyncio.run(main())
+
+
+def test_a_long_transaction_elsewhere_delays_nothing(db_params):
+    """An unrelated transaction (with an xid) stays open: later commits arrive at once."""
+
+    async def main() -> float:
+        got, consumer = collect()
+        listener = Listener(params=db_params)
+        listener.poll_interval = 30
+        listener.follow(consumer)
+        task = asyncio.create_task(listener.run())
+        await asyncio.wait_for(listener.connected.wait(), 10)
+        async with await psycopg.AsyncConnection.connect(**db_params) as long:
+            await long.execute("CREATE TEMP TABLE scratch (x int)")
+            await long.execute("INSERT INTO scratch VALUES (1)")  # holds an xid, stays open
+            start = time.monotonic()
+            await write(db_params, "meanwhile")
+            await until(lambda: len(got) == 1, timeout=5)
+            elapsed = time.monotonic() - start
+            await long.rollback()
+        listener.stop()
+        await task
+        return elapsed
+
+    assert asyncio.run(main()) < 1.0
+
+
+def test_a_slow_consumer_delays_no_other(db_params):
+    """Each follower has its own task: one stuck in its consumer holds back only itself."""
+
+    async def main() -> tuple[float, list[ChangeRow]]:
+        fast, fast_consumer = collect()
+        slow: list[ChangeRow] = []
+        release = asyncio.Event()
+
+        async def slow_consumer(batch: Batch) -> None:
+            await release.wait()  # e.g. a live query re-running a huge query
+            slow.extend(batch.rows)
+
+        listener = Listener(params=db_params)
+        listener.follow(slow_consumer, name="slow")
+        listener.follow(fast_consumer, name="fast")
+        task = asyncio.create_task(listener.run())
+        await asyncio.wait_for(listener.connected.wait(), 10)
+        start = time.monotonic()
+        for i in range(5):
+            await write(db_params, f"n{i}")
+        await until(lambda: len(fast) == 5, timeout=5)
+        elapsed = time.monotonic() - start
+        release.set()
+        await until(lambda: len(slow) == 5)
+        listener.stop()
+        await task
+        return elapsed, slow
+
+    elapsed, slow = asyncio.run(main())
+    assert elapsed < 2.0
+    assert [r.new["name"] for r in slow] == [f"n{i}" for i in range(5)]
+
+
+def test_a_follower_over_its_bound_catches_up_from_the_log(db_params):
+    """A follower whose queue overflows drops it and reads the log itself: it still gets
+    every change once, in order, while the others were served from memory."""
+
+    async def main() -> tuple[list[ChangeRow], list[ChangeRow], int]:
+        everything, consumer = collect()
+        lagging: list[ChangeRow] = []
+        gate = asyncio.Event()
+
+        async def lagging_consumer(batch: Batch) -> None:
+            await gate.wait()
+            lagging.extend(batch.rows)
+
+        listener = Listener(params=db_params)
+        listener.batch_size = 10
+        listener.follow(consumer)
+        behind = listener.follow(lagging_consumer, max_rows=20)
+        task = asyncio.create_task(listener.run())
+        await asyncio.wait_for(listener.connected.wait(), 10)
+        for i in range(12):  # 12 transactions of 5 rows: 60 rows, the bound is 20
+            await write(db_params, *[f"t{i}-{j}" for j in range(5)])
+        await until(lambda: len(everything) == 60)
+        gate.set()
+        await until(lambda: len(lagging) == 60, timeout=20)
+        await asyncio.sleep(0.2)  # a duplicate would arrive by now
+        listener.stop()
+        await task
+        return everything, lagging, behind.catch_ups
+
+    everything, lagging, catch_ups = asyncio.run(main())
+    assert [r.id for r in lagging] == [r.id for r in everything]
+    assert catch_ups >= 1
+
+
+def test_one_read_per_isolated_commit(db_params):
+    """A commit's NOTIFY wakes one read, and a burst is not one read per NOTIFY."""
+
+    async def main() -> tuple[list[int], int, int]:
+        got, consumer = collect()
+        listener = Listener(params=db_params)
+        listener.poll_interval = 30  # no timer reads during the test
+        listener.follow(consumer)
+        task = asyncio.create_task(listener.run())
+        await asyncio.wait_for(listener.connected.wait(), 10)
+        await asyncio.sleep(0.2)
+        per_commit = []
+        for i in range(10):
+            before = listener.reads
+            await write(db_params, f"solo{i}")
+            await until(lambda n=i: len(got) == n + 1)
+            await asyncio.sleep(0.05)  # a second read would follow at once
+            per_commit.append(listener.reads - before)
+        before = listener.reads
+        async with await psycopg.AsyncConnection.connect(**db_params, autocommit=True) as c:
+            for i in range(200):
+                await c.execute(INSERT, [f"burst{i}", f"burst{i}@example.com"])
+        await until(lambda: len(got) == 210)
+        burst_reads = listener.reads - before
+        listener.stop()
+        await task
+        return per_commit, burst_reads, listener.notifies
+
+    per_commit, burst_reads, _ = asyncio.run(main())
+    assert per_commit == [1] * 10
+    assert burst_reads < 200
+
+
+def test_write_fence_does_not_wait_for_a_long_transaction(db_params):
+    """The fence of a write taken as a snapshot after it committed: other transactions
+    still open then (here one left idle) are not waited for."""
+    from livedata.capture.position import Snapshot
+
+    async def main() -> float:
+        got, consumer = collect()
+        listener = Listener(params=db_params)
+        listener.poll_interval = 30
+        follower = listener.follow(consumer)
+        task = asyncio.create_task(listener.run())
+        await asyncio.wait_for(listener.connected.wait(), 10)
+        async with await psycopg.AsyncConnection.connect(**db_params) as idle:
+            await idle.execute(INSERT, ["idle", "idle@example.com"])  # then idle in transaction
+            await write(db_params, "fenced")
+            async with await psycopg.AsyncConnection.connect(**db_params, autocommit=True) as c:
+                text = (await (await c.execute("SELECT pg_current_snapshot()::text")).fetchone())[0]
+            start = time.monotonic()
+            await asyncio.wait_for(follower.wait_covers(Snapshot.parse(text)), 5)
+            elapsed = time.monotonic() - start
+            assert [r.new["name"] for r in got] == ["fenced"]
+            await idle.rollback()
+        listener.stop()
+        await task
+        return elapsed
+
+    assert asyncio.run(main()) < 1.0

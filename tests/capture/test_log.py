@@ -1,4 +1,4 @@
-"""Reading the log is gap-free even when transactions commit out of order."""
+"""Reading by snapshot difference: gap-free, in commit order, never held back by others."""
 
 from __future__ import annotations
 
@@ -13,44 +13,123 @@ from django.db import connection
 from django.utils import timezone
 
 from livedata.capture import log
-from livedata.capture.log import Cursor, CursorError, CursorExpired
+from livedata.capture.log import Position, PositionError, PositionExpired, Snapshot
+from tests.conftest import settle
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 INSERT = "INSERT INTO bookstore_author (name, email) VALUES (%s, %s)"
 
 
-def test_out_of_order_commits_are_never_skipped(head, connect):
-    """A takes the lower id, B commits first; a reader that saw B still gets A later."""
+def read_all(reader, position, **kw) -> tuple[list[log.ChangeRow], Position]:
+    """Everything committed after ``position`` now, and the position after it."""
+    rows: list[log.ChangeRow] = []
+    while True:
+        batch = log.read_batch(reader, position, **kw)
+        rows += batch.rows
+        position = batch.end
+        if batch.caught_up:
+            return rows, position
+
+
+def names(rows) -> list[str]:
+    return [r.new["name"] for r in rows]
+
+
+def test_out_of_order_commits_are_delivered_in_commit_order(head, connect):
+    """A takes the lower id and txid, B commits first: B is read at once, A when it commits."""
     reader = connect()
     a, b = connect(autocommit=False), connect(autocommit=False)
-    a.execute(INSERT, ["A", "a@example.com"])  # lower id, commits last
+    a.execute(INSERT, ["A", "a@example.com"])  # lower txid and id, commits last
     b.execute(INSERT, ["B", "b@example.com"])
     b.commit()
-
-    cursor = head
-    first = log.read(reader, cursor)
-    # A is still in flight and holds back xmin: B is not visible yet either (no gap).
-    assert first == []
+    rows, position = read_all(reader, head)
+    assert names(rows) == ["B"]  # without waiting for A
+    assert read_all(reader, position)[0] == []
     a.commit()
-    rows = log.read(reader, cursor)
-    assert [r.new["name"] for r in rows] == ["A", "B"]  # txid order: A's transaction began first
-    cursor = rows[-1].cursor
-    assert log.read(reader, cursor) == []
+    rows, position = read_all(reader, position)
+    assert names(rows) == ["A"]  # not skipped although the reader moved past its id
+    assert read_all(reader, position)[0] == []
 
 
-def test_reader_that_moved_past_a_later_commit_still_sees_the_earlier_one(head, connect):
-    """The pubsubpull bug: ordering by id alone would move past A's id and lose it."""
+@pytest.mark.parametrize("kind", ["unrelated", "idle-same-table"])
+def test_a_long_transaction_holds_nothing_back(head, connect, kind):
+    """A transaction left open (writing another table, or a row of the same captured table
+    then idle) does not delay a later commit; its own rows come when it commits."""
     reader = connect()
-    a, b = connect(autocommit=False), connect(autocommit=False)
-    b.execute(INSERT, ["B", "b@example.com"])  # B's transaction starts first (lower txid)
-    a.execute(INSERT, ["A", "a@example.com"])  # A: higher txid, higher id
-    b.commit()
-    rows = log.read(reader, head)
-    assert [r.new["name"] for r in rows] == ["B"]  # B is below every in-flight txid
-    cursor = rows[-1].cursor
-    a.commit()
-    assert [r.new["name"] for r in log.read(reader, cursor)] == ["A"]
+    long = connect(autocommit=False)
+    if kind == "unrelated":
+        long.execute("CREATE TEMP TABLE scratch (x int)")
+        long.execute("INSERT INTO scratch VALUES (1)")
+    else:
+        long.execute(INSERT, ["Long", "long@example.com"])
+    assert long.execute("SELECT pg_current_xact_id_if_assigned()").fetchone()[0] is not None
+    connect().execute(INSERT, ["Now", "now@example.com"])
+    rows, position = read_all(reader, head)
+    assert names(rows) == ["Now"]
+    assert str(position.snapshot).count(",") >= 0 and not position.sees(
+        int(long.execute("SELECT pg_current_xact_id()::text").fetchone()[0])
+    )
+    long.commit()
+    rows, _ = read_all(reader, position)
+    assert names(rows) == ([] if kind == "unrelated" else ["Long"])
+
+
+def test_savepoints(head, connect):
+    """A rolled-back savepoint's rows never appear; a released one's do."""
+    writer = connect(autocommit=False)
+    writer.execute(INSERT, ["kept", "kept@example.com"])
+    writer.execute("SAVEPOINT s1")
+    writer.execute(INSERT, ["rolled back", "rb@example.com"])
+    writer.execute("ROLLBACK TO SAVEPOINT s1")
+    writer.execute("SAVEPOINT s2")
+    writer.execute(INSERT, ["released", "rel@example.com"])
+    writer.execute("RELEASE SAVEPOINT s2")
+    writer.commit()
+    assert names(read_all(connect(), head)[0]) == ["kept", "released"]
+
+
+def test_a_prepared_transaction_in_flight(head, connect):
+    """2PC: a prepared transaction is in flight until COMMIT PREPARED; others go on."""
+    admin = connect()
+    if int(admin.execute("SHOW max_prepared_transactions").fetchone()[0]) == 0:
+        pytest.skip("this PostgreSQL has max_prepared_transactions = 0")
+    gid = f"livedata-test-{time.monotonic_ns()}"
+    prepared = connect(autocommit=False)
+    prepared.execute(INSERT, ["Prepared", "p@example.com"])
+    prepared.execute(f"PREPARE TRANSACTION '{gid}'")
+    try:
+        connect().execute(INSERT, ["Other", "o@example.com"])
+        rows, position = read_all(connect(), head)
+        assert names(rows) == ["Other"]
+    finally:
+        admin.execute(f"COMMIT PREPARED '{gid}'")
+    assert names(read_all(connect(), position)[0]) == ["Prepared"]
+
+
+def test_a_huge_transaction_comes_in_bounded_batches(head, connect):
+    """200,000 rows of one transaction: batches of at most `limit`, in id order, once each."""
+    connect().execute(
+        "INSERT INTO bookstore_author (name, email) "
+        "SELECT 'bulk', 'bulk' || g || '@example.com' FROM generate_series(1, 200000) g"
+    )
+    connect().execute(INSERT, ["after", "after@example.com"])
+    reader = connect()
+    position, sizes, ids, last = head, [], [], None
+    while True:
+        batch = log.read_batch(reader, position, limit=5000)
+        assert batch.start == position
+        sizes.append(len(batch.rows))
+        ids += [r.id for r in batch.rows]
+        last = batch.rows[-1].new["name"] if batch.rows else last
+        position = batch.end
+        # a position inside the transaction resumes exactly, also from its text form
+        position = Position.parse(str(position))
+        if batch.caught_up:
+            break
+    assert max(sizes) <= 5000 and len(sizes) >= 40
+    assert len(ids) == 200_001 and ids == sorted(set(ids))
+    assert last == "after"
 
 
 @pytest.mark.slow
@@ -66,14 +145,13 @@ def test_stress_many_writers_random_commit_order(head, connect, db_params):
         import psycopg
 
         with psycopg.connect(**db_params, autocommit=True) as conn:
-            cursor = head
+            position = head
             while True:
                 done = stop.is_set()
-                rows = log.read(conn, cursor, limit=37)
-                seen.extend(rows)
-                if rows:
-                    cursor = rows[-1].cursor
-                elif done:
+                batch = log.read_batch(conn, position, limit=37)
+                seen.extend(batch.rows)
+                position = batch.end
+                if done and batch.caught_up and not batch.rows:
                     return
 
     def writer(n: int) -> None:
@@ -111,14 +189,19 @@ def test_stress_many_writers_random_commit_order(head, connect, db_params):
         for row in connect()
         .execute(
             "SELECT txid::text::bigint, id FROM livedata_change"
-            " WHERE (txid, id) > (%s::text::xid8, %s) ORDER BY txid, id",
-            [str(head.txid), head.id],
+            " WHERE NOT pg_visible_in_snapshot(txid, %s::pg_snapshot) ORDER BY txid, id",
+            [str(head.snapshot)],
         )
         .fetchall()
     ]
     got = [(c.txid, c.id) for c in seen]
     assert len(got) == len(set(got)), "a change was delivered twice"
-    assert got == history
+    assert sorted(got) == history
+    # one row's changes in write order: within a row, ids only grow
+    last: dict[str, int] = {}
+    for c in seen:
+        assert c.id > last.get(c.pk, 0)
+        last[c.pk] = c.id
     total_rows = (
         connect()
         .execute("SELECT count(*) FROM bookstore_author WHERE email LIKE 'w%%'")
@@ -130,12 +213,43 @@ def test_stress_many_writers_random_commit_order(head, connect, db_params):
     assert ids != sorted(ids)
 
 
-def test_cursor_parsing():
-    assert Cursor.parse("12:34") == Cursor(12, 34)
-    assert str(Cursor(12, 34)) == "12:34"
-    for bad in ["", "12", "a:b", "12:-1", "1:2:3", "99999999999999999999999:1"]:
-        with pytest.raises(CursorError, match="expected TXID:ID"):
-            Cursor.parse(bad)
+def test_position_parsing():
+    snap = Position.parse("812:815:812,813")
+    assert snap == Position(Snapshot(812, 815, (812, 813)))
+    assert str(snap) == "812:815:812,813"
+    inside = Position.parse("812:815:812/812:820:812/4410")
+    assert inside.until == Snapshot(812, 820, (812,)) and inside.last_id == 4410
+    assert Position.parse(str(inside)) == inside
+    # an old TXID:ID cursor: everything below 12, and 12's rows up to id 34
+    old = Position.parse("12:34")
+    assert old == Position(Snapshot(12, 12), Snapshot(13, 13), 34)
+    assert old.sees(11) and not old.sees(12)
+    for bad in [
+        "",
+        "12",
+        "a:b",
+        "12:-1",
+        "5:3:",
+        "3:5:9",
+        "1:2:3/1:2:/x",
+        "99999999999999999999999:1",
+    ]:
+        with pytest.raises(PositionError, match="invalid"):
+            Position.parse(bad)
+
+
+def test_an_old_cursor_resumes_exactly(head, connect):
+    """``TXID:ID`` from livedata 0.1 (e.g. saved by a client) reads what came after it."""
+    writer = connect(autocommit=False)
+    writer.execute(INSERT, ["one", "1@example.com"])
+    writer.execute(INSERT, ["two", "2@example.com"])
+    writer.commit()
+    connect().execute(INSERT, ["three", "3@example.com"])
+    reader = connect()
+    rows, _ = read_all(reader, head)
+    first = rows[0]
+    old = Position.parse(f"{first.txid}:{first.id}")
+    assert names(read_all(reader, old)[0]) == ["two", "three"]
 
 
 def test_head_and_models_filter(head, connect):
@@ -146,24 +260,49 @@ def test_head_and_models_filter(head, connect):
     conn = connect()
     rows = log.read(conn, head, models=["bookstore.Book"])
     assert [r.model for r in rows] == ["bookstore.book"]
-    assert log.head(conn) == log.read(conn, head)[-1].cursor
+    assert read_all(conn, log.head(conn))[0] == []
 
 
-def test_prune_then_old_cursor_must_refetch(head, connect):
+def age_marks(conn, days: int) -> None:
+    conn.execute(f"UPDATE livedata_log_mark SET taken_at = taken_at - interval '{days} days'")
+
+
+def test_prune_then_old_position_must_refetch(head, connect):
     from livedata.demo.bookstore.models import Author
 
     Author.objects.create(name="Old", email="old@example.com")
     reader = connect()
-    old_cursor = head
-    connect().execute("UPDATE livedata_change SET at = at - interval '40 days'")
+    settle(reader)  # nothing else in flight: the mark's xmin is past "Old"
+    call_command("prune")  # records a mark: what had committed by now
+    admin = connect()
+    age_marks(admin, 40)
     Author.objects.create(name="New", email="new@example.com")
+    call_command("prune")  # default retention: 30 days: the 40-day-old mark decides
+    with pytest.raises(PositionExpired, match="refetch"):
+        log.read(reader, head)
+    # a reader at the horizon goes on normally
+    assert names(read_all(reader, log.oldest(reader))[0]) == ["New"]
 
-    call_command("prune")  # default retention: 30 days
-    with pytest.raises(CursorExpired, match="refetch"):
-        log.read(reader, old_cursor)
-    # a reader at or past the horizon goes on normally
-    horizon = Cursor(*reader.execute(log.HORIZON_SQL).fetchone())
-    assert [r.new["name"] for r in log.read(reader, horizon)] == ["New"]
+
+def test_prune_keeps_a_transaction_that_committed_after_the_cutoff(head, connect):
+    """A transaction that wrote before the cutoff but committed after it is kept for
+    readers that have not received it (rows' `at` would say it is old)."""
+    from livedata.demo.bookstore.models import Author
+
+    long = connect(autocommit=False)
+    long.execute(INSERT, ["Late", "late@example.com"])
+    Author.objects.create(name="Early", email="early@example.com")
+    call_command("prune")  # a mark while "Late" is still open
+    admin = connect()
+    age_marks(admin, 40)
+    admin.execute("UPDATE livedata_change SET at = at - interval '40 days'")
+    long.commit()
+    call_command("prune")
+    reader = connect()
+    # the mark saw neither as committed below its xmin (Late was in flight): both kept
+    assert names(read_all(reader, head)[0]) == ["Late", "Early"] or names(
+        read_all(reader, head)[0]
+    ) == ["Early", "Late"]
 
 
 def test_prune_keeps_recent_rows_and_reports(head, connect, capsys):
@@ -181,30 +320,3 @@ def test_prune_keeps_recent_rows_and_reports(head, connect, capsys):
             [timezone.now() - timedelta(days=1)],
         )
         assert cur.fetchone()[0] == 0
-
-
-def test_a_transaction_open_in_another_database_does_not_stall_the_log(head, connect, db_params):
-    """xmin is cluster-wide; the read bound ignores transactions of other databases only."""
-    import os
-
-    import psycopg
-
-    name = f"livedata_other_{os.getpid()}"
-    admin = connect()
-    admin.execute(f"DROP DATABASE IF EXISTS {name}")
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        with psycopg.connect(**{**db_params, "dbname": name}) as foreign:
-            foreign.execute("SELECT pg_current_xact_id()")  # holds an xid, stays open
-            local = connect(autocommit=False)
-            local.execute("SELECT pg_current_xact_id()")  # an open transaction here
-            writer = connect()
-            writer.execute(INSERT, ["W", "w@example.com"])
-            reader = connect()
-            assert log.read(reader, head) == []  # the local one holds it back: correct
-            local.rollback()
-            rows = log.read(reader, head)
-            assert [r.new["name"] for r in rows] == ["W"]  # the foreign one does not
-            foreign.rollback()
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

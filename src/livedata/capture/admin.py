@@ -35,7 +35,6 @@ class ChangeAdmin(admin.ModelAdmin):
     list_per_page = 100
     ordering = ["-txid", "-id"]
     fields = [
-        "cursor",
         "txid",
         "at",
         "model",

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import psycopg
 
 from livedata.capture import log
-from livedata.capture.log import Batch, Position
+from livedata.capture.log import Batch, Position, Snapshot
 
 logger = logging.getLogger("livedata.listener")
 
@@ -72,7 +72,7 @@ class Follower:
         self._queue: deque[Batch] = deque()
         self._queued_rows = 0
         self._ready = asyncio.Event()
-        self._fences: list[tuple[int, asyncio.Future[None]]] = []
+        self._fences: list[tuple[Callable[[Position], bool], asyncio.Future[None]]] = []
         #: while a step is in progress after a gap: skip batches until one ends here
         self._skip_until: Position | None = None
         self._retry = RETRY_MIN
@@ -96,16 +96,24 @@ class Follower:
     # --- the consumer's side ----------------------------------------------------------
     async def wait_seen(self, txid: int) -> None:
         """Return once the consumer was handed every row of committed ``txid``."""
-        if self.position is not None and self.position.sees(txid):
+        await self._wait(lambda p: p.sees(txid))
+
+    async def wait_covers(self, snapshot: Snapshot) -> None:
+        """Return once the consumer was handed everything ``snapshot`` sees (a write
+        fence for writes that cannot be named: take the snapshot after they commit)."""
+        await self._wait(lambda p: p.snapshot.covers(snapshot))
+
+    async def _wait(self, reached: Callable[[Position], bool]) -> None:
+        if self.position is not None and reached(self.position):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._fences.append((txid, future))
+        self._fences.append((reached, future))
         if self._wake is not None:
             self._wake()
         try:
             await future
         finally:
-            self._fences = [(t, f) for t, f in self._fences if f is not future]
+            self._fences = [(r, f) for r, f in self._fences if f is not future]
 
     @property
     def backlog(self) -> int:
@@ -205,6 +213,6 @@ class Follower:
     def _release_fences(self) -> None:
         if self.position is None:
             return
-        for txid, future in self._fences:
-            if self.position.sees(txid) and not future.done():
+        for reached, future in self._fences:
+            if not future.done() and reached(self.position):
                 future.set_result(None)

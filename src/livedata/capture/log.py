@@ -321,8 +321,10 @@ def oldest(conn: Any) -> Position:
     return START if bound is None else Position(Snapshot(bound, bound))
 
 
-def prune(conn: Any, older_than: datetime) -> int:
+def prune(conn: Any, older_than: datetime | None) -> int:
     """Delete the rows of transactions that had committed before ``older_than``.
+
+    ``None`` means now: every transaction committed so far.
 
     Judged by marks (snapshots recorded with their time, one per call): the newest mark
     taken at or before ``older_than`` sees exactly the transactions committed by then, and
@@ -339,7 +341,8 @@ def prune(conn: Any, older_than: datetime) -> int:
             f"""
             WITH mark AS (
                 SELECT id, pg_snapshot_xmin(snapshot) AS xmin FROM {MARK_TABLE}
-                WHERE taken_at <= %s ORDER BY taken_at DESC, id DESC LIMIT 1
+                WHERE %(cutoff)s::timestamptz IS NULL OR taken_at <= %(cutoff)s
+                ORDER BY taken_at DESC, id DESC LIMIT 1
             ), gone AS (
                 DELETE FROM {LOG_TABLE} WHERE txid < (SELECT xmin FROM mark) RETURNING 1
             ), horizon AS (
@@ -352,6 +355,11 @@ def prune(conn: Any, older_than: datetime) -> int:
             )
             SELECT count(*) FROM gone
             """,
-            [older_than],
+            {"cutoff": older_than},
         )
         return int(cur.fetchone()[0])
+
+# TEMP-SHIM: old names until webhooks and pull are migrated
+Cursor = Position
+CursorError = PositionError
+CursorExpired = PositionExpired

@@ -18,8 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from livedata import dbthreads
+from livedata.capture.follower import Follower
 from livedata.capture.listener import Listener
-from livedata.capture.log import ChangeRow
+from livedata.capture.log import Batch, Snapshot
 from livedata.conf import LivedataSettings, livedata_settings
 from livedata.ddp.errors import DDPError
 from livedata.ddp.ratelimit import RateLimiter, Rule
@@ -66,6 +67,9 @@ class Runtime:
         self.publications = API.publications  # names clients may subscribe to
         self.engine = Engine(self)
         self.listener: Listener | None = Listener() if listen else None
+        #: the live queries' and the token watcher's own queues on the listener
+        self.engine_follower: Follower | None = None
+        self.token_follower: Follower | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._services: list[Any] | None = None
         #: Live sessions with a heartbeat; one task ticks them all.
@@ -90,8 +94,10 @@ class Runtime:
     async def start(self) -> None:
         Runtime.current = self
         if self.listener is not None and self._listener_task is None:
-            self.listener.add_consumer(self.engine.on_changes)
-            self.listener.add_consumer(self.on_token_changes)
+            self.engine_follower = self.listener.follow(self._on_engine_batch, name="live queries")
+            self.token_follower = self.listener.follow(
+                self.on_token_changes, name="login tokens", models=[TOKEN_MODEL]
+            )
             self._listener_task = asyncio.create_task(self.listener.run())
             self._listener_task.add_done_callback(_report_listener_exit)
         if self.listener is not None and self._services is None:
@@ -137,14 +143,17 @@ class Runtime:
         if new is not None:
             self.token_sessions.setdefault(new, set()).add(session)
 
-    async def on_token_changes(self, rows: list[ChangeRow]) -> None:
+    async def _on_engine_batch(self, batch: Batch) -> None:
+        await self.engine.on_changes(batch.rows)
+
+    async def on_token_changes(self, batch: Batch) -> None:
         """A login token was deleted (logout elsewhere, password change, the admin,
         expiry): close the connections logged in with it, in every process (Meteor), and
         forget the HTTP APIs' cached lookup of it."""
         from livedata.httpapi.auth import forget_tokens
 
         doomed: set[Session] = set()
-        for row in rows:
+        for row in batch.rows:
             if row.model != TOKEN_MODEL:
                 continue
             if row.op == "truncate":
@@ -185,7 +194,8 @@ class Runtime:
     async def invoke(
         self, method: Method, call: MethodCall, params: list[Any]
     ) -> tuple[Any, int | None]:
-        """Run a method; returns its result and the txid its writes must be fenced on."""
+        """Run a method; returns its result and the snapshot its writes are fenced on
+        (taken after they committed; None: it wrote nothing)."""
         bound = method.bind(call, params)
         loop = asyncio.get_running_loop()
         pool = self.pools.get(method.pool, self.pools["default"])[0]
@@ -193,21 +203,24 @@ class Runtime:
             if method.login_required or method.permission_required:
                 await loop.run_in_executor(pool, method.check_access, call.user)
             result = await method.func(*bound.args, **bound.kwargs)
-            fence = await loop.run_in_executor(pool, _current_horizon)
+            fence = await loop.run_in_executor(pool, _snapshot_now)
             return result, fence
         return await loop.run_in_executor(pool, _run_sync, method, call, bound)
 
-    async def fence(self, txid: int) -> None:
-        """Wait until the listener delivered transaction ``txid`` (the write fence)."""
+    async def fence(self, snapshot: Snapshot) -> None:
+        """Wait until the live queries were handed everything ``snapshot`` sees (the
+        write fence: ``updated`` follows the method's data). Other transactions still
+        open when it was taken are not waited for."""
         if self.listener is None:
             return
         await self.start()
+        assert self.engine_follower is not None
         try:
             await asyncio.wait_for(
-                self.listener.wait_delivered(txid), self.settings.METHOD_FENCE_TIMEOUT
+                self.engine_follower.wait_covers(snapshot), self.settings.METHOD_FENCE_TIMEOUT
             )
         except TimeoutError:
-            logger.warning("livedata: write fence for txid %s timed out; sending updated", txid)
+            logger.warning("livedata: write fence at %s timed out; sending updated", snapshot)
 
 
 def _report_listener_exit(task: asyncio.Task[None]) -> None:
@@ -215,36 +228,36 @@ def _report_listener_exit(task: asyncio.Task[None]) -> None:
         logger.error("livedata: the change-log listener stopped", exc_info=task.exception())
 
 
-def _run_sync(method: Method, call: MethodCall, bound: Any) -> tuple[Any, int | None]:
-    """A sync method in a worker thread: in a transaction; returns (result, its txid)."""
+def _run_sync(method: Method, call: MethodCall, bound: Any) -> tuple[Any, Snapshot | None]:
+    """A sync method in a worker thread, in a transaction; returns (result, fence)."""
     from django.db import connection, transaction
 
     dbthreads.usable_connection()
     method.check_access(call.user)
     if not method.atomic:
         result = method.func(*bound.args, **bound.kwargs)
-        return result, _current_horizon_locked(connection)
+        return result, _snapshot_locked(connection)
     with transaction.atomic():
         result = method.func(*bound.args, **bound.kwargs)
         with connection.cursor() as cur:
-            cur.execute("SELECT pg_current_xact_id_if_assigned()::text")
-            txid = cur.fetchone()[0]
-    return result, int(txid) if txid is not None else None
+            cur.execute("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")
+            wrote = cur.fetchone()[0]
+    return result, _snapshot_locked(connection) if wrote else None
 
 
-def _current_horizon() -> int:
+def _snapshot_now() -> Snapshot:
     from django.db import connection
 
     dbthreads.usable_connection()
-    return _current_horizon_locked(connection)
+    return _snapshot_locked(connection)
 
 
-def _current_horizon_locked(connection: Any) -> int:
-    """For writes we cannot name (async methods, autocommit): fence on everything that has
-    started by now, i.e. every txid below the snapshot's xmax."""
+def _snapshot_locked(connection: Any) -> Snapshot:
+    """A snapshot taken now: it sees every write that has committed (the fence for
+    writes we cannot name, and for a transaction right after its commit)."""
     with connection.cursor() as cur:
-        cur.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
-        return int(cur.fetchone()[0]) - 1
+        cur.execute("SELECT pg_current_snapshot()::text")
+        return Snapshot.parse(cur.fetchone()[0])
 
 
 def _freeze_startup_objects() -> None:

@@ -36,6 +36,7 @@ from livedata.ddp.messages import UNDEFINED
 from livedata.publish.methods import ConnectionInfo, MethodCall
 
 if TYPE_CHECKING:
+    from livedata.capture.position import Snapshot
     from livedata.server.app import Runtime
 
 logger = logging.getLogger("livedata.server")
@@ -341,7 +342,7 @@ class Session:
             user=self.user,
             login_token=self.login_token,
         )
-        fence: int | None = None
+        fence: Snapshot | None = None
         self._call_in_flight = call
         try:
             result, fence = await self.runtime.invoke(method, call, action.params)

@@ -24,8 +24,9 @@ def _duration(value: str) -> timedelta:
 
 class Command(BaseCommand):
     help = (
-        "Delete change-log rows older than LIVEDATA['RETENTION'] (or --older-than). "
-        "Readers whose cursor falls behind get an explicit 'refetch' error, never a gap."
+        "Delete change-log rows of transactions committed before LIVEDATA['RETENTION'] "
+        "(or --older-than) ago, judged by the marks earlier runs recorded. Readers whose "
+        "position falls behind get an explicit 'refetch' error, never a gap."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -46,5 +47,5 @@ class Command(BaseCommand):
                 self.stdout.write("LIVEDATA['RETENTION'] is None: keeping everything")
                 return
         cutoff = timezone.now() - keep
-        deleted = log.prune(connection, cutoff)
-        self.stdout.write(f"pruned {deleted} change(s) written before {cutoff.isoformat()}")
+        deleted = log.prune(connection, cutoff if keep else None)
+        self.stdout.write(f"pruned {deleted} change(s) committed before {cutoff.isoformat()}")

@@ -14,16 +14,23 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from livedata.capture import log
 from livedata.capture.declare import captured_models
 from livedata.capture.listener import Listener
-from livedata.capture.log import ChangeRow, Cursor, CursorError, CursorExpired, MissingLogTable
+from livedata.capture.log import (
+    Batch,
+    ChangeRow,
+    MissingLogTable,
+    Position,
+    PositionError,
+    PositionExpired,
+)
 
 
 def format_line(row: ChangeRow) -> str:
-    """One readable line: cursor, time, op, model#pk, changed columns, who."""
+    """One readable line: transaction, time, op, model#pk, changed columns, who."""
     ctx = row.context or {}
     who = ctx.get("username") or ctx.get("user_id")
     req = " ".join(str(ctx[k]) for k in ("method", "path") if ctx.get(k))
     parts = [
-        str(row.cursor),
+        f"tx{row.txid}",
         row.at.strftime("%H:%M:%S.%f")[:-3],
         f"{row.op:<8}",
         f"{row.model}#{row.pk}" if row.pk is not None else row.model,
@@ -51,46 +58,47 @@ class Command(BaseCommand):
             help="only this model (repeatable)",
         )
         start = parser.add_mutually_exclusive_group()
-        start.add_argument("--since", metavar="CURSOR", help="changes after this cursor")
+        start.add_argument(
+            "--since", metavar="POSITION", help="changes after this position (--json prints them)"
+        )
         start.add_argument(
             "--from-start", action="store_true", help="every change still in the log"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         models = [self._label(m) for m in options["model"]]
-        cursor: Cursor | None = None
+        position: Position | None = None
         if options["since"]:
             try:
-                cursor = Cursor.parse(options["since"])
-            except CursorError as exc:
+                position = Position.parse(options["since"])
+            except PositionError as exc:
                 raise CommandError(str(exc)) from None
         elif options["from_start"]:
-            cursor = log.START
+            position = self._oldest()
         as_json = options["json"]
         out = self.stdout
 
-        async def printer(rows: list[ChangeRow]) -> None:
-            for row in rows:
+        async def printer(batch: Batch) -> None:
+            for i, row in enumerate(batch.rows):
                 if as_json:
-                    out.write(json.dumps(row.as_dict(), default=str, separators=(",", ":")))
+                    line = row.as_dict(batch.position_after(i))
+                    out.write(json.dumps(line, default=str, separators=(",", ":")))
                 else:
                     out.write(format_line(row))
             out.flush()
 
-        listener = Listener(cursor=cursor, models=models or None)
-        listener.add_consumer(printer)
-        if options["from_start"]:
-            listener.cursor = self._oldest()
+        listener = Listener(position=position, models=models or None)
         try:
-            asyncio.run(self._run(listener))
-        except CursorExpired as exc:
+            asyncio.run(self._run(listener, printer))
+        except PositionExpired as exc:
             raise CommandError(str(exc)) from None
         except MissingLogTable as exc:
             raise CommandError(str(exc)) from None
         except KeyboardInterrupt:
             pass
 
-    async def _run(self, listener: Listener) -> None:
+    async def _run(self, listener: Listener, printer: Any) -> None:
+        listener.follow(printer, name="tail")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, listener.stop)
@@ -98,14 +106,11 @@ class Command(BaseCommand):
             self.stderr.write("livedata tail: waiting for changes (Ctrl-C to stop)")
         await listener.run()
 
-    def _oldest(self) -> Cursor:
-        """Where --from-start begins: just past the pruned horizon (or the very start)."""
+    def _oldest(self) -> Position:
+        """Where --from-start begins: the pruned horizon (or the very start)."""
         from django.db import connection
 
-        with connection.cursor() as cur:
-            cur.execute(log.HORIZON_SQL)
-            row = cur.fetchone()
-        return Cursor(int(row[0]), int(row[1])) if row else log.START
+        return log.oldest(connection)
 
     def _label(self, value: str) -> str:
         try:
