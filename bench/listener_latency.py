@@ -77,9 +77,9 @@ class Collector:
         self.prefix = "\0"
         self.received: defaultdict[str, list[float]] = defaultdict(list)
 
-    async def __call__(self, rows: list[Any]) -> None:
+    async def __call__(self, batch: Any) -> None:
         now = time.perf_counter()
-        for row in rows:
+        for row in batch.rows:
             email = (row.new or {}).get("email", "")
             if row.op == "insert" and email.startswith(self.prefix):
                 self.received[email].append(now)
@@ -217,7 +217,7 @@ async def bench(
 
     collector = Collector()
     listener = Listener(models=[MODEL], params=params)
-    listener.add_consumer(collector)
+    listener.follow(collector)
     task = asyncio.create_task(listener.run())
     try:
         await asyncio.wait_for(listener.connected.wait(), timeout=30)

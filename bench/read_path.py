@@ -1,0 +1,225 @@
+"""The read path under open transactions: latency, cost of one read, reads per commit.
+
+Side by side in one run, on the listener of this process (``Listener`` + one follower):
+
+1. **Commit → consumer latency** at 100 and 1000 commits/s (one row per commit, writer
+   processes on a fixed schedule, as ``listener_latency.py``), in three conditions,
+   interleaved per rate so that the machine's state is shared:
+   - ``none``: no other transaction open;
+   - ``one long``: one unrelated transaction (it holds an xid) open for the whole phase;
+   - ``N idle``: N sessions idle in transaction (each wrote a row of another table), N =
+     100 or as many as ``max_connections`` leaves room for.
+   Reported: p50/p99/max and the ratio of p99 to ``none``'s (goal: within 1.2x).
+2. **Cost of one read** (an empty read at the head: what every wake-up pays) with 0, 1 and
+   N transactions in flight: mean ms over 500 reads, and the buffers and rows that
+   ``EXPLAIN (ANALYZE, BUFFERS)`` reports for one.
+3. **Reads per isolated commit**: 50 commits 50 ms apart; the listener's read count per
+   commit (goal: 1).
+
+The load generator's own lag (how far writers fell behind schedule) is reported.
+
+    .venv/bin/python bench/read_path.py [--quick]
+
+Writes bench/results/read_path.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from listener_latency import MODEL, Collector, ensure_history, run_phase
+from benchlib import print_server, server_info, setup
+
+RESULTS = Path(__file__).resolve().parent / "results" / "read_path.json"
+WANTED_IDLE = 100
+
+
+class Open:
+    """Transactions held open while measuring (each has an xid)."""
+
+    def __init__(self, params: dict[str, Any], n: int) -> None:
+        self.params, self.n = params, n
+        self.conns: list[psycopg.Connection] = []
+
+    def __enter__(self) -> Open:
+        for _ in range(self.n):
+            conn = psycopg.connect(**self.params)
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS held (x int)")
+            conn.execute("INSERT INTO held VALUES (1)")  # an xid; then idle in transaction
+            self.conns.append(conn)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for conn in self.conns:
+            conn.rollback()
+            conn.close()
+
+
+def idle_sessions(params: dict[str, Any]) -> int:
+    with psycopg.connect(**params, autocommit=True) as conn:
+        limit = int(conn.execute("SHOW max_connections").fetchone()[0])
+        used = int(conn.execute("SELECT count(*) FROM pg_stat_activity").fetchone()[0])
+    return max(1, min(WANTED_IDLE, limit - used - 12))  # room for the listener and writers
+
+
+async def latencies(
+    params: dict[str, Any], idle: int, seconds: float, listener: Any, collector: Collector
+) -> list[dict[str, Any]]:
+    out = []
+    for rate, writers in ((100, 1), (1000, 2)):
+        for name, n in (("none", 0), ("one long", 1), (f"{idle} idle", idle)):
+            with Open(params, n):
+                await asyncio.sleep(0.2)
+                r = await run_phase(params, collector, rate, seconds, writers)
+            out.append(
+                {
+                    "rate": rate,
+                    "condition": name,
+                    "open": n,
+                    "committed": r.committed,
+                    "delivered": r.delivered,
+                    "missing": r.missing,
+                    "duplicates": r.duplicates,
+                    "achieved_rate": r.achieved_rate,
+                    "behind_ms": r.max_behind_schedule_ms,
+                    **{k: r.latency_ms[k] for k in ("p50", "p99", "max")},
+                }
+            )
+    return out
+
+
+def read_cost(params: dict[str, Any], idle: int) -> list[dict[str, Any]]:
+    from livedata.capture import log
+    from livedata.capture.listener import _generic_plans
+
+    out = []
+    for n in (0, 1, idle):
+        with Open(params, n), psycopg.connect(**_generic_plans(params)) as conn:
+            # a later commit moves xmax past the held ones: they are in the snapshot's xip
+            conn.execute("SELECT pg_current_xact_id()")
+            position = log.head(conn)
+            assert len(position.snapshot.xip) >= n, "the held transactions are not in flight"
+            for _ in range(50):  # warm up (and let the generic plan settle)
+                log.read_batch(conn, position)
+            t0 = time.perf_counter()
+            reads = 500
+            for _ in range(reads):
+                log.read_batch(conn, position)
+            ms = (time.perf_counter() - t0) / reads * 1000
+            sql, args = log._read_query(position, 1000, None, None)
+            plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, args)
+            top = plan.fetchone()[0][0]["Plan"]
+            rows, buffers = _walk(top)
+            out.append(
+                {
+                    "in_flight": n,
+                    "position_chars": len(str(position)),
+                    "ms_per_read": ms,
+                    "rows_examined": rows,
+                    "buffers": buffers,
+                }
+            )
+    return out
+
+
+def _walk(node: dict[str, Any]) -> tuple[int, int]:
+    """Rows read by scans, and shared buffers touched, in an EXPLAIN JSON plan."""
+    rows = 0
+    if "Scan" in node["Node Type"] and node.get("Relation Name"):
+        rows += int(node.get("Actual Rows", 0) * node.get("Actual Loops", 1))
+        rows += int(node.get("Rows Removed by Filter", 0))
+    buffers = node.get("Shared Hit Blocks", 0) + node.get("Shared Read Blocks", 0)
+    for child in node.get("Plans", []):
+        r, _ = _walk(child)
+        rows += r
+    return rows, buffers
+
+
+async def reads_per_commit(params: dict[str, Any], listener: Any, collector: Collector) -> float:
+    collector.prefix = "solo-"
+    await asyncio.sleep(0.5)
+    before = listener.reads
+    commits = 50
+    with psycopg.connect(**params, autocommit=True) as conn:
+        for i in range(commits):
+            conn.execute(
+                "INSERT INTO bookstore_author (name, email) VALUES (%s, %s)",
+                [f"solo {i}", f"solo-{i}-{time.monotonic_ns()}@example.invalid"],
+            )
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        conn.execute("DELETE FROM bookstore_author WHERE email LIKE 'solo-%%'")
+    await asyncio.sleep(0.5)
+    # the DELETE is one more commit (one statement-level read)
+    return (listener.reads - before) / (commits + 1)
+
+
+async def bench(params: dict[str, Any], idle: int, seconds: float) -> dict[str, Any]:
+    from livedata.capture.listener import Listener
+
+    collector = Collector()
+    listener = Listener(models=[MODEL], params=params)
+    listener.poll_interval = 60  # only NOTIFYs drive reads: they are what is counted
+    listener.follow(collector)
+    task = asyncio.create_task(listener.run())
+    try:
+        await asyncio.wait_for(listener.connected.wait(), timeout=30)
+        lat = await latencies(params, idle, seconds, listener, collector)
+        per_commit = await reads_per_commit(params, listener, collector)
+    finally:
+        listener.stop()
+        await task
+    return {"latency": lat, "reads_per_commit": per_commit}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1.5 s per phase instead of 5 s")
+    args = parser.parse_args()
+    seconds = 1.5 if args.quick else 5.0
+    params = setup()
+    ensure_history(params)
+    info = server_info(params)
+    print_server(info)
+    idle = idle_sessions(params)
+    print(f"Runs: {seconds:g} s per phase, one row per commit; {idle} idle sessions\n")
+
+    result = asyncio.run(bench(params, idle, seconds))
+    cost = read_cost(params, idle)
+
+    base = {r["rate"]: r for r in result["latency"] if r["condition"] == "none"}
+    print(
+        f"{'rate/s':>6} {'condition':<10} {'achieved/s':>10} {'behind ms':>9} {'delivered':>11} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'p99 vs none':>11}"
+    )
+    for r in result["latency"]:
+        r["p99_ratio"] = r["p99"] / base[r["rate"]]["p99"]
+        ok = "ok" if not r["missing"] and not r["duplicates"] else "LOSS/DUP"
+        print(
+            f"{r['rate']:>6} {r['condition']:<10} {r['achieved_rate']:>10.1f} "
+            f"{r['behind_ms']:>9.1f} {r['delivered']:>5}/{r['committed']:<5} "
+            f"{r['p50']:>7.2f} {r['p99']:>7.2f} {r['max']:>7.2f} {r['p99_ratio']:>10.2f}x {ok}"
+        )
+    print(f"\n{'in flight':>9} {'position chars':>14} {'ms/read':>8} {'rows':>5} {'buffers':>7}")
+    for c in cost:
+        print(
+            f"{c['in_flight']:>9} {c['position_chars']:>14} {c['ms_per_read']:>8.3f} "
+            f"{c['rows_examined']:>5} {c['buffers']:>7}"
+        )
+    print(f"\nreads per isolated commit: {result['reads_per_commit']:.2f}")
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"server": info, "seconds": seconds, "idle": idle, **result, "read_cost": cost}
+    RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"\nWrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
