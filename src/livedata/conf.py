@@ -51,6 +51,10 @@ class LivedataSettings:
     #: ("*",) allows any. Empty: same origin only. Clients sending no Origin (Node, mobile)
     #: are always allowed.
     DDP_ALLOWED_ORIGINS: tuple[str, ...] = ()
+    #: Serve SockJS's JSONP transport (``jsonp``, ``jsonp_send``). Off: any site's page can
+    #: make its requests with a script tag, and Meteor's and sockjs-client's browsers do
+    #: not need it (they use WebSocket, xhr-streaming or xhr-polling).
+    SOCKJS_JSONP: bool = False
     #: permessage-deflate on DDP WebSockets. Off by default: measured (bench/asgi_servers.py)
     #: it costs ~90 KiB per idle connection (zlib state) and halves fan-out throughput.
     DDP_WEBSOCKET_COMPRESSION: bool = False
