@@ -8,12 +8,15 @@ from livedata.demo.settings import INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 ROOT_URLCONF = "tests.urls"
+# servers started by a test may restrict the hosts they serve (JSON list)
+ALLOWED_HOSTS = json.loads(os.environ.get("LIVEDATA_TEST_ALLOWED_HOSTS") or '["*"]')
 # the demo's digest hasher with few iterations: fast test users, same format
 PASSWORD_HASHERS = ["tests.testapp.hashers.FastDigestPBKDF2PasswordHasher"]
 # Capture declared in settings (the demo's models use the @livedata.track decorator).
 LIVEDATA = {
     "TRACK": ["testapp.Gadget"],
     "POLL_INTERVAL": 0.5,
+    "SITE_URL": "http://site.example",  # where mailed links point
     "RECONNECT_MAX": 1.0,
     # webhook receivers in tests are local HTTP servers; retries are fast
     "WEBHOOK_ALLOWED_NETWORKS": ["127.0.0.0/8", "::1/128"],

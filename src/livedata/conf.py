@@ -51,6 +51,10 @@ class LivedataSettings:
     #: ("*",) allows any. Empty: same origin only. Clients sending no Origin (Node, mobile)
     #: are always allowed.
     DDP_ALLOWED_ORIGINS: tuple[str, ...] = ()
+    #: Serve SockJS's JSONP transport (``jsonp``, ``jsonp_send``). Off: any site's page can
+    #: make its requests with a script tag, and Meteor's and sockjs-client's browsers do
+    #: not need it (they use WebSocket, xhr-streaming or xhr-polling).
+    SOCKJS_JSONP: bool = False
     #: permessage-deflate on DDP WebSockets. Off by default: measured (bench/asgi_servers.py)
     #: it costs ~90 KiB per idle connection (zlib state) and halves fan-out throughput.
     DDP_WEBSOCKET_COMPRESSION: bool = False
@@ -81,9 +85,14 @@ class LivedataSettings:
     LOGIN_TOKEN_LIFETIME: timedelta = timedelta(days=90)
     #: How long a password-reset token from ``forgotPassword`` lives (Meteor: 3 days).
     PASSWORD_RESET_LIFETIME: timedelta = timedelta(days=3)
-    #: The link ``forgotPassword`` mails: ``{origin}`` is the client's site, ``{token}``
-    #: the reset token (Meteor's form, which Meteor's client routes handle).
-    PASSWORD_RESET_URL: str = "{origin}/#/reset-password/{token}"
+    #: The public URL of the site, e.g. "https://app.example.com": links mailed to users
+    #: (``forgotPassword``) are built from it, never from a request's Host or Origin (which
+    #: the client chooses). Required to mail reset links (a system check warns).
+    SITE_URL: str = ""
+    #: The link ``forgotPassword`` mails: ``{site_url}`` is ``SITE_URL`` (``{origin}``, the
+    #: older name, is ``SITE_URL`` too), ``{token}`` the reset token (Meteor's form, which
+    #: Meteor's client routes handle).
+    PASSWORD_RESET_URL: str = "{site_url}/#/reset-password/{token}"
     #: One answer for "no such user" and "wrong password" (Meteor 3's default): no user
     #: enumeration. False gives Meteor's older, specific messages.
     ACCOUNTS_AMBIGUOUS_ERRORS: bool = True

@@ -1,4 +1,5 @@
-"""System checks: the accounts need the digest hasher to check Meteor clients' logins."""
+"""System checks: the accounts need the digest hasher to check Meteor clients' logins, and
+the site's URL to mail links."""
 
 from __future__ import annotations
 
@@ -31,6 +32,39 @@ def digest_hasher_configured(app_configs: Any = None, **kwargs: Any) -> list[che
                 "in Django will not be checkable from a DDP client's digest.",
                 hint="Move it to the front of PASSWORD_HASHERS.",
                 id="livedata.W002",
+            )
+        ]
+    return []
+
+
+@checks.register(checks.Tags.security)
+def site_url_configured(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Reset links are built from SITE_URL only (never from request headers)."""
+    from urllib.parse import urlsplit
+
+    from livedata.accounts.methods import needs_site_url
+    from livedata.conf import livedata_settings
+
+    conf = livedata_settings()
+    if conf.SITE_URL:
+        url = urlsplit(conf.SITE_URL)
+        if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
+            return [
+                checks.Error(
+                    f"LIVEDATA['SITE_URL'] = {conf.SITE_URL!r} is not the site's URL.",
+                    hint="An absolute http(s) URL, e.g. 'https://app.example.com'.",
+                    id="livedata.E001",
+                )
+            ]
+        return []
+    if conf.ACCOUNTS and needs_site_url(conf.PASSWORD_RESET_URL):
+        return [
+            checks.Warning(
+                "LIVEDATA['SITE_URL'] is not set: forgotPassword cannot mail reset links "
+                "(it answers an error). Links are never built from a request's Host or Origin.",
+                hint="Set LIVEDATA['SITE_URL'] to the site's public URL, e.g. "
+                "'https://app.example.com'.",
+                id="livedata.W003",
             )
         ]
     return []

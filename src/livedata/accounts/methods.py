@@ -282,11 +282,23 @@ def change_password(call: MethodCall, old_password: Any, new_password: Any) -> d
     return {"passwordChanged": True}
 
 
-def _origin(call: MethodCall) -> str:
-    headers = call.connection.http_headers
-    if headers.get("origin"):
-        return headers["origin"].rstrip("/")
-    return f"http://{headers.get('host', 'localhost')}"
+def needs_site_url(template: str) -> bool:
+    return "{site_url}" in template or "{origin}" in template
+
+
+def _reset_link_template(conf: Any) -> str:
+    """The reset link's template with the site filled in: from ``SITE_URL`` only. The
+    request's Host and Origin are the client's to choose, and a link built from them
+    would mail the victim's token to the attacker's site."""
+    template = conf.PASSWORD_RESET_URL
+    site = conf.SITE_URL.rstrip("/")
+    if needs_site_url(template) and not site:
+        logger.error(
+            "livedata: forgotPassword cannot mail a link: set LIVEDATA['SITE_URL'] to the "
+            "site's public URL (e.g. 'https://app.example.com')"
+        )
+        raise DDPError(503, "Password reset by email is not configured on this server")
+    return template.replace("{site_url}", site).replace("{origin}", site)
 
 
 @accounts_method("forgotPassword")
@@ -297,6 +309,7 @@ def forgot_password(call: MethodCall, options: Any) -> None:
     if not isinstance(email, str) or not email or len(email) > 254:
         raise MATCH_FAILED
     conf = livedata_settings()
+    template = _reset_link_template(conf)  # before the lookup: one answer for every address
     user = get_adapter().find_user({"email": email})
     if user is None:
         if conf.ACCOUNTS_AMBIGUOUS_ERRORS:
@@ -305,7 +318,7 @@ def forgot_password(call: MethodCall, options: Any) -> None:
     secret, _ = tokens.issue(
         user, kind=LoginToken.Kind.RESET, lifetime=conf.PASSWORD_RESET_LIFETIME
     )
-    url = conf.PASSWORD_RESET_URL.format(origin=_origin(call), token=secret)
+    url = template.replace("{token}", secret)
     transaction.on_commit(lambda: get_adapter().send_password_reset(user, url))
 
 

@@ -73,6 +73,8 @@ STATIC_URL = "static/"
 # The demo's livedata settings; LIVEDATA_SETTINGS='{"DDP_HEARTBEAT_INTERVAL": 0}' (JSON)
 # overrides them without editing code (benchmarks use it).
 LIVEDATA: dict = {
+    # where forgotPassword's links point (`livedata demo` sets it to where it serves)
+    "SITE_URL": os.environ.get("LIVEDATA_SITE_URL", "http://127.0.0.1:8000"),
     # the demo's example receiver (/example-receiver/) runs on this machine
     "WEBHOOK_ALLOWED_NETWORKS": ["127.0.0.0/8", "::1/128"],
     **json.loads(os.environ.get("LIVEDATA_SETTINGS") or "{}"),

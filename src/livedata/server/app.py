@@ -295,6 +295,25 @@ class LivedataApp:
         kind = scope["type"]
         if kind == "lifespan":
             await self._lifespan(receive, send)
+        elif kind == "websocket" or _is_sockjs(scope["path"]):
+            await self._ddp(scope, receive, send)
+        elif kind == "http" and self._api_handler is not None and is_api_request(scope):
+            await self._api_handler(scope, receive, send)  # no middleware: see apiroute
+        else:
+            await self.django_app(scope, receive, send)
+
+    async def _ddp(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """DDP's WebSockets and SockJS: Django never sees these requests, so its Host
+        validation (ALLOWED_HOSTS) is done here, before anything is accepted."""
+        from livedata.server.origin import host_allowed
+        from livedata.server.websocket import headers_of, refuse
+
+        kind = scope["type"]
+        if not host_allowed(scope, headers_of(scope)):
+            logger.info(
+                "livedata: refused a DDP request for host %s", headers_of(scope).get("host")
+            )
+            await refuse(scope, receive, send, 400, "Bad Request (Invalid host)")
         elif kind == "websocket" and scope["path"].rstrip("/") in DDP_PATHS:
             from livedata.server.websocket import serve_websocket
 
@@ -303,12 +322,8 @@ class LivedataApp:
         elif kind in ("http", "websocket") and _is_sockjs(scope["path"]):
             await self.runtime.start()
             await self._sockjs_endpoint()(scope, receive, send)
-        elif kind == "websocket":
+        else:  # a WebSocket to anywhere else
             await send({"type": "websocket.close", "code": 4404})
-        elif kind == "http" and self._api_handler is not None and is_api_request(scope):
-            await self._api_handler(scope, receive, send)  # no middleware: see apiroute
-        else:
-            await self.django_app(scope, receive, send)
 
     def _sockjs_endpoint(self) -> Any:
         """DDP over SockJS at ``/sockjs`` (Meteor's browser clients), made on first use."""

@@ -57,6 +57,8 @@ class Session:
         close: CloseTransport,
         client_address: str | None = None,
         http_headers: dict[str, str] | None = None,
+        site_origin: str = "",
+        cookie_login: bool = True,
     ) -> None:
         conf = runtime.settings
         self.runtime = runtime
@@ -75,6 +77,11 @@ class Session:
         self._close = close
         self.client_address = client_address
         self.http_headers = http_headers or {}
+        #: this site's origin as the opening request saw it (``http(s)://host``)
+        self.site_origin = site_origin
+        #: the transport is this client's alone (a WebSocket, a bound SockJS session):
+        #: only then may the browser's Django session cookie log it in
+        self.cookie_login = cookie_login
         self.max_outgoing = conf.DDP_MAX_OUTGOING_BYTES
         # An idle session owns no task: the worker and the writer exist only while there
         # is work, and one runtime-wide task ticks every session's heartbeat. That keeps
@@ -234,7 +241,9 @@ class Session:
         headers = self.http_headers
         if not self.runtime.settings.DDP_SESSION_LOGIN or "cookie" not in headers:
             return
-        if not same_origin(headers):
+        if not self.cookie_login:
+            return  # another client could drive this session: never with this cookie
+        if not same_origin(headers, self.site_origin):
             return  # another site's page must not act with this browser's cookie
         try:
             user = await asyncio.get_running_loop().run_in_executor(

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 from livedata.ddp import messages
+from livedata.server.origin import origin_allowed, site_origin
 from livedata.server.session import Session
 
 logger = logging.getLogger("livedata.server")
@@ -21,19 +21,29 @@ def headers_of(scope: dict[str, Any]) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
 
-def origin_allowed(headers: dict[str, str], allowed: tuple[str, ...]) -> bool:
-    """No Origin (non-browser clients): allowed. Otherwise same host, or listed."""
-    origin = headers.get("origin")
-    if not origin:
-        return True
-    if "*" in allowed or origin in allowed:
-        return True
-    return urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
+async def refuse(scope: dict[str, Any], receive: Any, send: Any, status: int, text: str) -> None:
+    """Answer an HTTP request, or refuse a WebSocket before accepting it, with ``status``."""
+    body = text.encode()
+    headers = [(b"content-type", b"text/plain; charset=UTF-8")]
+    headers.append((b"content-length", str(len(body)).encode()))
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
+    if (await receive())["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        start = {"type": "websocket.http.response.start", "status": status, "headers": headers}
+        await send(start)
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:  # closed before accept: the server answers 403
+        await send({"type": "websocket.close", "code": 4000 + status})
 
 
 async def serve_websocket(runtime: Any, scope: dict[str, Any], receive: Any, send: Any) -> None:
     headers = headers_of(scope)
-    if not origin_allowed(headers, runtime.settings.DDP_ALLOWED_ORIGINS):
+    site = site_origin(scope, headers)
+    if not origin_allowed(headers.get("origin"), site, runtime.settings.DDP_ALLOWED_ORIGINS):
         logger.info("livedata: refused DDP connection from origin %s", headers.get("origin"))
         await receive()  # websocket.connect
         await send({"type": "websocket.close", "code": 4003})
@@ -75,6 +85,7 @@ async def serve_websocket(runtime: Any, scope: dict[str, Any], receive: Any, sen
         close=close,
         client_address=client[0] if client else None,
         http_headers=headers,
+        site_origin=site,
     )
     limit = runtime.settings.DDP_MAX_MESSAGE_BYTES
     session.start()

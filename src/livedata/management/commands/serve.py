@@ -37,6 +37,7 @@ def serve(host: str, port: int, *, workers: int = 1, log_level: str = "info") ->
     import uvicorn
 
     from livedata.conf import livedata_settings
+    from livedata.server.logs import uvicorn_log_config
 
     conf = livedata_settings()
     uvicorn.run(
@@ -52,6 +53,7 @@ def serve(host: str, port: int, *, workers: int = 1, log_level: str = "info") ->
         ws_ping_interval=None,  # DDP has its own heartbeat
         ws_per_message_deflate=conf.DDP_WEBSOCKET_COMPRESSION,
         log_level=log_level,
+        log_config=uvicorn_log_config(),  # SockJS session ids never in the access log
         proxy_headers=False,
         # open SockJS streams and long polls would otherwise hold a shutdown forever
         timeout_graceful_shutdown=3,

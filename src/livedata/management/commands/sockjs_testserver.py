@@ -40,6 +40,7 @@ class TestServer:
 
     def __init__(self, **options: Any) -> None:
         options.setdefault("response_limit", 4096)
+        options.setdefault("jsonp", True)  # the protocol suite tests it
         self.endpoints = [
             SockJSEndpoint("/echo", Echo, **options),
             SockJSEndpoint("/close", Close, **options),

@@ -1,9 +1,11 @@
 """DDP over SockJS: each SockJS session carries one DDP ``Session`` (as Meteor's server).
 
 Mounted at ``/sockjs`` by ``LivedataApp``. Same rules as the raw WebSocket: the origin
-check, the inbound message size limit (a DDP error, then close), the outgoing bound; and
-Meteor's SockJS timings (heartbeat frames every 45 s, sessions kept 60 s without a
-receiving connection).
+check (on every request), the inbound message size limit (a DDP error, then close), the
+outgoing bound; and Meteor's SockJS timings (heartbeat frames every 45 s, sessions kept
+60 s without a receiving connection). HTTP sessions are bound to the client that opened
+them, and only a session no other client can drive is logged in by the Django session
+cookie. JSONP is off unless ``SOCKJS_JSONP``.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from livedata.ddp import messages
+from livedata.server.origin import origin_allowed, site_origin
 from livedata.server.session import Session
 from livedata.server.sockjs.endpoint import SockJSEndpoint
 from livedata.server.sockjs.session import SockJSSession
-from livedata.server.websocket import origin_allowed
 
 if TYPE_CHECKING:
     from livedata.server.app import Runtime
@@ -43,6 +45,8 @@ class DDPHandler:
             close=self._close,
             client_address=sockjs.client_address,
             http_headers=sockjs.http_headers,
+            site_origin=site_origin({"scheme": sockjs.scheme}, sockjs.http_headers),
+            cookie_login=sockjs.exclusive,
         )
         self.session.start()
 
@@ -72,5 +76,9 @@ def ddp_endpoint(runtime: Runtime, prefix: str = PREFIX) -> SockJSEndpoint:
         # so messages between the two get a DDP error first, as on the raw WebSocket
         max_message_bytes=2 * conf.DDP_MAX_MESSAGE_BYTES,
         max_queue_bytes=conf.DDP_MAX_OUTGOING_BYTES,
-        origin_allowed=lambda headers: origin_allowed(headers, conf.DDP_ALLOWED_ORIGINS),
+        origin_allowed=lambda scope, headers: origin_allowed(
+            headers.get("origin"), site_origin(scope, headers), conf.DDP_ALLOWED_ORIGINS
+        ),
+        jsonp=conf.SOCKJS_JSONP,
+        bind_sessions=True,
     )

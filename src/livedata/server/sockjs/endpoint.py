@@ -10,15 +10,24 @@ URLs under ``prefix`` (sockjs-protocol 0.3.3; sockjs-node for what the suite lea
          POST xhr, xhr_streaming (OPTIONS)   receive: polling, streaming
          POST xhr_send (OPTIONS)             send: a JSON array of strings -> 204
          GET  eventsource, htmlfile?c=cb     receive: streaming
-         GET  jsonp?c=cb                     receive: polling
+         GET  jsonp?c=cb                     receive: polling (only with ``jsonp=True``)
          POST jsonp_send                     send: d=<JSON array> (form) or the array -> "ok"
          WS   websocket                      both ways, SockJS framing, its own session
+
+A session of the HTTP transports is named by its id alone, which the client chooses and
+which shows in URLs. With ``bind_sessions``, a session opened by a request carrying
+cookies (a browser, with whatever credentials its cookies are) is bound to that browser:
+the response sets a per-session secret cookie (``sockjs_bind``, HttpOnly, path-scoped to
+the session), and every later request of the session must present it. A session opened
+without cookies (Node, mobile: nothing ambient to abuse) accepts requests only from the
+same client address with the same ``Origin`` (or none). Anyone else gets 403 and nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -57,6 +66,11 @@ _SESSION_URL = re.compile(r"/([^/.]+)/([^/.]+)/([^/.]+)/?")
 _IFRAME_URL = re.compile(r"/iframe[0-9a-z.\-_]*\.html")
 _CALLBACK = re.compile(r"[a-zA-Z0-9\-_.]{1,32}")
 _COOKIE_VALUE = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]{1,200}")
+#: the cookie binding a session to the browser that opened it (see the module docstring)
+BIND_COOKIE = "sockjs_bind"
+#: its lifetime, renewed by every response of the session (so an abandoned session's
+#: cookie does not stay in the browser)
+BIND_MAX_AGE = 3600
 
 _IFRAME = """<!DOCTYPE html>
 <html>
@@ -103,7 +117,10 @@ class SockJSEndpoint:
     ``max_message_bytes`` bounds an ``xhr_send``/``jsonp_send`` body and a WebSocket frame
     (a larger one closes the session with 1009); ``max_queue_bytes`` bounds each session's
     outgoing queue (past it the client is disconnected as too slow). ``origin_allowed``
-    (request headers -> bool), when given, refuses other requests with 403.
+    (the ASGI scope and request headers -> bool), when given, refuses other requests with
+    403, on every request. ``jsonp`` serves the JSONP transport (a GET that a page of any
+    site can make with a script tag: off unless a client needs it). ``bind_sessions``
+    binds each HTTP session to the client that opened it (see the module docstring).
     """
 
     def __init__(
@@ -119,7 +136,9 @@ class SockJSEndpoint:
         max_message_bytes: int | None = 1024 * 1024,
         max_queue_bytes: int = 16 * 1024 * 1024,
         sockjs_url: str = DEFAULT_SOCKJS_URL,
-        origin_allowed: Callable[[dict[str, str]], bool] | None = None,
+        origin_allowed: Callable[[Scope, dict[str, str]], bool] | None = None,
+        jsonp: bool = False,
+        bind_sessions: bool = False,
     ) -> None:
         self.prefix = prefix.rstrip("/")
         self.handler_factory = handler_factory
@@ -131,6 +150,7 @@ class SockJSEndpoint:
         self.max_message_bytes = max_message_bytes
         self.max_queue_bytes = max_queue_bytes
         self.origin_allowed = origin_allowed
+        self.bind_sessions = bind_sessions
         self.iframe = _IFRAME.replace("{sockjs_url}", sockjs_url).encode()
         self.iframe_etag = ('"' + hashlib.md5(self.iframe).hexdigest() + '"').encode()
         #: sessions of the polling and streaming transports, by session id (this process)
@@ -142,10 +162,11 @@ class SockJSEndpoint:
             "xhr_streaming": {"OPTIONS": self._options, "POST": self._xhr_streaming},
             "eventsource": {"GET": self._eventsource},
             "htmlfile": {"GET": self._htmlfile},
-            "jsonp": {"GET": self._jsonp},
-            "jsonp_send": {"POST": self._jsonp_send},
             "websocket": {"GET": self._not_upgraded},
         }
+        if jsonp:
+            self._transports["jsonp"] = {"GET": self._jsonp}
+            self._transports["jsonp_send"] = {"POST": self._jsonp_send}
 
     def handles(self, path: str) -> bool:
         return path == self.prefix or path.startswith(self.prefix + "/")
@@ -155,7 +176,7 @@ class SockJSEndpoint:
         path = scope["path"]
         rest = path[len(self.prefix) :] if self.handles(path) else None
         headers = headers_of(scope)
-        allowed = self.origin_allowed is None or self.origin_allowed(headers)
+        allowed = self.origin_allowed is None or self.origin_allowed(scope, headers)
         if kind == "websocket":
             if not allowed:
                 logger.info("sockjs: refused a WebSocket from origin %s", headers.get("origin"))
@@ -176,7 +197,12 @@ class SockJSEndpoint:
     # --- sessions -----------------------------------------------------------------------
 
     def _new_session(
-        self, session_id: str | None, scope: Scope, headers: dict[str, str], transport: str
+        self,
+        session_id: str | None,
+        scope: Scope,
+        headers: dict[str, str],
+        transport: str,
+        binding: str | None = None,
     ) -> SockJSSession:
         client = scope.get("client")
         session = SockJSSession(
@@ -185,11 +211,52 @@ class SockJSEndpoint:
             transport=transport,
             client_address=client[0] if client else None,
             http_headers=headers,
+            scheme=scope.get("scheme", "http"),
+            binding=binding,
         )
         session.handler = self.handler_factory(session)
         if session_id is not None:
             self.sessions[session_id] = session
         return session
+
+    def _receiving_session(
+        self, scope: Scope, headers: dict[str, str], session_id: str, transport: str
+    ) -> tuple[SockJSSession, Headers]:
+        """The session a receiving request is for (opened now if new), and the headers
+        binding it to its client; a request of another client is refused (403)."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            binding = None
+            if self.bind_sessions and headers.get("cookie"):
+                binding = secrets.token_urlsafe(24)
+            session = self._new_session(session_id, scope, headers, transport, binding)
+        else:
+            self._check_client(session, scope, headers)
+        return session, self._bind_cookie(session, scope)
+
+    def _check_client(self, session: SockJSSession, scope: Scope, headers: dict[str, str]) -> None:
+        """Only the client that opened a session may use it (with ``bind_sessions``)."""
+        if not self.bind_sessions:
+            return
+        if session.binding is not None:
+            given = _cookies(headers, BIND_COOKIE)
+            ok = any(hmac.compare_digest(g.encode(), session.binding.encode()) for g in given)
+        else:
+            client = scope.get("client")
+            ok = (client[0] if client else None) == session.client_address and headers.get(
+                "origin"
+            ) == session.http_headers.get("origin")
+        if not ok:
+            logger.info("sockjs: refused a request for another client's session")
+            raise HTTPError(403, "Forbidden.")
+
+    def _bind_cookie(self, session: SockJSSession, scope: Scope) -> Headers:
+        if session.binding is None or session.session_id is None:
+            return []
+        path = scope["path"].rstrip("/").rsplit("/", 1)[0]  # prefix/<server>/<session>
+        flags = "; Secure; SameSite=None" if scope.get("scheme") == "https" else "; SameSite=Lax"
+        value = f"{BIND_COOKIE}={session.binding}; Path={path}; Max-Age={BIND_MAX_AGE}; HttpOnly"
+        return [(b"set-cookie", (value + flags).encode())]
 
     def forget(self, session: SockJSSession) -> None:
         if session.session_id is not None and self.sessions.get(session.session_id) is session:
@@ -277,35 +344,39 @@ class SockJSEndpoint:
 
     async def _xhr(self, scope: Scope, receive: Receive, send: Send, h: Any, sid: str) -> None:
         await read_body(receive, 0)
-        start = [(b"content-type", JAVASCRIPT), NO_CACHE, *cors(h), *self._cookie(h)]
+        session, bind = self._receiving_session(scope, h, sid, "xhr")
+        start = [(b"content-type", JAVASCRIPT), NO_CACHE, *cors(h), *self._cookie(h), *bind]
         receiver = HTTPReceiver(send, start, wrap=lambda f: f + "\n", limit=None)
-        await self._receive(scope, receive, h, sid, "xhr", receiver)
+        await self._receive(session, receive, receiver)
 
     async def _xhr_streaming(
         self, scope: Scope, receive: Receive, send: Send, h: Any, sid: str
     ) -> None:
         await read_body(receive, 0)
-        start = [(b"content-type", JAVASCRIPT), NO_CACHE, *cors(h), *self._cookie(h)]
+        session, bind = self._receiving_session(scope, h, sid, "xhr_streaming")
+        start = [(b"content-type", JAVASCRIPT), NO_CACHE, *cors(h), *self._cookie(h), *bind]
         receiver = HTTPReceiver(send, start, wrap=lambda f: f + "\n", limit=self.response_limit)
         await receiver.start(b"h" * 2048 + b"\n")  # IE needs 2 KiB before it shows anything
-        await self._receive(scope, receive, h, sid, "xhr_streaming", receiver)
+        await self._receive(session, receive, receiver)
 
     async def _eventsource(
         self, scope: Scope, receive: Receive, send: Send, h: Any, sid: str
     ) -> None:
         await read_body(receive, 0)
+        session, bind = self._receiving_session(scope, h, sid, "eventsource")
         start = [(b"content-type", b"text/event-stream; charset=UTF-8"), NO_CACHE]
-        start += self._cookie(h)
+        start += [*self._cookie(h), *bind]
         receiver = HTTPReceiver(
             send, start, wrap=lambda f: f"data: {f}\r\n\r\n", limit=self.response_limit
         )
         await receiver.start(b"\r\n")  # Opera needs a new line first
-        await self._receive(scope, receive, h, sid, "eventsource", receiver)
+        await self._receive(session, receive, receiver)
 
     async def _htmlfile(self, scope: Scope, receive: Receive, send: Send, h: Any, sid: str) -> None:
         callback = _callback(scope)
         await read_body(receive, 0)
-        start = [(b"content-type", HTML), NO_CACHE, *self._cookie(h)]
+        session, bind = self._receiving_session(scope, h, sid, "htmlfile")
+        start = [(b"content-type", HTML), NO_CACHE, *self._cookie(h), *bind]
         receiver = HTTPReceiver(
             send,
             start,
@@ -315,30 +386,22 @@ class SockJSEndpoint:
         )
         page = _HTMLFILE.format(callback=callback)
         await receiver.start((page + " " * (1024 - len(page) + 14) + "\r\n\r\n").encode())
-        await self._receive(scope, receive, h, sid, "htmlfile", receiver)
+        await self._receive(session, receive, receiver)
 
     async def _jsonp(self, scope: Scope, receive: Receive, send: Send, h: Any, sid: str) -> None:
         callback = _callback(scope)
         await read_body(receive, 0)
-        start = [(b"content-type", JAVASCRIPT), NO_CACHE, *self._cookie(h)]
+        session, bind = self._receiving_session(scope, h, sid, "jsonp")
+        start = [(b"content-type", JAVASCRIPT), NO_CACHE, *self._cookie(h), *bind]
         start.append((b"x-content-type-options", b"nosniff"))
         receiver = HTTPReceiver(
             send, start, wrap=lambda f: f"{callback}({dumps(f)});\r\n", limit=None
         )
-        await self._receive(scope, receive, h, sid, "jsonp", receiver)
+        await self._receive(session, receive, receiver)
 
     async def _receive(
-        self,
-        scope: Scope,
-        receive: Receive,
-        headers: dict[str, str],
-        session_id: str,
-        transport: str,
-        receiver: HTTPReceiver,
+        self, session: SockJSSession, receive: Receive, receiver: HTTPReceiver
     ) -> None:
-        session = self.sessions.get(session_id)
-        if session is None:
-            session = self._new_session(session_id, scope, headers, transport)
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, receiver))
         try:
             await session.attach(receiver)
@@ -351,21 +414,32 @@ class SockJSEndpoint:
     async def _xhr_send(
         self, scope: Scope, receive: Receive, send: Send, h: dict[str, str], sid: str
     ) -> None:
+        bind = self._sending_client(scope, h, sid)
         messages = _messages(await self._read(receive, sid))
         await self._deliver(sid, messages)
-        out = [(b"content-type", TEXT), NO_CACHE, *cors(h), *self._cookie(h)]
+        out = [(b"content-type", TEXT), NO_CACHE, *cors(h), *self._cookie(h), *bind]
         await respond(send, 204, b"", out)
 
     async def _jsonp_send(
         self, scope: Scope, receive: Receive, send: Send, h: dict[str, str], sid: str
     ) -> None:
+        bind = self._sending_client(scope, h, sid)
         body = await self._read(receive, sid)
         if h.get("content-type", "").split(";")[0].strip() == "application/x-www-form-urlencoded":
             body = parse_qs(body, keep_blank_values=True).get("d", [""])[0]
         messages = _messages(body)
         await self._deliver(sid, messages)
-        out = [(b"content-type", TEXT), NO_CACHE, *self._cookie(h)]
+        out = [(b"content-type", TEXT), NO_CACHE, *self._cookie(h), *bind]
         await respond(send, 200, b"ok", out)
+
+    def _sending_client(self, scope: Scope, headers: dict[str, str], session_id: str) -> Headers:
+        """A send to an existing session must come from its client (checked before the
+        body is read: another client cannot even close it with an oversized body)."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            return []  # 404 once the body is read, as the protocol suite expects
+        self._check_client(session, scope, headers)
+        return self._bind_cookie(session, scope)
 
     async def _read(self, receive: Receive, session_id: str) -> str:
         body = await read_body(receive, self.max_message_bytes)
@@ -596,6 +670,16 @@ def headers_of(scope: Scope) -> dict[str, str]:
         text = value.decode("latin-1")
         out[name] = f"{out[name]}, {text}" if name in out else text
     return out
+
+
+def _cookies(headers: dict[str, str], name: str) -> list[str]:
+    """Every value of cookie ``name`` in the Cookie header (paths can make several)."""
+    values = []
+    for part in headers.get("cookie", "").split(";"):
+        key, _, value = part.partition("=")
+        if key.strip() == name:
+            values.append(value.strip())
+    return values
 
 
 def cors(headers: dict[str, str]) -> Headers:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import json
 import logging
 import re
@@ -111,7 +112,9 @@ class SockJSSession:
 
     ``client_address`` and ``http_headers`` (lower-case names) are those of the request
     that opened the session; ``transport`` names its transport (``xhr``, ``websocket``,
-    ``raw-websocket``...).
+    ``raw-websocket``...); ``scheme`` is the ASGI scheme of that request (``http``,
+    ``https``, ``ws``, ``wss``). ``exclusive``: no other client can drive this session
+    (a WebSocket, or an HTTP session bound to its browser by a secret cookie).
     """
 
     def __init__(
@@ -122,12 +125,17 @@ class SockJSSession:
         transport: str,
         client_address: str | None,
         http_headers: dict[str, str],
+        scheme: str = "http",
+        binding: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.session_id = session_id  # None: a WebSocket's own session, never looked up
         self.transport = transport
         self.client_address = client_address
         self.http_headers = http_headers
+        self.scheme = scheme
+        #: the secret the session's requests must carry (``sockjs_bind`` cookie), or None
+        self.binding = binding
         self.handler: Handler | None = None
         self.state = State.CONNECTING
         self.close_status: tuple[int, str] = (3000, "Go away!")
@@ -139,7 +147,20 @@ class SockJSSession:
         self._on_close_started = False
 
     def __repr__(self) -> str:
-        return f"<SockJSSession {self.session_id or '-'} {self.transport} {self.state.value}>"
+        return f"<SockJSSession {self.log_name} {self.state.value}>"
+
+    @property
+    def log_name(self) -> str:
+        """How logs name the session: never its id, which is all a client needs to use it
+        when it is not bound; a digest still tells one session's lines from another's."""
+        if self.session_id is None:
+            return self.transport
+        digest = hashlib.sha256(self.session_id.encode()).hexdigest()[:8]
+        return f"{self.transport}#{digest}"
+
+    @property
+    def exclusive(self) -> bool:
+        return self.session_id is None or self.binding is not None
 
     @property
     def closed(self) -> bool:
@@ -160,7 +181,7 @@ class SockJSSession:
         if self._outbox_bytes > self.endpoint.max_queue_bytes:
             logger.warning(
                 "sockjs: session %s exceeded %d queued bytes: disconnecting a slow client",
-                self.session_id,
+                self.log_name,
                 self.endpoint.max_queue_bytes,
             )
             self._outbox.clear()
@@ -262,7 +283,7 @@ class SockJSSession:
         try:
             await callback(*args)
         except Exception:
-            logger.exception("sockjs: handler of session %s failed", self.session_id)
+            logger.exception("sockjs: handler of session %s failed", self.log_name)
             self._set_closed(1011, "Internal error")
 
     def _schedule_expiry(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.core.management import call_command
@@ -47,8 +48,15 @@ class Command(BaseCommand):
         self.stdout.write("\n".join(lines))
         if options["setup_only"]:
             return
+        from django.conf import settings
+
         from livedata.management.commands.serve import serve
 
+        if "LIVEDATA_SITE_URL" not in os.environ:  # reset links point where the demo serves
+            settings.LIVEDATA = {
+                **(getattr(settings, "LIVEDATA", None) or {}),
+                "SITE_URL": f"http://{local}:{port}",
+            }
         serve(host, port)
 
 
