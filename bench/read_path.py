@@ -34,8 +34,8 @@ from typing import Any
 
 import psycopg
 
-from listener_latency import MODEL, Collector, ensure_history, run_phase
 from benchlib import print_server, server_info, setup
+from listener_latency import MODEL, Collector, ensure_history, run_phase
 
 RESULTS = Path(__file__).resolve().parent / "results" / "read_path.json"
 WANTED_IDLE = 100
