@@ -1,0 +1,87 @@
+"""Issue 13 end to end: a change committed while another transaction stays open reaches
+every consumer at once (``livedata tail``, a DDP subscriber, a webhook receiver and a live
+pull client), with a real ``livedata serve`` and real clients.
+
+Three kinds of "other transaction", each left open for the whole test (the issue's 60 s
+are "longer than anything here"): an unrelated one that wrote another table; a session
+idle in transaction after writing (what a crashed client leaves); a long one that wrote
+another row of the same captured table.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+
+from livedata.demo.bookstore.models import Author
+from tests.capture.test_commands import read_lines
+from tests.conftest import spawn_livedata
+from tests.server.test_publications import ddp, subscribe  # noqa: F401, F811
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DEADLINE = 1.0  # seconds from commit to each consumer
+
+
+@pytest.fixture(params=["unrelated", "idle-in-transaction", "same-table"])
+def held_open(request, connect) -> Iterator[psycopg.Connection]:
+    """Another transaction with an xid, open for the whole test."""
+    conn = connect(autocommit=False)
+    if request.param == "unrelated":
+        conn.execute("CREATE TEMP TABLE scratch (x int)")
+        conn.execute("INSERT INTO scratch VALUES (1)")
+    elif request.param == "idle-in-transaction":  # it wrote a captured row, then nothing
+        conn.execute("INSERT INTO bookstore_author (name, email) VALUES ('Idle', 'idle@x.org')")
+    else:
+        conn.execute(
+            "INSERT INTO bookstore_book (title, author_id) VALUES ('Held', %s)",
+            [Author.objects.get(email="held@example.com").pk],
+        )
+    yield conn
+    conn.rollback()
+
+
+@pytest.fixture(autouse=True)
+def author() -> Author:
+    return Author.objects.create(name="Held Author", email="held@example.com")
+
+
+def insert_book(connect: Callable[..., psycopg.Connection], title: str) -> float:
+    other = connect()
+    other.execute(
+        "INSERT INTO bookstore_book (title, author_id)"
+        " SELECT %s, id FROM bookstore_author WHERE email = 'held@example.com'",
+        [title],
+    )
+    return time.monotonic()
+
+
+def test_tail_and_ddp_get_a_commit_made_while_another_transaction_is_open(
+    held_open, ddp, connect, head  # noqa: F811
+):
+    tail = spawn_livedata("tail", "--json", "--since", str(head), "--model", "bookstore.Book")
+    client = ddp()
+    got = subscribe(client, "s1", "BooksByAuthorEmail", "held@example.com")
+    assert got[-1]["msg"] == "ready"
+    try:
+        committed = insert_book(connect, "Meanwhile")
+        client.until(lambda m: m["msg"] == "added" and m["fields"].get("title") == "Meanwhile")
+        ddp_seen = time.monotonic() - committed
+        (line,) = read_lines(tail, 1)
+        tail_seen = time.monotonic() - committed
+        assert json.loads(line)["new"]["title"] == "Meanwhile"
+    finally:
+        tail.send_signal(signal.SIGINT)
+        tail.communicate(timeout=20)
+    assert ddp_seen < DEADLINE, ddp_seen
+    assert tail_seen < DEADLINE, tail_seen
+    # the method's write fence does not wait for the open transaction either
+    start = time.monotonic()
+    replies = client.call("m1", "addBook", "Fenced", "held@example.com")
+    assert {m["msg"] for m in replies} >= {"result", "updated"}
+    assert time.monotonic() - start < DEADLINE
