@@ -21,6 +21,10 @@ memory without bound.
 
     follower = listener.follow(consumer, name="live queries")   # consumer(Batch)
     await follower.wait_seen(txid)                              # a write fence
+
+Many followers that may all catch up at once (a webhook worker claiming its
+subscriptions, each from its saved position) can share a ``ConnectionLimit``: at most
+``size`` catch-up connections open at a time, reused between catch-ups.
 """
 
 from __future__ import annotations
@@ -43,6 +47,74 @@ Connect = Callable[[], Awaitable[psycopg.AsyncConnection]]
 
 DEFAULT_MAX_ROWS = 10_000
 RETRY_MIN = 0.2
+
+
+class ConnectionLimit:
+    """A ``Connect`` shared by many followers: at most ``size`` connections at a time.
+
+    ``limit.connect`` waits for a free connection; the follower's ``close()`` hands it
+    back (kept open for the next catch-up, up to ``size`` of them) instead of closing
+    it. A broken or closed connection is dropped and a new one made next time.
+    """
+
+    def __init__(self, connect: Connect, size: int) -> None:
+        if size < 1:
+            raise ValueError("a ConnectionLimit needs a size of at least 1")
+        self._open = connect
+        self.size = size
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[psycopg.AsyncConnection] = []
+        self.opened = 0  # connections made so far
+        self.in_use = 0  # leases not handed back yet
+
+    async def connect(self) -> psycopg.AsyncConnection:
+        await self._slots.acquire()
+        try:
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed and not conn.broken:
+                    break
+            else:
+                conn = await self._open()
+                self.opened += 1
+        except BaseException:
+            self._slots.release()
+            raise
+        self.in_use += 1
+        return _Lease(conn, self)  # type: ignore[return-value]
+
+    def _release(self, conn: psycopg.AsyncConnection) -> None:
+        if not conn.closed and not conn.broken and len(self._idle) < self.size:
+            self._idle.append(conn)
+        self.in_use -= 1
+        self._slots.release()
+
+    async def close(self) -> None:
+        """Close the idle connections (leases in use close when handed back)."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
+
+
+class _Lease:
+    """A connection of a ``ConnectionLimit``: ``close()`` hands it back."""
+
+    def __init__(self, conn: psycopg.AsyncConnection, limit: ConnectionLimit) -> None:
+        self._conn: psycopg.AsyncConnection | None = conn
+        self._limit = limit
+
+    def __getattr__(self, name: str) -> object:
+        if self._conn is None:
+            raise psycopg.InterfaceError("this catch-up connection was handed back")
+        return getattr(self._conn, name)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            if conn.broken or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                # broken, or a read was cut short (a cancelled catch-up): not reusable
+                await conn.close()
+            self._limit._release(conn)
 
 
 class Follower:
