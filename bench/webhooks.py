@@ -172,7 +172,7 @@ def make_subscriptions(receiver: Receiver, count: int, batch: int = 1) -> list[A
             secret=new_secret(),
             batch=batch,
         )
-        sub.cursor = head
+        sub.log_position = head
         subs.append(sub)
     Subscription.objects.bulk_create(subs)
     return subs
@@ -253,7 +253,6 @@ def bodies(subs: int, books: int) -> list[list[tuple[str, bytes, dict[str, str]]
     """The requests a worker would send: per subscription, its signed bodies in order."""
     from datetime import UTC, datetime
 
-    from livedata.capture.log import Cursor
     from livedata.webhooks.runner import webhook_id
     from livedata.webhooks.selection import encode
     from livedata.webhooks.signing import Signer, new_secret
@@ -266,12 +265,13 @@ def bodies(subs: int, books: int) -> list[list[tuple[str, bytes, dict[str, str]]
             event = {
                 "type": "bookstore.book.insert",
                 "timestamp": datetime.now(UTC).isoformat(),
-                "data": {"cursor": f"1000:{i}", "model": "bookstore.book", "op": "insert",
-                         "pk": str(i), "old": None, "new": {"id": i, "title": str(i),
-                         "author_id": 1}, "changed": None, "context": None},
+                "data": {"position": f"1000:1000:/1001:1001:/{i}", "model": "bookstore.book",
+                         "op": "insert", "pk": str(i), "old": None,
+                         "new": {"id": i, "title": str(i), "author_id": 1}, "changed": None,
+                         "context": None},
             }  # fmt: skip
             body = encode(event)
-            headers = signer.headers(webhook_id(s, 1, Cursor(1000, i)), body)
+            headers = signer.headers(webhook_id(s, 1, i), body)
             requests.append((f"/s/{s}", body, {**headers, "Content-Type": "application/json"}))
         out.append(requests)
     return out

@@ -9,5 +9,5 @@ subscription's ordered delivery and retries), ``progress`` (writing positions an
 delivery log back) and ``worker`` (running it in ``livedata serve`` and
 ``livedata deliver``); the receiver helper for Django projects (``receiver``) and the
 admin. Changes come only from the change log
-(``livedata.capture.log``), each subscription from its own durable cursor.
+(``livedata.capture.log``), each subscription from its own durable position.
 """

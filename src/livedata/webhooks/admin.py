@@ -17,14 +17,14 @@ from livedata.webhooks.models import Delivery, Subscription
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
     list_display = [
-        "name", "owner", "url", "state", "cursor_display", "delivered", "attempts",
+        "name", "owner", "url", "state", "position_display", "delivered", "attempts",
         "last_success_at", "last_error_at", "deliveries_link",
     ]  # fmt: skip
     list_filter = ["state"]
     search_fields = ["name", "url", "owner__username"]
     actions = ["enable", "disable"]
     readonly_fields = [
-        "cursor_display", "generation", "epoch", "attempts", "next_attempt_at", "delivered",
+        "position_display", "generation", "epoch", "attempts", "next_attempt_at", "delivered",
         "last_success_at", "last_error_at", "last_status", "last_error", "created", "updated",
         "deliveries_link",
     ]  # fmt: skip
@@ -33,9 +33,9 @@ class SubscriptionAdmin(admin.ModelAdmin):
         "secret", "state", "disabled_reason", *readonly_fields,
     ]  # fmt: skip
 
-    @admin.display(description="cursor")
-    def cursor_display(self, obj: Subscription) -> str:
-        return str(obj.cursor)
+    @admin.display(description="position")
+    def position_display(self, obj: Subscription) -> str:
+        return str(obj.position)
 
     @admin.display(description="deliveries")
     def deliveries_link(self, obj: Subscription) -> str:
@@ -46,7 +46,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         obj.updated = timezone.now()  # workers pick up the change
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Enable (continue from the cursor)")
+    @admin.action(description="Enable (continue from its position)")
     def enable(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:
         n = queryset.update(
             state=Subscription.State.ACTIVE,
@@ -74,12 +74,12 @@ class DeliveryAdmin(admin.ModelAdmin):
         "changes", "worker",
     ]  # fmt: skip
     list_filter = ["outcome", "status_code"]
-    search_fields = ["=webhook_id", "=cursor", "subscription__name"]
+    search_fields = ["=webhook_id", "=position", "subscription__name"]
     list_select_related = ["subscription"]
     show_full_result_count = False
     list_per_page = 100
     fields = [
-        "subscription", "webhook_id", "cursor", "changes", "attempt", "outcome", "status_code",
+        "subscription", "webhook_id", "position", "changes", "attempt", "outcome", "status_code",
         "latency_ms", "error", "response_excerpt", "worker", "at",
     ]  # fmt: skip
     readonly_fields = fields

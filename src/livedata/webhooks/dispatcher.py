@@ -13,17 +13,21 @@ number of hosts cooperate through PostgreSQL only:
   the new holder starts exactly where the last one's acknowledgements end. A worker
   takes at most its fair share (subscriptions / live workers, each worker holding a
   shared presence lock) and at most ``concurrency``; idle extras are handed back.
-- **Reading**: each claimed subscription has a ``Runner`` with its own position. A
-  runner that is caught up takes the listener's batches from memory (one log read per
-  process, whatever the number of subscriptions); one that is behind (new, recovering,
-  buffer full) reads the log itself from its position until it joins the listener's
-  stream again. Nothing is lost when NOTIFYs are: the listener also polls.
+- **Reading**: each claimed subscription has a ``Runner`` fed by its own ``Follower`` on
+  the process's listener (``livedata.capture.follower``), started at the subscription's
+  durable position and limited to its models. A follower that is caught up takes the
+  listener's batches from memory (one log read per process, whatever the number of
+  subscriptions); one that is behind (just claimed, its queue overflowed while the
+  receiver was slow) reads the log itself from its position until it joins the
+  listener's stream again. Contiguity and catch-up live there, not here. Catch-ups share
+  at most ``CATCH_UP_CONNECTIONS`` connections per dispatcher
+  (``ConnectionLimit``). Nothing is lost when NOTIFYs are: the listener also polls.
 - **Delivering**: one request at a time per subscription (so in log order), all
   subscriptions concurrently (a slow receiver only holds its own runner). Retries
   follow ``WEBHOOK_RETRY_SCHEDULE``; runners waiting long for a retry are handed back.
 - **Recording**: acknowledged positions, retry state and the delivery log are written
   by the flusher every ``WEBHOOK_FLUSH_INTERVAL`` in one statement (``progress``): the
-  durable cursor only moves forward, and only for the subscription's current
+  durable position only moves forward, and only for the subscription's current
   ``generation`` (a position set through the API wins).
 """
 
@@ -43,8 +47,10 @@ from typing import Any
 import psycopg
 
 from livedata.capture import log
+from livedata.capture.follower import ConnectionLimit, Follower
 from livedata.capture.listener import Listener, connection_params
-from livedata.capture.log import ChangeRow, Cursor
+from livedata.capture.log import Batch
+from livedata.capture.position import Position
 from livedata.conf import LivedataSettings, livedata_settings
 from livedata.webhooks.progress import DELIVERY_TABLE, SUB_TABLE, write
 from livedata.webhooks.runner import Attempt, Config, Progress, Runner
@@ -58,10 +64,13 @@ logger = logging.getLogger("livedata.webhooks")
 LOCK_SUBSCRIPTION = 0x6C647768  # "ldwh"
 LOCK_PRESENCE = 0x6C647777  # "ldww"
 PRUNE_EVERY = 600.0
+#: catch-up connections a dispatcher's followers share (claiming 100 subscriptions at
+#: once must not open 100 connections)
+CATCH_UP_CONNECTIONS = 2
 
 SUB_COLUMNS = (
     "id, owner_id, url, model_labels, operations, filter, fields, batch, secret, "
-    "cursor_txid, cursor_id, generation, epoch, attempts, next_attempt_at, updated"
+    "position, generation, epoch, attempts, next_attempt_at, updated"
 )
 
 #: dispatchers running in this process (the API pokes them after a change)
@@ -91,10 +100,10 @@ class Dispatcher:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._params = params
         self.transport = Transport(self.conf)
-        self.read_limit = self.conf.BATCH_SIZE
         self.buffer_limit = self.conf.BATCH_SIZE
-        self.idle_read_interval = max(5 * self.conf.WEBHOOK_REFRESH_INTERVAL, 1.0)
+        self.catch_up = ConnectionLimit(listener.connect, CATCH_UP_CONNECTIONS)
         self.runners: dict[int, Runner] = {}
+        self.horizon: int | None = None  # the log's pruned horizon, as of the last reload
         self.conn: psycopg.AsyncConnection | None = None
         self._attempts: list[Attempt] = []
         self._finished: list[Runner] = []
@@ -122,16 +131,33 @@ class Dispatcher:
         self._stopping.set()
         self._poke.set()
 
-    # --- the listener's consumer ----------------------------------------------------------
-    async def on_changes(self, rows: list[ChangeRow]) -> None:
-        previous = self.listener.cursor  # still the position before this batch
-        for runner in self.runners.values():
-            runner.offer(previous, rows)
+    # --- following the log -------------------------------------------------------------
+    def _follow(self, runner: Runner) -> Follower:
+        """The runner's follower, from its durable position, with its models.
 
-    # --- database -------------------------------------------------------------------------
-    async def read(self, cursor: Cursor, labels: list[str]) -> tuple[list[ChangeRow], int]:
-        assert self.conn is not None
-        return await log.aread_batch(self.conn, cursor, limit=self.read_limit, models=labels)
+        Made as ``Listener.follow`` makes them, but on the dispatcher's shared
+        ``ConnectionLimit`` for catching up. Offering it the listener's position at once
+        makes it catch up now (the next batch of the listener starts there), not at the
+        next commit: with nothing committed, a backlog would otherwise wait.
+        """
+        listener = self.listener
+        follower = Follower(
+            runner.consume,
+            connect=self.catch_up.connect,
+            name=f"webhooks subscription {runner.config.id}",
+            position=runner.config.position,
+            models=runner.config.labels,
+            limit=listener.batch_size,
+            wake=listener.wake,
+        )
+        listener.followers.append(follower)
+        if listener.position is not None:
+            follower.offer(Batch(listener.position, listener.position, []))
+        return follower
+
+    async def _unfollow(self, runner: Runner) -> None:
+        if runner.follower is not None:
+            await self.listener.unfollow(runner.follower)
 
     async def _connect(self) -> psycopg.AsyncConnection:
         params = self._params or await asyncio.to_thread(connection_params)
@@ -152,7 +178,6 @@ class Dispatcher:
         """Serve until ``stop()``; reconnects when the database goes away."""
         self._loop = asyncio.get_running_loop()
         RUNNING.add(self)
-        self.listener.add_consumer(self.on_changes)
         delay = self.conf.RECONNECT_MIN
         try:
             while not self._stopping.is_set():
@@ -179,12 +204,17 @@ class Dispatcher:
                         await asyncio.wait_for(self._stopping.wait(), delay)
                     delay = min(delay * 2, self.conf.RECONNECT_MAX)
         finally:
-            with contextlib.suppress(ValueError):
-                self.listener.remove_consumer(self.on_changes)
             RUNNING.discard(self)
+            await self.catch_up.close()
             await self.transport.close()
 
     async def _serve(self) -> None:
+        # followers start from the listener's position: wait until it has one
+        started = asyncio.ensure_future(self.listener.started.wait())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({started, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        stopping.cancel()
         flusher = asyncio.create_task(self._flusher())
         try:
             while not self._stopping.is_set():
@@ -208,8 +238,7 @@ class Dispatcher:
         """Let requests in flight finish (for a few seconds: then they are abandoned and
         delivered again later), write everything back, unlock."""
         for runner in self.runners.values():
-            runner.stopping = True
-            runner.wake.set()
+            runner.stop()
         tasks = [r.task for r in self.runners.values() if r.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=min(self.conf.WEBHOOK_TIMEOUT, 5.0))
@@ -235,6 +264,7 @@ class Dispatcher:
             )
         ).fetchall()
         active = {r[0]: Config.from_row(r) for r in rows}
+        self.horizon = await self._horizon()
         workers_row = await (
             await self.conn.execute(
                 "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' "
@@ -260,16 +290,25 @@ class Dispatcher:
             config = active.get(sub_id)
             if runner.stopping:
                 continue
+            follower = runner.follower
+            if follower is not None and follower.position is not None:
+                reason = self._expired(follower.position)
+                if reason is not None:  # pruned while it was catching up
+                    runner.progress.disable = reason
+                    runner.dirty = True
+                    runner.stop()
+                    logger.warning(
+                        "livedata webhooks: subscription %s disabled: %s", sub_id, reason
+                    )
+                    continue
             if config is None or config.version != runner.config.version:
-                runner.stopping = True  # deleted, disabled or changed: hand it back
-                runner.wake.set()
+                runner.stop()  # deleted, disabled or changed: hand it back
                 restart = restart or config is not None
         share = min(self.concurrency, math.ceil(len(active) / workers))
         held = [r for r in self.runners.values() if not r.stopping]
         if len(held) > share:  # another worker joined: hand back idle extras
             for runner in [r for r in held if not r.buffer and not r.inflight][: len(held) - share]:
-                runner.stopping = True
-                runner.wake.set()
+                runner.stop()
             held = [r for r in self.runners.values() if not r.stopping]
         room = share - len(held)
         now = datetime.now(UTC)
@@ -287,8 +326,7 @@ class Dispatcher:
                 key=lambda r: -r.idle_for(clock),
             )
             for runner in idle[: len(candidates)]:
-                runner.stopping = True
-                runner.wake.set()
+                runner.stop()
         if room > 0 and candidates:
             random.shuffle(candidates)  # workers starting together spread out
             await self._claim([c.id for c in candidates[:room]])
@@ -310,8 +348,7 @@ class Dispatcher:
             if isinstance(reason, str) and not runner.stopping:
                 runner.progress.disable = reason
                 runner.dirty = True
-                runner.stopping = True
-                runner.wake.set()
+                runner.stop()
                 logger.warning(
                     "livedata webhooks: subscription %s disabled: %s", runner.config.id, reason
                 )
@@ -342,6 +379,8 @@ class Dispatcher:
         for sub_id in locked:
             config = fresh.get(sub_id)
             outcome = selections.get(sub_id)
+            if config is not None and isinstance(outcome, Selection):
+                outcome = self._expired(config.position) or outcome
             if config is None or outcome is None:
                 await self._unlock(sub_id)
             elif isinstance(outcome, str):
@@ -391,6 +430,7 @@ class Dispatcher:
     def _start(self, config: Config, selection: Selection) -> None:
         runner = Runner(self, config, selection)
         self.runners[config.id] = runner
+        runner.follower = self._follow(runner)
         runner.task = asyncio.create_task(runner.run())
         runner.task.add_done_callback(lambda task, r=runner: self._ended(r, task))
 
@@ -404,6 +444,20 @@ class Dispatcher:
         if self.runners.get(runner.config.id) is runner:
             self._finished.append(runner)
             self.flush_soon()
+
+    async def _horizon(self) -> int | None:
+        assert self.conn is not None
+        row = await (await self.conn.execute(log.HORIZON_SQL)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _expired(self, position: Position) -> str | None:
+        """Why a subscription at ``position`` cannot go on (pruned rows), or None."""
+        if self.horizon is None or position.snapshot.xmin >= self.horizon:
+            return None
+        return (
+            f"its position {position} is older than the oldest kept change (transactions "
+            f"below {self.horizon} were pruned); set a position (PUT .../position) to continue"
+        )
 
     async def _unlock(self, sub_id: int) -> None:
         assert self.conn is not None
@@ -424,10 +478,12 @@ class Dispatcher:
         """The connection is gone (so are the locks): stop every runner at once."""
         runners, self.runners = list(self.runners.values()), {}
         for runner in runners:
-            runner.stopping = True
+            runner.stop()
             if runner.task is not None:
                 runner.task.cancel()
         await asyncio.gather(*(r.task for r in runners if r.task), return_exceptions=True)
+        for runner in runners:
+            await self._unfollow(runner)
         self._finished.clear()
         self._attempts.clear()
         if self.conn is not None:
@@ -459,7 +515,7 @@ class Dispatcher:
         assert self.conn is not None
         finished, self._finished = self._finished, []
         ended = {id(r) for r in finished}
-        updates: list[tuple[Runner, Progress, Cursor]] = []
+        updates: list[tuple[Runner, Progress, Position]] = []
         clock = time.monotonic()
         for runner in list(self.runners.values()):
             position = runner.position()
@@ -470,11 +526,21 @@ class Dispatcher:
                 updates.append((runner, progress, position))
         attempts, self._attempts = self._attempts, []
         if updates or attempts:
-            await write(self.conn, updates, attempts, self.name)
+            refused = await write(self.conn, updates, attempts, self.name)
             for runner, _progress, position in updates:
+                if runner.config.id in refused and position != runner.flushed:
+                    logger.warning(
+                        "livedata webhooks: subscription %s: its stored position is not the "
+                        "one this worker wrote; handing it back",
+                        runner.config.id,
+                    )
+                    runner.stop()
+                    continue
                 runner.flushed = position
+                runner.flushed_text = str(position)
                 runner.flushed_at = clock
         for runner in finished:
+            await self._unfollow(runner)
             await self._unlock(runner.config.id)
             if self.runners.get(runner.config.id) is runner:
                 del self.runners[runner.config.id]

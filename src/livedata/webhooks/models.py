@@ -6,15 +6,16 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from livedata.capture.log import Cursor
+from livedata.capture.position import START, Position
 
 
 class Subscription(models.Model):
     """A service's standing request: PUT every committed change it asked for to ``url``.
 
-    ``cursor`` (``cursor_txid:cursor_id``) is durable: every change at or below it was
-    acknowledged by the receiver (2xx) or did not match. Workers advance it only after an
-    acknowledgement, in short transactions, and never move it backwards.
+    ``position`` (a log position in its text form, ``livedata.capture.position``) is
+    durable: every change it has received was acknowledged by the receiver (2xx) or did
+    not match. Workers advance it only after an acknowledgement, in short transactions,
+    and never move it backwards.
     ``generation`` changes when the position is set through the API, so a worker that was
     delivering from the old position cannot write over the new one; ``epoch`` changes
     only then too and is part of ``webhook-id``, so a deliberate replay gets new ids.
@@ -37,12 +38,11 @@ class Subscription(models.Model):
     secret = models.CharField(max_length=200, help_text="whsec_ + base64 (signing key)")
     state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
     disabled_reason = models.TextField(blank=True)
-    cursor_txid = models.BigIntegerField(default=0)
-    cursor_id = models.BigIntegerField(default=0)
+    position = models.TextField(default=str(START), help_text="Log position (a snapshot)")
     generation = models.PositiveIntegerField(default=1)
     epoch = models.PositiveIntegerField(default=1)
     attempts = models.PositiveIntegerField(
-        default=0, help_text="Failed attempts at the change after the cursor"
+        default=0, help_text="Failed attempts at the change after the position"
     )
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered = models.BigIntegerField(default=0, help_text="Changes acknowledged")
@@ -66,12 +66,12 @@ class Subscription(models.Model):
         return f"{self.name} ({self.owner_id}) → {self.url}"
 
     @property
-    def cursor(self) -> Cursor:
-        return Cursor(self.cursor_txid, self.cursor_id)
+    def log_position(self) -> Position:
+        return Position.parse(str(self.position))
 
-    @cursor.setter
-    def cursor(self, value: Cursor) -> None:
-        self.cursor_txid, self.cursor_id = value
+    @log_position.setter
+    def log_position(self, value: Position) -> None:
+        self.position = str(value)
 
 
 class Delivery(models.Model):
@@ -87,7 +87,9 @@ class Delivery(models.Model):
         Subscription, on_delete=models.CASCADE, related_name="deliveries"
     )
     webhook_id = models.CharField(max_length=100)
-    cursor = models.CharField(max_length=50, help_text="The (first) change's cursor")
+    position = models.TextField(
+        blank=True, help_text="The subscription's position once this delivery is acknowledged"
+    )
     changes = models.PositiveIntegerField(default=1)
     attempt = models.PositiveIntegerField()
     outcome = models.CharField(max_length=10, choices=Outcome.choices)

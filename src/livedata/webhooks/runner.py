@@ -1,12 +1,18 @@
-"""One subscription's delivery loop: its position, its buffer of changes, its retries.
+"""One subscription's delivery loop: its buffer of changes, its retries, its position.
 
-A ``Runner`` exists while this process holds the subscription (see ``dispatcher``). It
-knows three positions: ``examined`` (the last log row it looked at), ``horizon`` (every
-row up to here was looked at; after a complete read it is the read's visibility bound)
-and ``position()`` (every change up to here was acknowledged or does not match: what is
-written back as the durable cursor). Changes come from the listener's batches while they
-follow on from ``horizon`` (``offer``), else from its own reads of the log (``_fill``).
-One request is in flight at a time, so the receiver sees the log's order.
+A ``Runner`` exists while this process holds the subscription (see ``dispatcher``). Its
+changes come from its own ``Follower`` on the process's listener
+(``livedata.capture.follower``), started at the subscription's durable position and
+limited to its models: the follower hands on the listener's batches while they follow
+on, and reads the log itself (catching up) when there is a gap, so the runner sees one
+gap-free chain of batches and does no reading of its own. ``consume`` turns each batch
+into the buffer of matching events (waiting while the buffer is full: the follower's
+queue then overflows and it catches up from the log later, so memory stays bounded).
+
+``position()`` is what is written back as the durable position: everything before the
+first unacknowledged event (each event keeps the position before it), or, with an empty
+buffer, everything the follower handed on. One request is in flight at a time, so the
+receiver sees the log's order.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-
-from livedata.capture.log import ChangeRow, Cursor
+from livedata.capture.follower import Follower
+from livedata.capture.log import Batch, ChangeRow
+from livedata.capture.position import Position
 from livedata.webhooks.selection import Selection, batch_payload, encode
 from livedata.webhooks.signing import Signer
 from livedata.webhooks.transport import Result
@@ -32,15 +38,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("livedata.webhooks")
 
-MAX_ID = 2**63 - 1
 #: a runner whose next retry is further away than this is handed back until then
 PARK_AFTER = 10.0
 
 
-def webhook_id(sub_id: int, epoch: int, first: Cursor, last: Cursor | None = None) -> str:
-    """Stable across retries and workers: subscription, position epoch, change cursor."""
-    base = f"msg_{sub_id}_{epoch}_{first.txid}_{first.id}"
-    return base if last is None or last == first else f"{base}_{last.txid}_{last.id}"
+def webhook_id(sub_id: int, epoch: int, first: int, last: int | None = None) -> str:
+    """Stable across retries and workers, and short: the subscription, its position
+    epoch, and the log row ids of the delivery's first and last change (row ids are
+    unique in the log; positions are not short)."""
+    base = f"msg_{sub_id}_{epoch}_{first}"
+    return base if last is None or last == first else f"{base}_{last}"
 
 
 @dataclass
@@ -56,7 +63,8 @@ class Config:
     fields: Any
     batch: int
     secret: str
-    cursor: Cursor
+    position: Position
+    position_text: str
     generation: int
     epoch: int
     attempts: int
@@ -67,7 +75,7 @@ class Config:
     def from_row(cls, r: tuple[Any, ...]) -> Config:
         return cls(
             r[0], r[1], r[2], list(r[3]), list(r[4]), r[5] or {}, r[6], r[7], r[8],
-            Cursor(r[9], r[10]), r[11], r[12], r[13], r[14], r[15],
+            Position.parse(r[9]), r[9], r[10], r[11], r[12], r[13], r[14],
         )  # fmt: skip
 
     @property
@@ -81,8 +89,9 @@ class Config:
 @dataclass(slots=True)
 class Item:
     event: dict[str, Any]
-    cursor: Cursor
-    before: Cursor  # everything up to here was handled before this change
+    row_id: int  # the change's log row (for webhook-id)
+    before: Position  # everything up to here was handled before this change
+    after: Position  # ... and up to here once it is acknowledged
 
 
 @dataclass
@@ -91,7 +100,7 @@ class Attempt:
 
     sub_id: int
     webhook_id: str
-    cursor: str
+    position: str  # the subscription's position once acknowledged
     changes: int
     attempt: int
     result: Result
@@ -118,14 +127,18 @@ class Runner:
         self.config = config
         self.selection = selection
         self.signer = Signer(config.secret)
-        self.examined = config.cursor  # last log row looked at (a real cursor)
-        self.horizon = config.cursor  # every row up to here was looked at (may be synthetic)
-        self.flushed = config.cursor
+        self.follower: Follower | None = None  # set by the dispatcher (see follow())
+        self.examined = config.position  # inside consume(): the rows looked at so far
+        self.consuming = False
+        #: set when the runner stops examining (stopping, or a row it cannot examine):
+        #: nothing after it was looked at, whatever the follower goes on to hand it
+        self.cut: Position | None = None
+        self.flushed = config.position
+        self.flushed_text = config.position_text  # as stored (compare-and-set)
         self.flushed_at = 0.0
         self.buffer: deque[Item] = deque()
-        self.behind = True  # read the log from the position before using the listener's
-        self.filling = False
-        self.missed = False
+        self.room = asyncio.Event()  # the buffer has room (consume waits for it)
+        self.room.set()
         self.wake = asyncio.Event()
         self.attempts = config.attempts
         self.next_attempt_at = config.next_attempt_at
@@ -143,77 +156,69 @@ class Runner:
         return now - self.idle_since
 
     # --- position -----------------------------------------------------------------------
-    def position(self) -> Cursor:
+    def position(self) -> Position:
         """Everything up to here was acknowledged or does not match."""
-        return self.buffer[0].before if self.buffer else self.examined
+        if self.buffer:
+            return self.buffer[0].before
+        if self.cut is not None:
+            return self.cut
+        if self.consuming or self.follower is None or self.follower.position is None:
+            return self.examined
+        # batches without a row of our models never reach consume(): the follower's
+        # position covers them too
+        return self.follower.position
 
-    def _examine(self, row: ChangeRow) -> None:
-        event = self.selection.select(row)
-        if event is not None:
-            self.buffer.append(Item(event, row.cursor, self.examined))
-        self.examined = row.cursor
-
-    def offer(self, previous: Cursor | None, rows: list[ChangeRow]) -> None:
-        """A listener batch (its rows follow ``previous``): take it if contiguous."""
-        if self.filling:
-            self.missed = True
+    # --- the follower's consumer ----------------------------------------------------------
+    async def consume(self, batch: Batch) -> None:
+        """Examine a batch (the follower's chain: gap-free, in order) into the buffer."""
+        if self.stopping or self.cut is not None:
+            if self.cut is None:
+                self.cut = batch.start
             return
-        if (
-            self.behind
-            or previous is None
-            or self.horizon < previous
-            or len(self.buffer) >= self.d.buffer_limit
-        ):
-            self.behind = True
-            self.wake.set()
-            return
-        before = len(self.buffer)
-        for row in rows:
-            if row.cursor > self.horizon:
-                self._examine(row)
-        last = rows[-1].cursor
-        self.horizon = max(self.horizon, last)
-        self.examined = max(self.examined, last)
-        if len(self.buffer) != before:
-            self.wake.set()
-
-    async def _fill(self) -> None:
-        self.filling, self.missed = True, False
+        self.consuming = True
         try:
-            rows, bound = await self.d.read(self.horizon, self.config.labels)
+            self.examined = batch.start
+            for index, row in enumerate(batch.rows):
+                after = batch.position_after(index)
+                try:
+                    event = self.selection.select(row)
+                except Exception:
+                    self._cut(row)
+                    return
+                if event is not None:
+                    event["data"]["position"] = str(after)
+                    self.buffer.append(Item(event, row.id, self.examined, after))
+                    self.wake.set()
+                    if len(self.buffer) >= self.d.buffer_limit:
+                        self.room.clear()
+                self.examined = after
+                if not self.room.is_set():
+                    await self.room.wait()  # the follower waits too; its queue is bounded
+                    if self.stopping:
+                        self.cut = self.examined
+                        return
+            self.examined = batch.end
         finally:
-            self.filling = False
-        for row in rows:
-            if row.cursor > self.horizon:
-                self._examine(row)
-        if rows:
-            self.horizon = max(self.horizon, rows[-1].cursor)
-        if len(rows) < self.d.read_limit:
-            # everything below the bound was in this read
-            self.horizon = max(self.horizon, Cursor(bound - 1, MAX_ID))
-            self.behind = self.missed
-        self.missed = False
+            self.consuming = False
+
+    def _cut(self, row: ChangeRow) -> None:
+        """A row this subscription cannot examine (a bug): keep the position before it
+        and hand the subscription back; its next holder tries again."""
+        logger.exception(
+            "livedata webhooks: subscription %s could not examine change %s",
+            self.config.id,
+            row.id,
+        )
+        self.cut = self.examined
+        self.stop()
 
     # --- the loop -----------------------------------------------------------------------
     async def run(self) -> None:
         while not self.stopping:
             if not self.buffer:
-                if self.behind:
-                    try:
-                        await self._fill()
-                    except (psycopg.Error, OSError) as exc:
-                        # the dispatcher notices too, reconnects and starts over
-                        logger.debug("livedata webhooks: read failed: %s", exc)
-                        await asyncio.sleep(self.d.conf.RECONNECT_MIN)
-                    continue
                 self.wake.clear()
                 self.idle_since = time.monotonic()
-                try:
-                    # normally the listener's batches wake it; reading the log now and
-                    # then as well means nothing can wait forever
-                    await asyncio.wait_for(self.wake.wait(), self.d.idle_read_interval)
-                except TimeoutError:
-                    self.behind = True
+                await self.wake.wait()
                 self.idle_since = None
                 continue
             if self.next_attempt_at is not None:
@@ -228,28 +233,35 @@ class Runner:
                     continue
             await self._attempt()
 
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+        self.room.set()
+
     async def _attempt(self) -> None:
         count = self.inflight or min(self.config.batch, len(self.buffer))
         self.inflight = count
         items = [self.buffer[i] for i in range(count)]
         if count == 1:
             payload = items[0].event
-            wid = webhook_id(self.config.id, self.config.epoch, items[0].cursor)
+            wid = webhook_id(self.config.id, self.config.epoch, items[0].row_id)
         else:
             payload = batch_payload([item.event for item in items])
-            wid = webhook_id(self.config.id, self.config.epoch, items[0].cursor, items[-1].cursor)
+            wid = webhook_id(self.config.id, self.config.epoch, items[0].row_id, items[-1].row_id)
         body = encode(payload)
         headers = self.signer.headers(wid, body)
         result = await self.d.transport.put(self.config.url, body, headers)
         now = datetime.now(UTC)
         self.d.record(
             Attempt(
-                self.config.id, wid, str(items[0].cursor), count, self.attempts + 1, result, now
+                self.config.id, wid, str(items[-1].after), count, self.attempts + 1, result, now
             )
         )
         if result.ok:
             for _ in range(count):
                 self.buffer.popleft()
+            if len(self.buffer) < self.d.buffer_limit:
+                self.room.set()
             self.inflight = 0
             self.attempts = 0
             self.next_attempt_at = None
@@ -278,10 +290,10 @@ class Runner:
 
     def _disable(self, reason: str) -> None:
         self.progress.disable = reason
-        self.stopping = True
+        self.stop()
         logger.warning("livedata webhooks: subscription %s disabled: %s", self.config.id, reason)
 
-    def take_progress(self) -> tuple[Progress, Cursor]:
+    def take_progress(self) -> tuple[Progress, Position]:
         progress, self.progress = self.progress, Progress()
         self.dirty = False
         return progress, self.position()

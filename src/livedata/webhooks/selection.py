@@ -105,8 +105,11 @@ class Selection:
                 published=_published(collection),
             )
 
-    def select(self, row: ChangeRow) -> dict[str, Any] | None:
-        """The event (``{"type", "timestamp", "data"}``) for this change, or None."""
+    def select(self, row: ChangeRow, position: str | None = None) -> dict[str, Any] | None:
+        """The event (``{"type", "timestamp", "data"}``) for this change, or None.
+
+        ``position`` is where a reader that received this change resumes (sent as
+        ``data.position``)."""
         selected = self.models.get(row.model)
         if selected is None or row.op not in self.operations or not selected.matches(row):
             return None
@@ -117,7 +120,7 @@ class Selection:
             "type": f"{row.model}.{row.op}",
             "timestamp": _iso(row),
             "data": {
-                "cursor": str(row.cursor),
+                "position": position,
                 "model": row.model,
                 "op": row.op,
                 "pk": row.pk,

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from livedata.capture import log
-from livedata.capture.log import Cursor, CursorError
+from livedata.capture.position import Position, PositionError, Snapshot
 from livedata.conf import livedata_settings
 from livedata.httpapi import ApiError, api_view, read_json
 from livedata.webhooks import addresses, signing
@@ -60,12 +60,12 @@ def subscription_position(request: Any, name: str) -> JsonResponse:
     body = read_json(request)
     if not isinstance(body, dict) or set(body) != {"from"}:
         raise ApiError(
-            400, 'send {"from": "now" | "start" | "<cursor>" | "<ISO time>"}', field="from"
+            400, 'send {"from": "now" | "start" | "<position>" | "<ISO time>"}', field="from"
         )
-    cursor = _resolve_position(body["from"])
+    position = _resolve_position(body["from"])
     with transaction.atomic():
         sub = _get(request, name, lock=True)
-        sub.cursor = cursor
+        sub.log_position = position
         sub.generation += 1
         sub.epoch += 1
         sub.attempts = 0
@@ -130,7 +130,7 @@ def _put(request: Any, name: str) -> JsonResponse:
             if count >= livedata_settings().WEBHOOK_MAX_SUBSCRIPTIONS:
                 raise ApiError(409, f"you already have {count} subscriptions, the most allowed")
             sub = Subscription(owner=request.api_user, name=name, secret=signing.new_secret())
-            sub.cursor = log.head(connection)  # only changes committed from now on
+            sub.log_position = log.head(connection)  # only changes committed from now on
         if secret is not None:
             sub.secret = secret
         for key, value in values.items():
@@ -177,22 +177,42 @@ def represent(sub: Subscription, *, secret: bool = True) -> dict[str, Any]:
 
 
 def _position(sub: Subscription) -> dict[str, Any]:
-    """The cursor, and how far behind it is: pending changes (capped) and their age."""
+    """The position, and how far behind it is: pending changes (capped) and their age.
+
+    Pending: the committed rows of its models that the position has not received, i.e.
+    of transactions its snapshot does not see (``xip``, or from ``xmax`` on: both use
+    the txid index), less those of a step begun, up to the position's last row id.
+    """
+    position = sub.log_position
+    snap = position.snapshot
+    until = position.until
     with connection.cursor() as cur:
         cur.execute(
             f"""
             SELECT count(*), min(at) FROM (
                 SELECT at FROM {log.LOG_TABLE}
-                WHERE (txid, id) > (%s::text::xid8, %s) AND model = ANY(%s)
-                ORDER BY txid, id LIMIT %s
+                WHERE (txid >= %(xmax)s::text::xid8
+                       OR txid = ANY(%(xip)s::text[]::xid8[]))
+                  AND NOT (%(until)s::pg_snapshot IS NOT NULL
+                           AND pg_visible_in_snapshot(txid, %(until)s::pg_snapshot)
+                           AND id <= %(last_id)s)
+                  AND model = ANY(%(models)s)
+                LIMIT %(cap)s
             ) pending
             """,
-            [str(sub.cursor_txid), sub.cursor_id, list(sub.model_labels), LAG_CAP + 1],
+            {
+                "xmax": str(snap.xmax),
+                "xip": [str(x) for x in snap.xip],
+                "until": None if until is None else str(until),
+                "last_id": position.last_id,
+                "models": list(sub.model_labels),
+                "cap": LAG_CAP + 1,
+            },
         )
         count, oldest = cur.fetchone()
     seconds = (timezone.now() - oldest).total_seconds() if oldest else 0.0
     return {
-        "cursor": str(sub.cursor),
+        "position": str(position),
         "lag": {
             "changes": min(count, LAG_CAP),
             "more": count > LAG_CAP,
@@ -201,53 +221,54 @@ def _position(sub: Subscription) -> dict[str, Any]:
     }
 
 
-def _resolve_position(value: Any) -> Cursor:
-    with connection.cursor() as cur:
-        cur.execute(log.HORIZON_SQL)
-        row = cur.fetchone()
-    horizon = Cursor(int(row[0]), int(row[1])) if row else log.START
+def _resolve_position(value: Any) -> Position:
+    """``"now"``, ``"start"`` (the oldest kept change), a position (the text form, or an
+    old ``TXID:ID`` cursor) or an ISO time; an expired position is a 409."""
     if value == "now":
         return log.head(connection)
+    horizon = log.horizon(connection)
+    oldest = log.oldest(connection)
     if value == "start":
-        return horizon
+        return oldest
     if not isinstance(value, str):
-        raise ApiError(400, '"from" is "now", "start", a cursor or an ISO time', field="from")
+        raise ApiError(400, '"from" is "now", "start", a position or an ISO time', field="from")
     try:
-        cursor = Cursor.parse(value)
-    except CursorError:
-        cursor = None
-    if cursor is None:
+        position = Position.parse(value)
+    except PositionError:
         when = parse_datetime(value.strip())
         if when is None:
             raise ApiError(
                 400,
-                f"{value!r} is not a cursor (TXID:ID) or an ISO 8601 time",
+                f"{value!r} is not a position (as in the 'position' field, or an old "
+                "TXID:ID cursor) or an ISO 8601 time",
                 field="from",
-            )
+            ) from None
         if timezone.is_naive(when):
             when = when.replace(tzinfo=UTC)
         with connection.cursor() as cur:
-            # just before the first transaction with a change at or after `when`: that
-            # change and everything after it are delivered (possibly a little more)
+            # the first transaction with a change at or after `when` (a change's time is
+            # its transaction's start): it and every later transaction are delivered
             cur.execute(
                 f"SELECT txid::text::bigint FROM {log.LOG_TABLE} WHERE at >= %s "
-                "ORDER BY txid, id LIMIT 1",
+                "ORDER BY txid LIMIT 1",
                 [when],
             )
             first = cur.fetchone()
         if first is None:
             return log.head(connection)
-        cursor = Cursor(int(first[0]), 0)
-        return max(cursor, horizon)
-    if cursor < horizon:
+        txid = int(first[0])
+        if horizon is not None and txid < horizon:
+            return oldest
+        return Position(Snapshot(txid, txid))
+    if horizon is not None and position.snapshot.xmin < horizon:
         raise ApiError(
             409,
-            f"cursor {cursor} is older than the oldest kept change ({horizon}): "
-            'use "start" or a later cursor',
+            f"position {position} is older than the oldest kept change (transactions "
+            f'below {horizon} were pruned): use "start" or a later position',
             field="from",
             code="cursor-expired",
         )
-    return cursor
+    return position
 
 
 def _check_url(url: Any) -> str:

@@ -79,7 +79,7 @@ def seed_subscription(url: str) -> None:
         },
     )
     if created:
-        sub.cursor = log.head(connection)
+        sub.log_position = log.head(connection)
         sub.save()
     elif sub.url != url or sub.state != Subscription.State.ACTIVE:
         sub.url, sub.state, sub.disabled_reason = url, Subscription.State.ACTIVE, ""
