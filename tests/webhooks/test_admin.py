@@ -26,7 +26,7 @@ def test_admin_pages(client: Client) -> None:
     Delivery.objects.create(
         subscription=sub,
         webhook_id="msg_1_1_2_3",
-        cursor="2:3",
+        position="2:2:/3:3:/3",
         attempt=2,
         outcome="failed",
         status_code=500,

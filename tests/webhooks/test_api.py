@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from livedata.accounts import tokens
-from livedata.capture.log import Cursor
+from livedata.capture.position import START, Position
 from livedata.webhooks.models import Subscription
 from livedata.webhooks.signing import check_secret
 
@@ -56,7 +56,7 @@ def test_create_replace_get_list_delete(api: Api) -> None:
     assert body["operations"] == ["insert", "update", "delete", "truncate"]
     assert check_secret(body["secret"]) is None  # generated: whsec_ + base64
     assert body["lag"] == {"changes": 0, "more": False, "seconds": 0.0}
-    Cursor.parse(body["cursor"])
+    assert Position.parse(body["position"]).complete  # the log's head
 
     replaced = api.put("books", {**BOOKS, "operations": ["insert"], "filter": {"author": 1}})
     assert replaced.status_code == 200
@@ -181,13 +181,16 @@ def test_position(api: Api, connect: Any) -> None:
     now = api.put("books/position", {"from": "now"})
     assert now.status_code == 200 and now.json()["lag"]["changes"] == 0
     start = api.put("books/position", {"from": "start"}).json()
-    assert start["cursor"] == "0:0" and start["lag"]["changes"] >= 3
+    assert start["position"] == str(START) and start["lag"]["changes"] >= 3
     first = db.execute(
         "SELECT txid::text, id FROM livedata_change WHERE model = 'bookstore.book' "
         "AND new->>'title' = 'b0' ORDER BY txid DESC, id DESC LIMIT 1"
     ).fetchone()
-    at = api.put("books/position", {"from": f"{first[0]}:{first[1]}"}).json()
+    at = api.put("books/position", {"from": f"{first[0]}:{first[1]}"}).json()  # old form
     assert at["lag"]["changes"] == 2
+    assert Position.parse(at["position"]) == Position.from_cursor(int(first[0]), first[1])
+    again = api.put("books/position", {"from": at["position"]}).json()  # the new form
+    assert again["position"] == at["position"] and again["lag"]["changes"] == 2
     timed = api.put("books/position", {"from": "2000-01-01T00:00:00Z"}).json()
     assert timed["lag"]["changes"] >= 3
     assert api.put("books/position", {"from": "2999-01-01T00:00:00"}).json()["lag"]["changes"] == 0
@@ -196,8 +199,8 @@ def test_position(api: Api, connect: Any) -> None:
     assert api.put("books/position", {"to": "now"}).status_code == 400
     assert api.put("nope/position", {"from": "now"}).status_code == 404
     sub = Subscription.objects.get()
-    assert sub.epoch == 6 and sub.generation == 6  # every position change is a new epoch
-    assert api.get("books/position").json()["cursor"] == str(sub.cursor)
+    assert sub.epoch == 7 and sub.generation == 7  # every position change is a new epoch
+    assert api.get("books/position").json()["position"] == sub.position
 
 
 def test_expired_cursor_is_409(api: Api, connect: Any) -> None:
@@ -207,9 +210,12 @@ def test_expired_cursor_is_409(api: Api, connect: Any) -> None:
         "INSERT INTO livedata_log_horizon (name, txid, last_id, pruned_at) "
         "VALUES ('pruned', '5', 100, now()) ON CONFLICT (name) DO UPDATE SET txid = '5'"
     )
-    expired = api.put("books/position", {"from": "4:1"})
+    expired = api.put("books/position", {"from": "4:1"})  # an old cursor
     assert expired.status_code == 409 and expired.json()["error"] == "cursor-expired"
-    assert api.put("books/position", {"from": "start"}).json()["cursor"] == "5:100"
+    also = api.put("books/position", {"from": "3:6:3,4"})
+    assert also.status_code == 409 and also.json()["error"] == "cursor-expired"
+    assert api.put("books/position", {"from": "start"}).json()["position"] == "5:5:"
+    assert api.put("books/position", {"from": "5:7:6"}).status_code == 200
 
 
 def test_replace_reenables_a_disabled_subscription(api: Api) -> None:

@@ -3,12 +3,14 @@ log order, filters and fields, retries, Retry-After, 410, disabled-not-dropped."
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
 
+from livedata.capture.position import Position
 from livedata.webhooks.models import Delivery, Subscription
 from tests.webhooks.conftest import api_call, subscribe
 
@@ -56,8 +58,12 @@ def test_signed_puts_in_log_order(svc, receiver, start_worker, connect) -> None:
         "bookstore.book.update",
         "bookstore.book.delete",
     ]
-    cursors = [tuple(map(int, e["data"]["cursor"].split(":"))) for e in events]
-    assert cursors == sorted(cursors) and len(set(cursors)) == 8
+    positions = [Position.parse(e["data"]["position"]) for e in events]
+    assert len(set(positions)) == 8 and positions[-1].complete
+    for earlier, later in itertools.pairwise(positions):  # each one at or after the last
+        assert later.end.covers(earlier.end)
+        if later.snapshot == earlier.snapshot and not later.complete:
+            assert later.last_id > earlier.last_id
     insert, update, delete = events[1], events[6], events[7]
     assert insert["data"]["new"] == {"id": books[0], "title": "Book 0", "author_id": author}
     assert insert["data"]["old"] is None and insert["data"]["pk"] == str(books[0])
@@ -67,14 +73,16 @@ def test_signed_puts_in_log_order(svc, receiver, start_worker, connect) -> None:
     assert insert["timestamp"].endswith("Z")
     ids = [r.id for r in got]
     assert len(set(ids)) == 8 and all(i.startswith("msg_") for i in ids)
-    # the cursor is durable, the delivery log has every attempt
+    assert all(len(i) < 40 for i in ids)  # subscription, epoch, row id: short
+    # the position is durable, the delivery log has every attempt
     wait_until(lambda: Subscription.objects.get().delivered == 8)
     state = api_call(svc, "GET", "books").json()
-    assert state["cursor"] == events[-1]["data"]["cursor"]
+    assert state["position"] == events[-1]["data"]["position"]
     assert state["lag"]["changes"] == 0 and state["last_success"]
     wait_until(lambda: Delivery.objects.filter(outcome="delivered").count() == 8)
     record = Delivery.objects.filter(webhook_id=ids[0]).get()
     assert record.status_code == 204 and record.attempt == 1 and record.latency_ms > 0
+    assert record.position == events[0]["data"]["position"]
     time.sleep(0.5)
     assert len(receiver.requests) == 8  # nothing twice
 

@@ -181,7 +181,7 @@ u = User.objects.create_user("svc", "s@example.com", "pw")
 u.user_permissions.add(Permission.objects.get(codename="view_book"))
 s = Subscription(owner=u, name="books", url="{receiver.url}", model_labels=["bookstore.book"],
                  operations=["insert", "update", "delete", "truncate"], secret=new_secret())
-s.cursor = log.head(connection)
+s.log_position = log.head(connection)
 s.save()
 """
     subprocess.run(livedata_cmd("shell", "-c", setup), **run)
