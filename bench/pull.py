@@ -164,13 +164,13 @@ async def latency(base: str, token: str, params: dict[str, Any], author: int) ->
     seen: dict[str, list[float]] = {"listener": [], "long-poll": [], "sse": []}
     listener = Listener(models=["bookstore.book"])
 
-    async def on_rows(rows: list[Any]) -> None:
-        for row in rows:
+    async def on_rows(batch: Any) -> None:
+        for row in batch.rows:
             ms = stamp({"value": row.new or {}})
             if ms is not None:
                 seen["listener"].append(ms)
 
-    listener.add_consumer(on_rows)
+    listener.follow(on_rows)
 
     async def follow(name: str, sse: bool) -> None:
         client = PullClient(

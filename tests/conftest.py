@@ -136,4 +136,4 @@ def run_livedata(*args: str, timeout: float = 60, **env: str) -> subprocess.Comp
 
 
 # `livedata serve` fixtures (defined with the server tests), for every test directory
-from tests.server.conftest import fast_heartbeat_server, server  # noqa: E402, F401
+from tests.server.conftest import ddp, fast_heartbeat_server, server  # noqa: E402, F401

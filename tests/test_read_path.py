@@ -21,7 +21,7 @@ import pytest
 from livedata.demo.bookstore.models import Author
 from tests.capture.test_commands import read_lines
 from tests.conftest import spawn_livedata
-from tests.server.test_publications import ddp, subscribe  # noqa: F401, F811
+from tests.server.test_publications import subscribe
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,7 +62,10 @@ def insert_book(connect: Callable[..., psycopg.Connection], title: str) -> float
 
 
 def test_tail_and_ddp_get_a_commit_made_while_another_transaction_is_open(
-    held_open, ddp, connect, head  # noqa: F811
+    held_open,
+    ddp,
+    connect,
+    head,
 ):
     tail = spawn_livedata("tail", "--json", "--since", str(head), "--model", "bookstore.Book")
     client = ddp()

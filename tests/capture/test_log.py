@@ -77,6 +77,28 @@ def test_a_long_transaction_holds_nothing_back(head, connect, kind):
     assert names(rows) == ([] if kind == "unrelated" else ["Long"])
 
 
+def test_a_rows_writes_come_in_write_order_across_batches(head, connect):
+    """T1 takes its xid first and writes last; T2 (higher xid) writes the row and commits
+    first. Read back in batches smaller than the backlog, the row's changes still come as
+    written: T2's, then T1's (a step cut by txid would put T1's first)."""
+    from livedata.demo.bookstore.models import Author
+
+    pk = Author.objects.create(name="v0", email="row@example.com").pk
+    start = log.head(connect())
+    t1 = connect(autocommit=False)
+    t1.execute("SELECT pg_current_xact_id()")
+    for i in range(10):
+        connect().execute(INSERT, [f"filler{i}", f"f{i}@example.com"])
+    t2 = connect(autocommit=False)
+    t2.execute("UPDATE bookstore_author SET name = 'by T2' WHERE id = %s", [pk])
+    t2.commit()
+    t1.execute("UPDATE bookstore_author SET name = 'by T1' WHERE id = %s", [pk])
+    t1.commit()
+    rows, _ = read_all(connect(), start, limit=3)
+    assert [r.new["name"] for r in rows if r.pk == str(pk)] == ["by T2", "by T1"]
+    assert len(rows) == 12
+
+
 def test_savepoints(head, connect):
     """A rolled-back savepoint's rows never appear; a released one's do."""
     writer = connect(autocommit=False)

@@ -75,3 +75,23 @@ def _serve(overrides: str, **env: str) -> Iterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         stop(proc)
+
+
+@pytest.fixture
+def ddp(server):
+    """Make connected DDP clients of ``server`` (closed after the test)."""
+    from tests.server.test_websocket import CONNECT, Client
+
+    clients = []
+
+    def make() -> Client:
+        c = Client(server)
+        c.recv()
+        c.send(CONNECT)
+        c.recv()
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.close()

@@ -18,23 +18,6 @@ def janet() -> Author:
     return author
 
 
-@pytest.fixture
-def ddp(server):
-    clients = []
-
-    def make() -> Client:
-        c = Client(server)
-        c.recv()
-        c.send(CONNECT)
-        c.recv()
-        clients.append(c)
-        return c
-
-    yield make
-    for c in clients:
-        c.close()
-
-
 def subscribe(client: Client, sub_id: str, name: str, *params) -> list[dict]:
     client.send({"msg": "sub", "id": sub_id, "name": name, "params": list(params)})
     return client.until(

@@ -131,6 +131,7 @@ class Follower:
         limit: int = 1000,
         max_rows: int = DEFAULT_MAX_ROWS,
         wake: Callable[[], None] | None = None,
+        on_expired: Callable[[log.PositionExpired], Awaitable[None]] | None = None,
     ) -> None:
         self.consumer = consumer
         self.name = name or getattr(consumer, "__qualname__", repr(consumer))
@@ -141,6 +142,9 @@ class Follower:
         self.max_rows = max_rows
         self._connect = connect
         self._wake = wake
+        self._on_expired = on_expired
+        #: set when its position was pruned: it stopped (see ``on_expired``)
+        self.expired: log.PositionExpired | None = None
         self._queue: deque[Batch] = deque()
         self._queued_rows = 0
         self._ready = asyncio.Event()
@@ -207,6 +211,14 @@ class Follower:
             self._queued_rows -= len(batch.rows)
             try:
                 await self._take(batch)
+            except log.PositionExpired as exc:
+                # rows after its position were pruned: nothing it could read makes up
+                # for them; the consumer must refetch (a durable one resets its position)
+                logger.error("livedata: %s stopped: %s", self.name, exc)
+                self.expired = exc
+                if self._on_expired is not None:
+                    await self._on_expired(exc)
+                return
             except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
                 # catching up needs the database: keep the position, try again
                 logger.warning(

@@ -22,15 +22,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from livedata.capture import log
-from livedata.capture.follower import DEFAULT_MAX_ROWS, Consumer, Follower
-from livedata.capture.log import Batch, MissingLogTable, Position
+from livedata.capture.follower import DEFAULT_MAX_ROWS, Connect, Consumer, Follower
+from livedata.capture.log import Batch, MissingLogTable, Position, PositionExpired
 from livedata.conf import livedata_settings
 
 logger = logging.getLogger("livedata.listener")
@@ -110,22 +110,32 @@ class Listener:
         position: Position | None = None,
         models: Iterable[str] | None = None,
         max_rows: int = DEFAULT_MAX_ROWS,
+        connect: Connect | None = None,
+        on_expired: Callable[[PositionExpired], Awaitable[None]] | None = None,
     ) -> Follower:
         """Feed ``consumer`` every batch from now on (or from ``position``), on its own task.
 
-        Call from the event loop the listener runs on.
+        ``connect`` opens its catch-up connections (default: a new one each time; pass a
+        ``ConnectionLimit``'s to share a few). ``on_expired`` is told when ``position``
+        turns out to be older than the pruned horizon (the follower then stops). A
+        follower from a saved position starts catching up at once, not at the next
+        commit. Call from the event loop the listener runs on.
         """
         follower = Follower(
             consumer,
-            connect=self.connect,
+            connect=connect or self.connect,
             name=name,
             position=position if position is not None else self.position,
             models=models,
             limit=self.batch_size,
             max_rows=max_rows,
             wake=self.wake,
+            on_expired=on_expired,
         )
         self.followers.append(follower)
+        if position is not None and self.position is not None:
+            # the listener's next batch starts here: catch up to it now
+            follower.offer(Batch(self.position, self.position, []))
         return follower
 
     async def unfollow(self, follower: Follower) -> None:

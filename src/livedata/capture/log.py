@@ -25,12 +25,13 @@ How one read stays cheap and bounded (one statement):
 - The transactions to read are those of ``xip(prev)`` that ``cur`` sees (an array
   filter), and those in ``[xmax(prev), xmax(cur))`` with rows, found by a loose index scan
   of ``(txid, id)``: one probe per transaction, never a scan of a transaction in flight.
-- A *step* ends at ``cur`` or, when more than ``limit`` rows wait (catching up a backlog),
-  at the transaction where the ``limit``-th row is: the step's end is ``cur`` restricted to
-  the transactions below it (a snapshot too), so a backlog is read step by step.
-- Rows come per transaction by ``(txid, id)``, ``LIMIT`` each, merged by id; a step of more
-  than ``limit`` rows (one huge transaction) is returned in batches resumed after the last
-  row id, with the step's end snapshot fixed in the position.
+- Rows come per transaction by ``(txid, id)``, ``LIMIT`` each, merged by id. A *step*
+  (from one snapshot to the next) of more than ``limit`` rows (a huge transaction, or a
+  backlog) is returned in batches: the position then fixes the step's end snapshot and
+  the last row id, and the next batches scan the primary key from there, keeping the
+  rows of the step's transactions. A step is never cut by txid: a transaction with a
+  lower txid can commit later than one with a higher txid (it took its xid first), so
+  only whole snapshots keep commit order, and with it each row's write order.
 
 Pruning (``prune``) removes the rows of transactions that had committed before the
 retention cutoff, judged by *marks*: snapshots recorded with their time. Rows of a
@@ -72,34 +73,21 @@ _COLUMNS = (
     "id, txid::text::bigint AS txid, model, table_name, op, pk, old, new, changed, context, at"
 )
 
-# One statement, one snapshot. Parameters: the previous snapshot (xmax, xip), the step's
-# fixed end (NULL: take pg_current_snapshot()), whether to bound the step by `limit`,
-# the last row id received inside the step, the batch size.
+# One statement, one snapshot: a new step from the previous snapshot (xmax, xip) to the
+# current one (or a fixed end, catching up to a known position), the first batch of it.
 READ_SQL = f"""
 WITH RECURSIVE
 cur AS (
     SELECT COALESCE(%(until)s::pg_snapshot, pg_current_snapshot()) AS s
 ),
-stop AS (  -- the step's end: xmax(cur), or the transaction of the limit-th waiting row
-    SELECT COALESCE(
-        (SELECT CASE WHEN l.txid = %(xmax)s::xid8 THEN (l.txid::text::bigint + 1)::text::xid8
-                     ELSE l.txid END
-         FROM {LOG_TABLE} l
-         WHERE %(bounded)s AND l.txid >= %(xmax)s::xid8
-           AND l.txid < pg_snapshot_xmax((SELECT s FROM cur))
-           AND pg_visible_in_snapshot(l.txid, (SELECT s FROM cur))
-         ORDER BY l.txid, l.id OFFSET %(limit)s LIMIT 1),
-        (SELECT pg_snapshot_xmax(s) FROM cur)
-    ) AS b
-),
-walk(x) AS (  -- transactions with rows in [xmax(prev), stop) that cur sees, one probe each
+walk(x) AS (  -- transactions with rows in [xmax(prev), xmax(cur)) that cur sees
     SELECT (SELECT l.txid FROM {LOG_TABLE} l
-            WHERE l.txid >= %(xmax)s::xid8 AND l.txid < (SELECT b FROM stop)
+            WHERE l.txid >= %(xmax)s::xid8 AND l.txid < pg_snapshot_xmax((SELECT s FROM cur))
               AND pg_visible_in_snapshot(l.txid, (SELECT s FROM cur))
             ORDER BY l.txid LIMIT 1)
     UNION ALL
     SELECT (SELECT l.txid FROM {LOG_TABLE} l
-            WHERE l.txid > w.x AND l.txid < (SELECT b FROM stop)
+            WHERE l.txid > w.x AND l.txid < pg_snapshot_xmax((SELECT s FROM cur))
               AND pg_visible_in_snapshot(l.txid, (SELECT s FROM cur))
             ORDER BY l.txid LIMIT 1)
     FROM walk w WHERE w.x IS NOT NULL
@@ -113,12 +101,28 @@ txs AS (
 batch AS (
     SELECT c.* FROM txs, LATERAL (
         SELECT {_COLUMNS} FROM {LOG_TABLE} r
-        WHERE r.txid = txs.x AND r.id > %(after)s {{models}}
+        WHERE r.txid = txs.x {{models}}
         ORDER BY r.txid, r.id LIMIT %(limit)s + 1  -- the index's order: no sort
     ) c
     ORDER BY c.id LIMIT %(limit)s + 1
 )
-SELECT (SELECT s::text FROM cur), (SELECT b::text::bigint FROM stop),
+SELECT (SELECT s::text FROM cur),
+       (SELECT txid::text::bigint FROM {HORIZON_TABLE} WHERE name = 'pruned'),
+       batch.*
+FROM (SELECT 1) AS one LEFT JOIN batch ON true
+ORDER BY batch.id
+"""
+# The next batch of a step begun: its rows after the last id received, by the primary
+# key (the step's rows are those of the transactions its end sees and its start did not).
+NEXT_SQL = f"""
+WITH batch AS (
+    SELECT {_COLUMNS} FROM {LOG_TABLE} r
+    WHERE r.id > %(after)s
+      AND NOT pg_visible_in_snapshot(r.txid, %(prev)s::pg_snapshot)
+      AND pg_visible_in_snapshot(r.txid, %(until)s::pg_snapshot) {{models}}
+    ORDER BY r.id LIMIT %(limit)s + 1
+)
+SELECT %(until)s,
        (SELECT txid::text::bigint FROM {HORIZON_TABLE} WHERE name = 'pruned'),
        batch.*
 FROM (SELECT 1) AS one LEFT JOIN batch ON true
@@ -220,36 +224,34 @@ def _read_query(
     position: Position, limit: int, models: Iterable[str] | None, until: Snapshot | None
 ) -> tuple[str, dict[str, Any]]:
     prev = position.snapshot
-    fixed = position.until if position.until is not None else until
-    params: dict[str, Any] = {
-        "xmax": str(prev.xmax),
-        "xip": [str(x) for x in prev.xip],
-        "until": None if fixed is None else str(fixed),
-        # a step already begun keeps its end; a new one is bounded by `limit`
-        "bounded": position.until is None,
-        "after": position.last_id if position.until is not None else 0,
-        "limit": limit,
-    }
     clause = ""
+    params: dict[str, Any] = {"limit": limit}
     if models:
         params["models"] = sorted({m.lower() for m in models})
         clause = "AND r.model = ANY(%(models)s)"
+    if position.until is not None:  # a step begun: its end is fixed
+        params.update(prev=str(prev), until=str(position.until), after=position.last_id)
+        return NEXT_SQL.format(models=clause), params
+    params.update(
+        xmax=str(prev.xmax),
+        xip=[str(x) for x in prev.xip],
+        until=None if until is None else str(until),
+    )
     return READ_SQL.format(models=clause), params
 
 
 def _batch(position: Position, limit: int, result: list[Sequence[Any]]) -> Batch:
-    cur_text, stop, horizon = result[0][0], int(result[0][1]), result[0][2]
+    cur_text, horizon = result[0][0], result[0][1]
     if horizon is not None and position.snapshot.xmin < int(horizon):
         raise PositionExpired(position, int(horizon))
-    rows = [_row(r[3:]) for r in result if r[3] is not None]
-    cur = Snapshot.parse(cur_text)
-    step_end = position.until if position.until is not None else cur.before(stop)
+    rows = [_row(r[2:]) for r in result if r[2] is not None]
+    step_end = position.until if position.until is not None else Snapshot.parse(cur_text)
     if len(rows) > limit:
         rows = rows[:limit]
         return Batch(position, Position(position.snapshot, step_end, rows[-1].id), rows, False)
     # the union, not step_end alone: a reader may be ahead of a catch-up target
     end = Position(position.snapshot.union(step_end))
-    return Batch(position, end, rows, position.until is None and stop >= cur.xmax)
+    return Batch(position, end, rows, position.until is None)
 
 
 def read_batch(
@@ -358,8 +360,3 @@ def prune(conn: Any, older_than: datetime | None) -> int:
             {"cutoff": older_than},
         )
         return int(cur.fetchone()[0])
-
-# TEMP-SHIM: old names until webhooks and pull are migrated
-Cursor = Position
-CursorError = PositionError
-CursorExpired = PositionExpired

@@ -74,13 +74,6 @@ class Snapshot(NamedTuple):
         )
         return Snapshot(xip[0] if xip else xmax, xmax, xip)
 
-    def before(self, bound: int) -> Snapshot:
-        """This snapshot restricted to transactions below ``bound`` (a step's end)."""
-        if bound >= self.xmax:
-            return self
-        xip = tuple(x for x in self.xip if x < bound)
-        return Snapshot(xip[0] if xip else bound, bound, xip)
-
     def __str__(self) -> str:
         return f"{self.xmin}:{self.xmax}:{','.join(map(str, self.xip))}"
 
@@ -132,6 +125,25 @@ class Position:
     def sees(self, txid: int) -> bool:
         """Whether every row of committed transaction ``txid`` has been received."""
         return self.snapshot.visible(txid)
+
+    def has(self, txid: int, row_id: int) -> bool:
+        """Whether the log row ``row_id`` of committed transaction ``txid`` was received."""
+        if self.snapshot.visible(txid):
+            return True
+        return self.until is not None and self.until.visible(txid) and row_id <= self.last_id
+
+    def covers(self, other: Position) -> bool:
+        """Whether every row ``other`` has received was received here too (False when
+        that cannot be told from the two alone: the caller then reads the log)."""
+        if self == other or self.snapshot.covers(other.end):
+            return True
+        if other.until is None:
+            return False
+        return (
+            self.until == other.until
+            and self.snapshot == other.snapshot
+            and self.last_id >= other.last_id
+        )
 
     def __str__(self) -> str:
         if self.until is None:

@@ -18,8 +18,8 @@ Why the hand-over from snapshot to changes has no gap and no duplicate
 
 Notation: the change log holds, per committed row change, ``(txid, id)``; ``id`` comes
 from one sequence at write time, ``txid`` is the writing transaction. Readers take the
-log in ``(txid, id)`` order and only below the oldest transaction still in flight, so a
-reader's position ("everything at or before cursor c") never has to move back.
+log by snapshot difference (``livedata.capture.log``): a position is a snapshot, and each
+read returns the rows of the transactions that became visible since, in id order.
 
 1. **The snapshot is the table at one PostgreSQL snapshot S1.** The first request
    (``offset=-1``) reads its page in a REPEATABLE READ transaction and records that
@@ -42,42 +42,35 @@ reader's position ("everything at or before cursor c") never has to move back.
    the snapshot is S1's table, each row once. A TRUNCATE after S1 cannot be undone:
    must-refetch.
 
-3. **The changes continue with exactly the log rows S1 did not see.** After the last
-   page the offset is ``(S1.xmin, 0)``: every log row with ``txid < S1.xmin`` was
-   committed (or rolled back) before S1 and is in the snapshot. From there the feed
-   reads the log gap-free (``livedata.capture.log``) and drops the rows S1 saw
-   (``xmin <= txid < xmax`` and not in xip). No committed change is missed (the reader
-   never skips an unfinished transaction) and none is sent twice (a change is either
-   visible in S1, hence in the snapshot, or in the stream, never both).
+3. **The changes continue at S1 itself.** A log position is a snapshot, so after the last
+   page the offset is the position ``S1``: "every transaction S1 sees was received" (it
+   is in the snapshot). The log read from there returns exactly the rows of the
+   transactions S1 did not see, each once, as they become visible. No committed change
+   is missed and none is sent twice: a change is either visible in S1, hence in the
+   snapshot, or in the stream, never both.
 
-4. **Per row, changes are delivered in write order.** ``(txid, id)`` order is not the
-   order in which one row's changes happened: T1 takes xid 100, T2 takes 101, T2 updates
-   row k and commits, then T1 updates k (it waited for T2's row lock) and commits. The
-   log holds (101, id 4: A→B) and (100, id 5: B→C), read as C then B; a mirror applying
-   them ends with B while the table holds C. The feed therefore skips a change when a
-   change of the same row with a higher id came earlier in the feed (a *stale* change;
-   ``reader.annotate`` finds the highest id of the row before the page's start through
-   the ``(model, pk, id)`` index, and tracks the rest in memory). The changes a client
-   gets for one row then have increasing ids, so its last one is the row's latest
-   change: the client ends equal to the table. The skip is decided from committed data
-   only, so every reader and every retry of a page sees the same messages.
+4. **Per row, changes come in write order.** Two writes of one row are serialised by its
+   row lock: the second writer waits until the first transaction ends, so the first
+   becomes visible no later than the second, in an earlier read or in the same one,
+   where rows are in id (write) order. So a client applying changes in feed order ends
+   equal to the table. (livedata 0.1 read in ``(txid, id)`` order, where this did not
+   hold and an older change of a row had to be skipped as stale; that is gone.)
 
 5. **Filters.** A row is in a filtered feed while its values match (matched in memory
    on the log row, ``publish.matching.compile_matcher``; the snapshot filters in SQL
    and, for rows turned back to S1, in memory). A change whose new value matches is an
    insert or update; one whose new value does not match is a delete when the old value
-   matched, or when the row's previous change (by id) comes later in the feed (it will
-   be skipped as stale, so the client may hold any earlier state of the row). Otherwise
-   the client never had the row and nothing is sent.
+   matched. Otherwise the client never had the row and nothing is sent.
 
 6. **Positions are checked, not trusted.** The handle is signed (Django's ``signing``),
    names the model, the fields and filters it was made for and a fingerprint of the
-   model's published columns (a change of it: 409 must-refetch). A change offset below
-   ``(S1.xmin, 0)`` is a 400; one the log no longer has (``livedata prune``) is a 409
+   model's published columns (a change of it: 409 must-refetch). A change offset that
+   does not cover S1 is a 400; one the log no longer has (``livedata prune``) is a 409
    must-refetch, never a silent gap.
 
-Responses end at a transaction boundary unless one transaction alone exceeds the page,
-so a client applying one page per local transaction never shows half of a remote one.
+A page holds at most ``limit`` rows; when more are waiting in one read (a transaction
+larger than the page, or a backlog), the page may end inside a transaction and the next
+one continues it.
 The cost of step 2: each page after the first reads the model's log rows committed since
 S1 in its key range (found through the ``(txid, id)`` index from S1's xmax and xip).
 """

@@ -1,31 +1,30 @@
 """Holding live requests: the feed's in-memory view of the process's one listener.
 
 A ``live=true`` request (or an event stream) that is up to date waits here, not in the
-database. The ``Notifier`` is a consumer of ``Runtime.current.listener`` (the process's
-one LISTEN connection): for each batch the listener reads it runs the order checks once
-(``reader.annotate``: one query per batch and model, whoever waits), keeps the batch in
-a short buffer, and hands it to every waiter of that model, which builds its messages in
-memory. A client that comes back right after an answer (long-polling) is answered from
-the buffer when its offset is inside it. So 1000 held clients cost one LISTEN
-connection and one query per batch, not a query per client per change.
+database. The ``Notifier`` is a follower of ``Runtime.current.listener`` (the process's
+one LISTEN connection): it gets the listener's batches gap-free on its own task
+(``livedata.capture.follower``: contiguity and catch-up are done there), keeps them in a
+short buffer, and hands each to every waiter of that model, which builds its messages
+in memory. A client that comes back right after an answer (long-polling) is answered
+from the buffer when its offset is inside it. So 1000 held clients cost one LISTEN
+connection and no query per change.
 
-The buffer is contiguous: each batch starts where the previous ended. When it is not
-(the notifier started mid-stream, the listener reconnected elsewhere), it restarts, and
-waiters behind its start read the database themselves. Without a runtime listener
-(another ASGI server), waiters poll the database every ``POLL_INTERVAL``.
+Waiters whose position the buffer does not cover read the database themselves. Without
+a runtime listener (another ASGI server), waiters poll the database every
+``POLL_INTERVAL``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from livedata import dbthreads
-from livedata.capture.log import ChangeRow, Cursor
+from livedata.capture.log import Batch as LogBatch
+from livedata.capture.log import ChangeRow, Position
 from livedata.conf import livedata_settings
 from livedata.httpapi import ApiError
 from livedata.publish.api import API
@@ -46,82 +45,69 @@ in_db_thread = _db_threads.run
 
 @dataclass
 class Batch:
-    """Rows the listener delivered after ``start`` up to ``end``, by model, annotated."""
+    """Rows the listener delivered after ``start`` up to ``end``, by model."""
 
-    start: Cursor
-    end: Cursor
+    start: Position
+    end: Position
     by_model: dict[str, list[Annotated]]
     size: int
 
 
 @dataclass(eq=False)
 class Waiter:
-    """One held request (or event stream) of ``spec`` at ``cursor``."""
+    """One held request (or event stream) of ``spec`` at ``position``."""
 
     spec: FeedSpec
     handle: Handle
-    cursor: Cursor
-    #: (messages, new cursor), or an exception; None asks the waiter to read the database
+    position: Position
+    #: (messages, new position), or an exception; None asks the waiter to read the database
     inbox: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
 
     def offer(self, batch: Batch) -> None:
-        if batch.start > self.cursor:
+        if not self.position.covers(batch.start):
             self.inbox.put_nowait(None)  # a gap between its position and the batch
             return
         items = batch.by_model.get(self.spec.label, [])
         try:
-            messages = messages_of(self.spec, items, self.handle.snapshot, self.cursor)
+            messages = messages_of(self.spec, items, self.handle.snapshot, self.position)
         except MustRefetch as exc:
             self.inbox.put_nowait(exc)
             return
-        self.cursor = max(self.cursor, batch.end)
+        if batch.end.covers(self.position):
+            self.position = batch.end
         if messages:
-            self.inbox.put_nowait((messages, self.cursor))
+            self.inbox.put_nowait((messages, self.position))
 
 
 class Notifier:
-    """The pull feed's consumer of the runtime's listener (one per process)."""
+    """The pull feed's follower of the runtime's listener (one per process)."""
 
     def __init__(self, listener: Any) -> None:
         self.listener = listener
         self.waiters: dict[str, set[Waiter]] = {}
         self.buffer: deque[Batch] = deque()
         self.buffered_rows = 0
-        #: everything up to here was processed (offered to waiters); None: not yet known
-        self.position: Cursor | None = listener.cursor
-        self.start: Cursor | None = self.position  # the buffer covers (start, position]
-        self._queue: asyncio.Queue[tuple[Cursor | None, list[ChangeRow]]] = asyncio.Queue()
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        listener.add_consumer(self._on_rows)
+        #: the buffer covers (start, position]; None: no batch yet
+        self.start: Position | None = None
+        self.position: Position | None = None
+        self.follower = listener.follow(self._on_batch, name="pull feed")
 
     @property
     def count(self) -> int:
         return sum(len(w) for w in self.waiters.values())
 
-    async def _on_rows(self, rows: list[ChangeRow]) -> None:
-        # called by the listener before it moves its cursor: that is where the batch starts
-        self._queue.put_nowait((self.listener.cursor, rows))
-
-    async def _run(self) -> None:
-        while True:
-            start, rows = await self._queue.get()
-            try:
-                await self._process(start, rows)
-            except Exception:
-                logger.exception("livedata pull: could not process a listener batch")
-                self._restart(None)
-
-    async def _process(self, start: Cursor | None, rows: list[ChangeRow]) -> None:
-        if start is None or start != self.position:
-            self._restart(start)
+    async def _on_batch(self, got: LogBatch) -> None:
         by_model: dict[str, list[ChangeRow]] = {}
-        for row in rows:
+        for row in got.rows:
             if API.exposed(row.model, "pull") is not None:
                 by_model.setdefault(row.model, []).append(row)
-        annotated = {}
-        for model, model_rows in by_model.items():
-            annotated[model] = await in_db_thread(_annotate, model, model_rows, start)
-        batch = Batch(start, rows[-1].cursor, annotated, sum(map(len, by_model.values())))
+        if self.position != got.start:
+            # not contiguous with the buffer (the first batch, or one after a failure)
+            self.buffer.clear()
+            self.buffered_rows = 0
+            self.start = got.start
+        annotated = {model: annotate(rows) for model, rows in by_model.items()}
+        batch = Batch(got.start, got.end, annotated, sum(map(len, by_model.values())))
         self.buffer.append(batch)
         self.buffered_rows += batch.size
         while self.buffered_rows > BUFFER_ROWS and len(self.buffer) > 1:
@@ -133,33 +119,24 @@ class Notifier:
             for waiter in list(self.waiters.get(model, ())):
                 waiter.offer(batch)
 
-    def _restart(self, start: Cursor | None) -> None:
-        """Drop the buffer; waiters read the database (they may be behind ``start``)."""
-        self.buffer.clear()
-        self.buffered_rows = 0
-        self.start = self.position = start
-        for waiters in self.waiters.values():
-            for waiter in waiters:
-                waiter.inbox.put_nowait(None)
-
     def answer(
-        self, spec: FeedSpec, handle: Handle, cursor: Cursor
-    ) -> tuple[list[str], Cursor] | None:
-        """What is after ``cursor`` in memory, or None when the buffer does not cover it."""
-        if self.position is None or self.start is None or cursor < self.start:
+        self, spec: FeedSpec, handle: Handle, position: Position
+    ) -> tuple[list[str], Position] | None:
+        """What is after ``position`` in memory, or None when the buffer does not cover it."""
+        if self.position is None or self.start is None or not position.covers(self.start):
             return None
         messages: list[str] = []
+        at = position
         for batch in self.buffer:
-            if batch.end <= cursor:
+            if at.covers(batch.end):
                 continue
-            messages += messages_of(
-                spec, batch.by_model.get(spec.label, []), handle.snapshot, cursor
-            )
+            messages += messages_of(spec, batch.by_model.get(spec.label, []), handle.snapshot, at)
+            at = batch.end
             if len(messages) >= spec.limit:
-                return messages, batch.end
-        return messages, max(cursor, self.position)
+                return messages, at
+        return messages, at
 
-    def register(self, spec: FeedSpec, handle: Handle, cursor: Cursor) -> Waiter:
+    def register(self, spec: FeedSpec, handle: Handle, position: Position) -> Waiter:
         conf = livedata_settings()
         if self.count >= conf.PULL_MAX_LIVE_CLIENTS:
             raise ApiError(
@@ -167,7 +144,7 @@ class Notifier:
                 f"this server holds {conf.PULL_MAX_LIVE_CLIENTS} live clients already; retry later",
                 headers={"Retry-After": "5"},
             )
-        waiter = Waiter(spec, handle, cursor)
+        waiter = Waiter(spec, handle, position)
         self.waiters.setdefault(spec.label, set()).add(waiter)
         return waiter
 
@@ -177,16 +154,7 @@ class Notifier:
             waiters.discard(waiter)
 
     async def close(self) -> None:
-        with contextlib.suppress(ValueError):
-            self.listener.remove_consumer(self._on_rows)
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-
-def _annotate(model: str, rows: list[ChangeRow], start: Cursor) -> list[Annotated]:
-    from django.db import connection
-
-    return annotate(connection, model, rows, start)
+        await self.listener.unfollow(self.follower)
 
 
 _notifiers: dict[int, Notifier] = {}

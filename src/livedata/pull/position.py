@@ -6,9 +6,12 @@
   server keeps no state between requests and a forged or damaged handle is a precise 400.
 - The **offset** is where in that feed the client is: ``-1`` (start; ``now`` starts
   without the rows, with only the changes after it), ``s<key>`` (copying
-  the snapshot; every row with a key up to ``key`` was sent) or ``<txid>_<id>`` (following
-  the change log; every change up to that log position was sent). Offsets are checked
-  against the handle; tampering with one can only hurt the client that does it.
+  the snapshot; every row with a key up to ``key`` was sent) or ``p<position>`` (following
+  the change log; every change that log position has received was sent, see
+  ``livedata.capture.position``: ``p812:815:812,813``, about 20 characters plus one number
+  per transaction in flight). livedata 0.1's ``<txid>_<id>`` offsets are still read.
+  Offsets are checked against the handle; tampering with one can only hurt the client
+  that does it.
 """
 
 from __future__ import annotations
@@ -23,35 +26,11 @@ from typing import Any
 from django.core import signing
 from django.core.serializers.json import DjangoJSONEncoder
 
-from livedata.capture.log import Cursor
+from livedata.capture.position import Position, PositionError, Snapshot
 from livedata.httpapi import ApiError
 
 SALT = "livedata.pull.handle"
 VERSION = 1
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A PostgreSQL snapshot (``pg_current_snapshot()``): which transactions it sees."""
-
-    xmin: int
-    xmax: int
-    xip: frozenset[int]
-
-    def visible(self, txid: int) -> bool:
-        """``pg_visible_in_snapshot(txid, snapshot)`` for a committed transaction."""
-        return txid < self.xmin or (txid < self.xmax and txid not in self.xip)
-
-    @classmethod
-    def parse(cls, text: str) -> Snapshot:
-        """From PostgreSQL's text form ``xmin:xmax:xip,xip,...``."""
-        xmin, xmax, xip = text.split(":")
-        return cls(int(xmin), int(xmax), frozenset(int(x) for x in xip.split(",") if x))
-
-    @property
-    def start(self) -> Cursor:
-        """The log position the changes after this snapshot are read from."""
-        return Cursor(self.xmin, 0)
 
 
 @dataclass(frozen=True)
@@ -84,7 +63,10 @@ class Handle:
             if payload["v"] != VERSION:
                 raise ApiError(409, "handle of an older protocol version", code="must-refetch")
             xmin, span, xip = payload["s"]
-            snapshot = Snapshot(int(xmin), int(xmin) + int(span), frozenset(xmin + x for x in xip))
+            xips = tuple(sorted(int(xmin) + int(x) for x in xip))
+            snapshot = Snapshot(
+                xips[0] if xips else int(xmin) + int(span), int(xmin) + int(span), xips
+            )
             return cls(str(payload["m"]), snapshot, str(payload["p"]), str(payload["f"]))
         except (KeyError, TypeError, ValueError):
             raise ApiError(400, "invalid handle", field="handle") from None
@@ -92,11 +74,11 @@ class Handle:
 
 @dataclass(frozen=True)
 class Offset:
-    """``start`` (-1), a snapshot key position, or a change-log cursor."""
+    """``start`` (-1), a snapshot key position, or a change-log position."""
 
     kind: str  # "start" | "now" | "snapshot" | "changes"
     key: Any = None  # snapshot: last key sent (None: nothing sent yet)
-    cursor: Cursor | None = None  # changes
+    position: Position | None = None  # changes
 
     def encode(self) -> str:
         if self.kind == "start":
@@ -106,8 +88,8 @@ class Offset:
         if self.kind == "snapshot":
             raw = json.dumps(self.key, cls=DjangoJSONEncoder, separators=(",", ":"))
             return "s" + base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-        assert self.cursor is not None
-        return f"{self.cursor.txid}_{self.cursor.id}"
+        assert self.position is not None
+        return "p" + str(self.position)
 
 
 START = Offset("start")
@@ -133,6 +115,11 @@ def parse_offset(text: str | None) -> Offset:
         if not isinstance(key, str | int) or isinstance(key, bool):
             raise ApiError(400, f"invalid offset {text!r}", field="offset")
         return Offset("snapshot", key=key)
+    if text.startswith("p"):
+        try:
+            return Offset("changes", position=Position.parse(text[1:]))
+        except PositionError:
+            pass
     match = _CHANGES_RE.match(text)
     if not match:
         raise ApiError(
@@ -140,4 +127,5 @@ def parse_offset(text: str | None) -> Offset:
             f"invalid offset {text!r}: use -1, or a Livedata-Offset this server sent",
             field="offset",
         )
-    return Offset("changes", cursor=Cursor(int(match[1]), int(match[2])))
+    # livedata 0.1's offsets, TXID_ID
+    return Offset("changes", position=Position.from_cursor(int(match[1]), int(match[2])))

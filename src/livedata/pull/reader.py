@@ -19,7 +19,7 @@ from django.db.models.expressions import F, Func
 from django.db.models.functions import Cast
 
 from livedata.capture import log
-from livedata.capture.log import ChangeRow, Cursor, CursorExpired
+from livedata.capture.log import ChangeRow, Position, PositionExpired
 from livedata.httpapi import ApiError
 from livedata.publish.matching import Matcher
 from livedata.pull.position import Handle, Offset, Snapshot
@@ -114,9 +114,9 @@ def read_snapshot(
         if handle is None:
             handle = Handle(spec.label, now, spec.params_digest(), spec.shape_fingerprint())
         s1 = handle.snapshot
-        _check_horizon(cur, s1.start)
+        _check_horizon(cur, Position(s1))
         if offset.kind == "now":  # no rows: only what commits after this snapshot
-            return Page(handle, [], Offset("changes", cursor=s1.start), up_to_date=True)
+            return Page(handle, [], Offset("changes", position=Position(s1)), up_to_date=True)
 
         qs = spec.queryset().order_by("pk")
         if after is not None:
@@ -159,7 +159,7 @@ def read_snapshot(
     if full:
         next_offset = Offset("snapshot", key=_json_key(upper))
     else:
-        next_offset = Offset("changes", cursor=s1.start)
+        next_offset = Offset("changes", position=Position(s1))
     return Page(handle, messages, next_offset, phase="snapshot", estimate=estimate)
 
 
@@ -232,10 +232,10 @@ def _estimate(spec: FeedSpec) -> int | None:
         return None
 
 
-def _check_horizon(cur: Any, cursor: Cursor) -> None:
+def _check_horizon(cur: Any, position: Position) -> None:
     cur.execute(log.HORIZON_SQL)
     row = cur.fetchone()
-    if row is not None and cursor < Cursor(int(row[0]), int(row[1])):
+    if row is not None and position.snapshot.xmin < int(row[0]):
         raise MustRefetch(
             "the change log after this position was pruned (retention): start again from -1"
         )
@@ -246,56 +246,18 @@ def _check_horizon(cur: Any, cursor: Cursor) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Annotated:
-    """A change row with what the feed needs to know of its row's other changes."""
+    """A change row as the feed turns it into a message."""
 
     row: ChangeRow
-    stale: bool  # an earlier-delivered change of this row was written after it
-    pred_txid: int | None  # txid of this row's previous change (by write order)
 
 
-def annotate(conn: Any, model: str, rows: Sequence[ChangeRow], before: Cursor) -> list[Annotated]:
-    """Per-row order facts for ``rows`` (one model's, in log order after ``before``).
+def annotate(rows: Sequence[ChangeRow]) -> list[Annotated]:
+    """``rows`` (in feed order) ready for ``messages_of``.
 
-    Step 4 of the argument: a change is *stale* when a change of the same row written
-    later (higher id) comes earlier in the feed (lower txid: its transaction began first
-    but committed last). Two index probes per distinct key and row, in two statements.
+    No query: one row's changes reach the feed in write order (step 4 of the argument),
+    so no change is ever older than one sent before it.
     """
-    keyed = [r for r in rows if r.pk is not None]
-    if not keyed:
-        return [Annotated(r, False, None) for r in rows]
-    keys = sorted({r.pk for r in keyed})  # type: ignore[type-var]
-    with conn.cursor() as cur:
-        cur.execute(
-            f"""
-            SELECT k.pk, (SELECT l.id FROM {log.LOG_TABLE} l
-                          WHERE l.model = %s AND l.pk = k.pk
-                            AND (l.txid, l.id) <= (%s::text::xid8, %s)
-                          ORDER BY l.id DESC LIMIT 1)
-            FROM unnest(%s::text[]) AS k(pk)
-            """,
-            [model, str(before.txid), before.id, keys],
-        )
-        newest: dict[str, int] = {pk: (i or 0) for pk, i in cur.fetchall()}
-        cur.execute(
-            f"""
-            SELECT k.id, (SELECT l.txid::text::bigint FROM {log.LOG_TABLE} l
-                          WHERE l.model = %s AND l.pk = k.pk AND l.id < k.id
-                          ORDER BY l.id DESC LIMIT 1)
-            FROM unnest(%s::text[], %s::bigint[]) AS k(pk, id)
-            """,
-            [model, [r.pk for r in keyed], [r.id for r in keyed]],
-        )
-        preds: dict[int, int | None] = dict(cur.fetchall())
-    out = []
-    for r in rows:
-        if r.pk is None:
-            out.append(Annotated(r, False, None))
-            continue
-        seen = newest.get(r.pk, 0)
-        out.append(Annotated(r, r.id < seen, preds.get(r.id)))
-        if r.id > seen:
-            newest[r.pk] = r.id
-    return out
+    return [Annotated(r) for r in rows]
 
 
 def change_message(
@@ -304,17 +266,13 @@ def change_message(
     """The feed message of one change, or None when this feed shows nothing of it.
 
     Step 5 (filters): a row enters with insert/update while its new value matches; a row
-    that stops matching leaves with a delete. When its previous change comes later in
-    the feed (and will be skipped as stale) the client's state of the row is unknown, so
-    a non-matching change then also sends a delete (harmless when the row was absent).
+    that stops matching leaves with a delete.
     """
     row = item.row
     if s1.visible(row.txid):
         return None  # in the snapshot already (a TRUNCATE before it too)
     if row.op == "truncate":
         raise MustRefetch(f"{spec.label} was truncated: start again from -1")
-    if item.stale:
-        return None
     new_in = row.new is not None and (matcher is None or matcher(row.new) is True)
     old_in = row.old is not None and (matcher is None or matcher(row.old) is True)
     if new_in:
@@ -323,8 +281,7 @@ def change_message(
         if op == "update" and row.old is not None:
             message["old"] = spec.shape(row.old)
         return json.dumps(message)
-    unknown = item.pred_txid is not None and item.pred_txid > row.txid
-    if not (old_in or unknown or (row.op == "delete" and matcher is None)):
+    if not (old_in or (row.op == "delete" and matcher is None)):
         return None
     values = row.old if row.old is not None else row.new or {}
     key = spec.columns[0]
@@ -335,12 +292,13 @@ def change_message(
 
 
 def messages_of(
-    spec: FeedSpec, items: Iterable[Annotated], s1: Snapshot, after: Cursor
+    spec: FeedSpec, items: Iterable[Annotated], s1: Snapshot, after: Position
 ) -> list[str]:
+    """The messages of ``items`` that a client at ``after`` has not had yet."""
     matcher = spec.matcher()
     out = []
     for item in items:
-        if item.row.cursor <= after:
+        if after.has(item.row.txid, item.row.id):
             continue
         text = change_message(spec, matcher, item, s1)
         if text is not None:
@@ -348,24 +306,15 @@ def messages_of(
     return out
 
 
-def read_changes(spec: FeedSpec, handle: Handle, cursor: Cursor) -> Page:
-    """The changes after ``cursor`` (steps 3-5), ending at a transaction boundary."""
+def read_changes(spec: FeedSpec, handle: Handle, position: Position) -> Page:
+    """The changes after ``position`` (steps 3-5): at most ``spec.limit`` of them."""
     s1 = handle.snapshot
     try:
-        rows, bound = log.read_batch(connection, cursor, limit=spec.limit, models=[spec.label])
-    except CursorExpired as exc:
+        batch = log.read_batch(connection, position, limit=spec.limit, models=[spec.label])
+    except PositionExpired as exc:
         raise MustRefetch(
             "the change log after this offset was pruned (retention): start again from -1"
         ) from exc
-    rows = [_parsed(r) for r in rows]
-    full = len(rows) == spec.limit
-    if full and rows[0].txid != rows[-1].txid:
-        last = rows[-1].txid
-        rows = [r for r in rows if r.txid != last]  # the rest of that transaction: next page
-    items = annotate(connection, spec.label, rows, cursor)
-    messages = messages_of(spec, items, s1, cursor)
-    if full:
-        nxt = rows[-1].cursor
-    else:
-        nxt = max([cursor, Cursor(bound, 0), *([rows[-1].cursor] if rows else [])])
-    return Page(handle, messages, Offset("changes", cursor=nxt), up_to_date=not full)
+    items = annotate([_parsed(r) for r in batch.rows])
+    messages = messages_of(spec, items, s1, position)
+    return Page(handle, messages, Offset("changes", position=batch.end), up_to_date=batch.caught_up)

@@ -17,7 +17,7 @@ from typing import Any
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, StreamingHttpResponse
 
-from livedata.capture.log import Cursor
+from livedata.capture.log import Position
 from livedata.conf import livedata_settings
 from livedata.httpapi import ApiError, api_view, require_perm
 from livedata.httpapi.views import run_in_db_thread
@@ -45,9 +45,9 @@ async def feed(request: Any, label: str) -> HttpResponse:
             page = await live.in_db_thread(_allowed, user, spec, read)
         elif live_mode:
             await run_in_db_thread(require_perm, user, spec.model, "view")
-            page = await _live_page(spec, handle, offset.cursor)  # type: ignore[arg-type]
+            page = await _live_page(spec, handle, offset.position)  # type: ignore[arg-type]
         else:
-            read = functools.partial(read_changes, spec, handle, offset.cursor)
+            read = functools.partial(read_changes, spec, handle, offset.position)
             page = await live.in_db_thread(_allowed, user, spec, read)
     except MustRefetch as exc:
         raise exc.error() from None
@@ -89,8 +89,10 @@ def _handle(spec: FeedSpec, raw: str | None, offset: Offset) -> Handle | None:
             f"the published shape of {spec.label} changed: start again from offset=-1",
             code="must-refetch",
         )
-    if offset.kind == "changes" and offset.cursor < handle.snapshot.start:  # type: ignore[operator]
-        raise ApiError(400, "offset is before this feed's snapshot", field="offset")
+    if offset.kind == "changes":
+        assert offset.position is not None
+        if not offset.position.snapshot.covers(handle.snapshot):
+            raise ApiError(400, "offset is before this feed's snapshot", field="offset")
     return handle
 
 
@@ -142,52 +144,52 @@ def _headers(spec: FeedSpec, page: Page) -> dict[str, str]:
 
 
 async def _changes_now(
-    spec: FeedSpec, handle: Handle, cursor: Cursor, note: live.Notifier | None
-) -> tuple[list[str], Cursor, bool]:
-    """What is new after ``cursor``: from the notifier's memory, else from the database.
+    spec: FeedSpec, handle: Handle, position: Position, note: live.Notifier | None
+) -> tuple[list[str], Position, bool]:
+    """What is new after ``position``: from the notifier's memory, else from the database.
 
-    Returns (messages, next cursor, up to date).
+    Returns (messages, next position, up to date).
     """
     if note is not None:
-        got = note.answer(spec, handle, cursor)
+        got = note.answer(spec, handle, position)
         if got is not None:
             return got[0], got[1], len(got[0]) < spec.limit
-    page = await live.in_db_thread(read_changes, spec, handle, cursor)
-    assert page.offset.cursor is not None
-    return page.messages, page.offset.cursor, page.up_to_date
+    page = await live.in_db_thread(read_changes, spec, handle, position)
+    assert page.offset.position is not None
+    return page.messages, page.offset.position, page.up_to_date
 
 
-async def _live_page(spec: FeedSpec, handle: Handle, cursor: Cursor) -> Page:
-    """Hold the request until there are messages after ``cursor`` or the timeout."""
+async def _live_page(spec: FeedSpec, handle: Handle, position: Position) -> Page:
+    """Hold the request until there are messages after ``position`` or the timeout."""
     conf = livedata_settings()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + conf.PULL_LIVE_TIMEOUT
     note = live.notifier()
 
-    def page(messages: list[str], at: Cursor, up: bool = True) -> Page:
-        return Page(handle, messages, Offset("changes", cursor=at), up_to_date=up)
+    def page(messages: list[str], at: Position, up: bool = True) -> Page:
+        return Page(handle, messages, Offset("changes", position=at), up_to_date=up)
 
     while True:
-        messages, cursor, up = await _changes_now(spec, handle, cursor, note)
+        messages, position, up = await _changes_now(spec, handle, position, note)
         if messages or not up:
-            return page(messages, cursor, up)
+            return page(messages, position, up)
         remaining = deadline - loop.time()
         if remaining <= 0:
-            return page([], cursor)
+            return page([], position)
         if note is None:  # no listener in this process: poll
             await asyncio.sleep(min(conf.POLL_INTERVAL, remaining))
             continue
-        waiter = note.register(spec, handle, cursor)
+        waiter = note.register(spec, handle, position)
         try:
             item = await asyncio.wait_for(waiter.inbox.get(), remaining)
         except TimeoutError:
-            return page([], waiter.cursor)
+            return page([], waiter.position)
         finally:
             note.unregister(waiter)
         if isinstance(item, Exception):
             raise item
         if item is None:  # the notifier lost track: read the database again
-            cursor = waiter.cursor
+            position = waiter.position
             continue
         return page(item[0], item[1])
 
@@ -211,7 +213,7 @@ async def _event_stream(spec: FeedSpec, handle: Handle | None, offset: Offset) -
     assert handle is not None
     note = live.notifier()
     if note is not None and note.count >= livedata_settings().PULL_MAX_LIVE_CLIENTS:
-        note.register(spec, handle, handle.snapshot.start)  # raises the 503
+        note.register(spec, handle, Position(handle.snapshot))  # raises the 503
     response = StreamingHttpResponse(
         _events(spec, handle, offset, first, note), content_type="text/event-stream"
     )
@@ -238,11 +240,11 @@ async def _events(
                 "offset", page.offset, "snapshot"
             )
             offset, page = page.offset, None
-        assert offset.cursor is not None
-        cursor = offset.cursor
+        assert offset.position is not None
+        position = offset.position
         while True:
-            messages, cursor, up = await _changes_now(spec, handle, cursor, note)
-            at = Offset("changes", cursor=cursor)
+            messages, position, up = await _changes_now(spec, handle, position, note)
+            at = Offset("changes", position=position)
             yield b"".join(_event(m) for m in messages) + _control(
                 "up-to-date" if up else "offset", at
             )
@@ -251,7 +253,7 @@ async def _events(
             if note is None:
                 await asyncio.sleep(conf.POLL_INTERVAL)
                 continue
-            waiter = note.register(spec, handle, cursor)
+            waiter = note.register(spec, handle, position)
             try:
                 while True:
                     try:
@@ -261,15 +263,16 @@ async def _events(
                         continue
                     if item is None or isinstance(item, Exception):
                         break
-                    messages, cursor = item
+                    messages, position = item
                     yield b"".join(_event(m) for m in messages) + _control(
-                        "up-to-date", Offset("changes", cursor=cursor)
+                        "up-to-date", Offset("changes", position=position)
                     )
             finally:
                 note.unregister(waiter)
             if isinstance(item, Exception):
                 raise item
-            cursor = max(cursor, waiter.cursor) if item is None else cursor
+            if item is None and waiter.position.covers(position):
+                position = waiter.position
     except MustRefetch:
         yield _event('{"control":"must-refetch"}')
     except (OperationalError, InterfaceError):

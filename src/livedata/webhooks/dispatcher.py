@@ -49,7 +49,6 @@ import psycopg
 from livedata.capture import log
 from livedata.capture.follower import ConnectionLimit, Follower
 from livedata.capture.listener import Listener, connection_params
-from livedata.capture.log import Batch
 from livedata.capture.position import Position
 from livedata.conf import LivedataSettings, livedata_settings
 from livedata.webhooks.progress import DELIVERY_TABLE, SUB_TABLE, write
@@ -133,27 +132,15 @@ class Dispatcher:
 
     # --- following the log -------------------------------------------------------------
     def _follow(self, runner: Runner) -> Follower:
-        """The runner's follower, from its durable position, with its models.
-
-        Made as ``Listener.follow`` makes them, but on the dispatcher's shared
-        ``ConnectionLimit`` for catching up. Offering it the listener's position at once
-        makes it catch up now (the next batch of the listener starts there), not at the
-        next commit: with nothing committed, a backlog would otherwise wait.
-        """
-        listener = self.listener
-        follower = Follower(
+        """The runner's follower, from its durable position, with its models, on the
+        dispatcher's shared ``ConnectionLimit`` for catching up."""
+        return self.listener.follow(
             runner.consume,
             connect=self.catch_up.connect,
             name=f"webhooks subscription {runner.config.id}",
             position=runner.config.position,
             models=runner.config.labels,
-            limit=listener.batch_size,
-            wake=listener.wake,
         )
-        listener.followers.append(follower)
-        if listener.position is not None:
-            follower.offer(Batch(listener.position, listener.position, []))
-        return follower
 
     async def _unfollow(self, runner: Runner) -> None:
         if runner.follower is not None:
