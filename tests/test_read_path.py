@@ -88,3 +88,44 @@ def test_tail_and_ddp_get_a_commit_made_while_another_transaction_is_open(
     replies = client.call("m1", "addBook", "Fenced", "held@example.com")
     assert {m["msg"] for m in replies} >= {"result", "updated"}
     assert time.monotonic() - start < DEADLINE
+
+
+def test_a_live_pull_client_gets_a_commit_made_while_another_transaction_is_open(
+    held_open, server, connect
+):
+    import threading
+
+    import httpx
+    from django.contrib.auth.models import Permission, User
+
+    from livedata.accounts import tokens
+
+    user = User.objects.create_user("reader", password="reader-password")
+    user.user_permissions.add(Permission.objects.get(codename="view_book"))
+    token = tokens.issue(user, kind="api")[0]
+    with httpx.Client(
+        base_url=f"http://{server}/livedata/pull/",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ) as http:
+        now = http.get("bookstore.book", params={"offset": "now"})
+        assert now.status_code == 200, now.text
+        params = {
+            "offset": now.headers["Livedata-Offset"],
+            "handle": now.headers["Livedata-Handle"],
+            "live": "true",
+        }
+        got: dict = {}
+
+        def hold() -> None:  # a long-poll held until the change arrives
+            got["response"] = http.get("bookstore.book", params=params)
+            got["at"] = time.monotonic()
+
+        poller = threading.Thread(target=hold)
+        poller.start()
+        time.sleep(0.3)  # the request is held by now (it would be answered anyway)
+        committed = insert_book(connect, "Pulled")
+        poller.join(timeout=30)
+    titles = [m["value"]["title"] for m in got["response"].json() if m.get("op") == "insert"]
+    assert titles == ["Pulled"]
+    assert got["at"] - committed < DEADLINE
