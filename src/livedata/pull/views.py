@@ -109,8 +109,14 @@ def _json_response(
             [headers["Livedata-Handle"], asked.encode(), str(spec.limit), page.offset.encode()]
         )
         etag = '"' + hashlib.sha256(f"{raw}|{page.up_to_date}".encode()).hexdigest()[:24] + '"'
-        if asked.kind in ("start", "now") or page.up_to_date:
-            cache = "private, no-cache"  # a later read may have more
+        # a page is fixed by its request when it is a snapshot page after the first, or a
+        # full page of changes inside a step begun (the step's end is in the offset); a
+        # page of changes from a snapshot position is read up to the current snapshot
+        fixed = asked.kind == "snapshot" or (
+            asked.kind == "changes" and asked.position is not None and not asked.position.complete
+        )
+        if page.up_to_date or not fixed:
+            cache = "private, no-cache"  # a later read may differ
         else:
             cache = "private, max-age=604800, immutable"  # this page never changes
     if etag is not None and etag in request.headers.get("If-None-Match", ""):
