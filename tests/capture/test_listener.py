@@ -377,3 +377,37 @@ def test_write_fence_does_not_wait_for_a_long_transaction(db_params):
         return elapsed
 
     assert asyncio.run(main()) < 1.0
+
+
+def test_a_follower_from_a_pruned_position_is_told_and_stops(db_params, connect, caplog):
+    """Catching up from a position older than the pruned horizon cannot fill the gap: the
+    follower stops and says so (``on_expired``), the others go on."""
+    from livedata.capture.log import START, PositionExpired
+
+    async def main() -> tuple[list[PositionExpired], list[ChangeRow]]:
+        await write(db_params, "old")
+        log.prune(connect(), older_than=None)
+        told: list[PositionExpired] = []
+
+        async def on_expired(exc: PositionExpired) -> None:
+            told.append(exc)
+
+        got, consumer = collect()
+        others, other_consumer = collect()
+        listener = Listener(params=db_params)
+        task = asyncio.create_task(listener.run())
+        await asyncio.wait_for(listener.started.wait(), 10)
+        lost = listener.follow(consumer, position=START, on_expired=on_expired)
+        listener.follow(other_consumer)
+        await until(lambda: bool(told))
+        await write(db_params, "new")
+        await until(lambda: len(others) == 1)
+        listener.stop()
+        await task
+        assert lost.expired is told[0]
+        return told, got
+
+    with caplog.at_level(logging.ERROR, logger="livedata.listener"):
+        told, got = asyncio.run(main())
+    assert "refetch" in str(told[0]) and got == []
+    assert "stopped" in caplog.text

@@ -185,13 +185,12 @@ class QueryObserver:
         """What ``rows`` leave behind, from their values alone (no query): pk → the
         document, or None when the row left the result.
 
-        Per row, the latest *write* wins, which is not always the last in log order:
-        T1 takes xid 100, T2 (xid 101) updates row k and commits, then T1 updates k (it
-        waited for T2's row lock) and commits; the log, read by (txid, id), holds T1's
-        newer value first. Writes to one row are serialised by its lock, so the higher
-        change id is the later write: an older write read after a newer one is skipped.
-        Both become visible in the same read (T1 ends after T2), so remembering the
-        last two batches covers a read cut in two by the batch size.
+        Per row, the latest *write* wins. The log is read in commit order and by id
+        inside a read, which for one row is write order (writes to a row are serialised
+        by its lock, so the higher change id is the later write); the check that an
+        older write read after a newer one is skipped stays as a guard (livedata 0.1
+        read by (txid, id), where it was not so). Remembering the last two batches
+        covers a read cut in two by the batch size.
         """
         assert self.matcher is not None and self.converters is not None
         state: dict[str, dict[str, Any] | None] = {}
