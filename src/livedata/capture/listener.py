@@ -198,6 +198,9 @@ class Listener:
             raise MissingLogTable()
         if self.position is None:
             self.position = await log.ahead(conn)
+        # followers made before this learn where the stream starts (a write fence waiting
+        # on one must not wait for the next commit), those behind start catching up
+        self.publish(Batch(self.position, self.position, []))
         self.started.set()
         self.connects += 1
         self.connected.set()
