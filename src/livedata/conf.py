@@ -60,6 +60,23 @@ class LivedataSettings:
     DDP_WEBSOCKET_COMPRESSION: bool = False
     #: Concurrent subscriptions one connection may hold; more get nosub "too-many-requests".
     DDP_MAX_SUBSCRIPTIONS: int = 1000
+    #: What one client's subscriptions may cost (see livedata.publish.limits); past a limit
+    #: a subscription gets nosub "too-many-requests". Distinct observers (publication +
+    #: parameters, + user when it reads the user) one connection may hold, and all
+    #: connections from one client address (shared by clients behind one NAT):
+    DDP_MAX_OBSERVERS_PER_CONNECTION: int = 100
+    DDP_MAX_OBSERVERS_PER_ADDRESS: int = 300
+    #: Observer starts (subscriptions no running observer serves: an initial query, then
+    #: work on every change) allowed per ``seconds`` per "connection" or "client_address".
+    DDP_OBSERVER_RATE_LIMITS: tuple[dict[str, Any], ...] = field(
+        default_factory=lambda: (
+            {"per": "connection", "calls": 100, "seconds": 10},
+            {"per": "client_address", "calls": 300, "seconds": 10},
+        )
+    )
+    #: Documents one connection's subscriptions may hold, counted per subscription (each
+    #: is a provider in the connection's mergebox), checked when subscribing.
+    DDP_MAX_DOCUMENTS_PER_CONNECTION: int = 100_000
     #: Threads running sync DDP methods (each holds its own database connection).
     METHOD_THREADS: int = 8
     #: Longest wait for a method's writes to reach the listener before ``updated`` is sent
@@ -183,6 +200,7 @@ def livedata_settings() -> LivedataSettings:
         "TRACK",
         "DDP_ALLOWED_ORIGINS",
         "DDP_RATE_LIMITS",
+        "DDP_OBSERVER_RATE_LIMITS",
         "WEBHOOK_RETRY_SCHEDULE",
         "WEBHOOK_ALLOWED_NETWORKS",
     ):

@@ -57,6 +57,21 @@ def test_static_queries_are_cloned_per_subscription():
     assert first[0] is not second[0] and first[0] is not Everything.queries[0]
 
 
+def test_a_publication_with_static_queries_takes_no_parameters():
+    """Issue 19: AllBooks subscribed with junk params [0], [1]... started one observer (a
+    copy of every book) per param: 200 of them took the server from 194 to 735 MB."""
+
+    class Everything(Publication):
+        queries = [Book.objects.all()]
+
+    assert len(Everything().resolve([])) == 1
+    for junk in ([0], [None], ["x", 1]):
+        with pytest.raises(DDPError) as error:
+            Everything().resolve(junk)
+        assert (error.value.error, error.value.reason) == (400, "Match failed")
+        assert "takes no parameters" in error.value.details
+
+
 def test_publish_decorator_registers_a_publication():
     @publish(name="test.booksTitled")
     def books_titled(pub, title):

@@ -21,7 +21,8 @@ A project written for django-ddp works after changing its import line::
   ``queries`` list or ``get_queries(self, *params)``; ``self.user`` is the connection's
   Django user (``AnonymousUser`` when not logged in): Django permissions work
   (``self.user.has_perm(...)``), and when the user logs in or out every subscription
-  re-runs. Parameters that don't fit ``get_queries`` → ``nosub`` 400.
+  re-runs. Parameters that don't fit ``get_queries`` (any, for static ``queries``) →
+  ``nosub`` 400.
   ``fields = {"app_label.model": [...]}`` limits fields further for this publication;
   ``login_required = True`` or ``permission_required = "app.perm"`` (or several) answer
   ``nosub`` 403 to others.
@@ -142,7 +143,13 @@ class Publication:
         return list(self.queries)
 
     def resolve(self, params: list[Any]) -> list[QuerySet[Any]]:
-        """The querysets for these params (400 when they do not fit ``get_queries``)."""
+        """The querysets for these params (400 when they do not fit ``get_queries``).
+
+        A publication with static ``queries`` takes no parameters: accepting any would let
+        a client start one observer (a copy of every document) per junk parameter.
+        """
+        if type(self).get_queries is Publication.get_queries and params:
+            raise DDPError(400, "Match failed", f"{self.publication_name()} takes no parameters")
         try:
             inspect.signature(self.get_queries).bind(*params)
         except TypeError as exc:

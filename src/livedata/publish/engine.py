@@ -19,7 +19,11 @@ what changed → the difference goes to every subscribed session's mergebox → 
   TRUNCATE, or a sliced query (top-N: "latest 10") re-runs the whole query.
 - Subscribing and refreshing are serialised by one lock, so a subscription's initial
   query and the batches around it can never interleave badly; a refresh re-reads the
-  current state, so seeing a change twice is harmless.
+  current state, so seeing a change twice is harmless. A batch takes the lock once for
+  the observers matched in memory, then once per re-queried observer, in turns across
+  clients, so one client's many observers cannot hold everyone else back.
+- What a client may hold is bounded (limits.py): distinct observers per connection and
+  per address, observer starts per second, documents per connection.
 - Users: an observer is shared by everyone subscribing with the same publication and
   parameters, unless ``get_queries`` read ``self.user``: then only by the same user.
   When a connection logs in or out, ``rerun`` moves each of its subscriptions to the
@@ -31,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -41,7 +46,9 @@ from django.db.models import QuerySet
 from livedata.capture.log import ChangeRow
 from livedata.dbthreads import with_connection
 from livedata.ddp.messages import UNDEFINED
+from livedata.memory import give_back
 from livedata.publish.api import API, Collection, Publication
+from livedata.publish.limits import Holdings, size
 from livedata.publish.matching import (
     Matcher,
     compile_matcher,
@@ -287,6 +294,8 @@ class Engine:
         #: label → every observer depending on it (TRUNCATE reaches all)
         self.all_by_model: dict[str, set[Observer]] = {}
         self._lock = asyncio.Lock()
+        #: which observer serves each subscription, and the limits on what clients hold
+        self.holdings = Holdings(runtime.settings)
         #: observers whose refresh failed (database away): fully re-read when possible
         self.stale: set[Observer] = set()
         self._healer: asyncio.Task[None] | None = None
@@ -301,30 +310,44 @@ class Engine:
         """
         await self.runtime.listening()  # the initial query must not predate the listener
         async with self._lock:
-            observer = await self._observer_for(name, params, session.user)
-            observer.subscribers[(session, sub_id)] = None
+            observer = await self._observer_for(name, params, session)
+            self._attach(session, sub_id, observer)
             session.publish_added(sub_id, observer.documents())
         session.conn.ready(sub_id)
 
-    async def _observer_for(self, name: str, params: list[Any], user: Any) -> Observer:
-        """The observer this user's subscription joins, started if need be (lock held)."""
+    async def _observer_for(self, name: str, params: list[Any], session: Session) -> Observer:
+        """The observer the session's subscription joins, started if need be (lock held).
+
+        The limits on what one client holds are checked before any cost is paid: the
+        distinct observers and the start rate before the initial query, the documents
+        once they are known (a refused new observer is dropped at once).
+        """
+        user = session.user
         publication_cls = API.publications[name]
         if publication_cls.login_required or publication_cls.permission_required:
             await self._run(publication_cls.check_access, user)
         shared = (name, json.dumps(params, sort_keys=True, default=str), None)
-        observer = self.observers.get(shared)
-        if observer is not None and not observer.per_user:
-            return observer
         key = (*shared[:2], user.pk)
-        observer = self.observers.get(key)
+        observer = self.observers.get(shared)
+        if observer is None or observer.per_user:
+            observer = self.observers.get(key)
+        self.holdings.admit(session, [shared, key])
         if observer is None:
+            self.holdings.admit_start(session, name, time.monotonic())
             observer = await self._run(self._start_observer, key, publication_cls, params, user)
             existing = self.observers.get(observer.key)
-            if existing is not None:  # a user-independent publication already observed
-                return existing
-            self.observers[observer.key] = observer
-            self._index(observer)
+            if existing is None:
+                self.holdings.admit_documents(session, observer)
+                self.observers[observer.key] = observer
+                self._index(observer)
+                return observer
+            observer = existing  # a user-independent publication already observed
+        self.holdings.admit_documents(session, observer)
         return observer
+
+    def _attach(self, session: Session, sub_id: str, observer: Observer) -> None:
+        observer.subscribers[(session, sub_id)] = None
+        self.holdings.attach(session, sub_id, observer)
 
     @staticmethod
     def _start_observer(
@@ -358,11 +381,11 @@ class Engine:
             box = Mergebox()
             for sub_id, (name, params) in subs.items():
                 try:
-                    observer = await self._observer_for(name, params, session.user)
+                    observer = await self._observer_for(name, params, session)
                 except Exception as exc:
                     failed.append((sub_id, exc))
                     continue
-                observer.subscribers[(session, sub_id)] = None
+                self._attach(session, sub_id, observer)
                 for collection, doc_id, fields in observer.documents():
                     box.added(sub_id, collection, doc_id, fields)
             for sub_key, collection, doc_id, fields in universal:
@@ -374,10 +397,10 @@ class Engine:
 
     async def unsubscribe(self, session: Session, sub_id: str) -> None:
         async with self._lock:
-            for observer in list(self.observers.values()):
-                if (session, sub_id) in observer.subscribers:
-                    del observer.subscribers[(session, sub_id)]
-                    self._maybe_drop(observer)
+            observer = self.holdings.detach(session, sub_id)
+            if observer is not None:
+                observer.subscribers.pop((session, sub_id), None)
+                self._maybe_drop(observer)
 
     async def drop_session(self, session: Session) -> None:
         """A connection went away: forget its subscriptions (memory back to baseline)."""
@@ -386,20 +409,19 @@ class Engine:
                 self._maybe_drop(observer)
 
     def _detach(self, session: Session) -> list[Observer]:
-        """Remove the session's subscriptions from every observer; the ones it was in."""
-        touched = []
-        for observer in self.observers.values():
-            mine = [s for s in observer.subscribers if s[0] is session]
-            for sub in mine:
+        """Remove the session's subscriptions from their observers; the ones it was in."""
+        touched = self.holdings.detach_all(session)
+        for observer in touched:
+            for sub in [s for s in observer.subscribers if s[0] is session]:
                 del observer.subscribers[sub]
-            if mine:
-                touched.append(observer)
         return touched
 
     def _maybe_drop(self, observer: Observer) -> None:
         if observer.subscribers:
             return
-        self.observers.pop(observer.key, None)
+        if self.observers.get(observer.key) is observer:
+            del self.observers[observer.key]
+            give_back(size(observer))  # its documents are freed now: return the pages
         for label in observer.dependencies:
             _discard(self.all_by_model, label, observer)
             _discard(self.by_model, label, observer)
@@ -439,16 +461,38 @@ class Engine:
 
     async def on_changes(self, rows: list[ChangeRow]) -> None:
         async with self._lock:
-            for observer, mine in self.route(rows).items():
-                if observer in self.stale:
-                    continue
-                if observer.in_memory_for(mine):
-                    # pure computation on the log rows: no thread hop, no database
-                    self._publish(observer, self._refresh(observer, mine))
-                else:
-                    await self._update(observer, self._refresh, mine)
+            work = self.route(rows)
+        await self._apply(work)
         if self.stale:
             await self.heal()
+
+    async def _apply(self, work: dict[Observer, list[ChangeRow]]) -> None:
+        """Refresh the observers a batch reaches, so that no client waits behind another's.
+
+        Observers matched in memory go first, in one hold of the lock (pure computation on
+        the log rows: no thread hop, no database). Re-queried ones follow one at a time,
+        in turns across clients (``fair_order``), releasing the lock between them: a client
+        holding 300 re-queried observers (300 queries per change, measured with
+        bench/client_cost.py) delays neither others' updates nor new subscriptions by more
+        than a query. Between two observers the engine is consistent: each observer's
+        documents are what its subscribers were sent. One that started or was dropped
+        meanwhile is skipped (a new one's initial query already saw the batch).
+        """
+        cheap: dict[Observer, list[ChangeRow]] = {}
+        costly: dict[Observer, list[ChangeRow]] = {}
+        for observer, mine in work.items():
+            (cheap if observer.in_memory_for(mine) else costly)[observer] = mine
+        async with self._lock:
+            for observer, mine in cheap.items():
+                if self._current(observer):
+                    self._publish(observer, self._refresh(observer, mine))
+        for observer in fair_order(costly):
+            async with self._lock:
+                if self._current(observer):
+                    await self._update(observer, self._refresh, costly[observer])
+
+    def _current(self, observer: Observer) -> bool:
+        return observer not in self.stale and self.observers.get(observer.key) is observer
 
     async def heal(self) -> None:
         """Fully re-read observers whose refresh failed; retried until the database answers."""
@@ -499,6 +543,28 @@ class Engine:
     async def _run(self, func: Any, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.runtime.executor, with_connection, func, *args)
+
+
+def fair_order(observers: Iterable[Observer]) -> list[Observer]:
+    """Observers in turns across clients: every client's first observer, then every
+    client's second, and so on. A client is a client address (a connection without one:
+    itself); an observer shared by several clients comes at its earliest turn."""
+    queues: dict[Any, list[Observer]] = {}
+    for observer in observers:
+        owners = {s.client_address or s for s, _sub in observer.subscribers} or {None}
+        for owner in owners:
+            queues.setdefault(owner, []).append(observer)
+    out: dict[Observer, None] = {}
+    turn = 0
+    while queues:
+        for owner in list(queues):
+            queue = queues[owner]
+            if turn >= len(queue):
+                del queues[owner]
+                continue
+            out.setdefault(queue[turn], None)
+        turn += 1
+    return list(out)
 
 
 def _discard(index: dict[Any, set[Observer]], key: Any, observer: Observer) -> None:

@@ -33,6 +33,7 @@ from livedata.ddp.connection import (
 from livedata.ddp.errors import client_error, not_found_method
 from livedata.ddp.mergebox import Mergebox
 from livedata.ddp.messages import UNDEFINED
+from livedata.memory import give_back
 from livedata.publish.methods import ConnectionInfo, MethodCall
 
 if TYPE_CHECKING:
@@ -126,6 +127,12 @@ class Session:
         self.runtime.sessions.discard(self)
         self.runtime.track_token(self, self.login_token, None)
         await self.runtime.engine.drop_session(self)
+        # freed now rather than at the next full GC (sessions are in reference cycles), and
+        # the pages returned: a leaving client's memory goes back (issue 19)
+        released = sum(len(docs) for docs in self.mergebox.collections.values())
+        self.mergebox = Mergebox()
+        self.subs.clear()
+        give_back(released)
         tasks = [t for t in (self._worker, self._writer) if t is not None]
         for task in tasks:
             task.cancel()
