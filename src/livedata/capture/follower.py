@@ -49,6 +49,12 @@ DEFAULT_MAX_ROWS = 10_000
 RETRY_MIN = 0.2
 
 
+def first_line(exc: BaseException) -> str:
+    """A database error in one line for a log message (its type when it says nothing)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class ConnectionLimit:
     """A ``Connect`` shared by many followers: at most ``size`` connections at a time.
 
@@ -153,7 +159,6 @@ class Follower:
         self._skip_until: Position | None = None
         self._retry = RETRY_MIN
         self.catch_ups = 0  # how many times it read the log itself
-        self.overflows = 0
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
 
     # --- the listener's side ----------------------------------------------------------
@@ -162,7 +167,6 @@ class Follower:
         self._queue.append(batch)
         self._queued_rows += len(batch.rows)
         if self._queued_rows > self.max_rows and len(self._queue) > 1:
-            self.overflows += 1
             newest = self._queue.pop()
             self._queue.clear()
             self._queue.append(newest)
@@ -190,11 +194,6 @@ class Follower:
             await future
         finally:
             self._fences = [(r, f) for r, f in self._fences if f is not future]
-
-    @property
-    def backlog(self) -> int:
-        """Rows queued and not yet handed to the consumer."""
-        return self._queued_rows
 
     async def close(self) -> None:
         self._task.cancel()
@@ -224,7 +223,7 @@ class Follower:
                 logger.warning(
                     "livedata: %s could not read the log (%s); retrying in %.1fs",
                     self.name,
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                    first_line(exc),
                     self._retry,
                 )
                 self._queue.appendleft(batch)

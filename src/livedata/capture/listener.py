@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from livedata.capture import log
-from livedata.capture.follower import DEFAULT_MAX_ROWS, Connect, Consumer, Follower
+from livedata.capture.follower import DEFAULT_MAX_ROWS, Connect, Consumer, Follower, first_line
 from livedata.capture.log import Batch, MissingLogTable, Position, PositionExpired
 from livedata.conf import livedata_settings
 
@@ -174,11 +174,10 @@ class Listener:
                     self.connected.clear()
                     if self._stopping.is_set():
                         break
-                    text = str(exc).strip()
                     logger.warning(
                         "livedata listener: database %s unavailable (%s); retrying in %.1fs",
                         describe(params) if params else repr(self._alias),
-                        text.splitlines()[0] if text else type(exc).__name__,
+                        first_line(exc),
                         delay,
                     )
                     await self._sleep(delay)

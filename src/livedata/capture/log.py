@@ -212,9 +212,6 @@ class Batch:
             self.start.snapshot, self.end.until or self.end.snapshot, self.rows[index].id
         )
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
 
 def _row(r: Sequence[Any]) -> ChangeRow:
     return ChangeRow(*r)
@@ -240,10 +237,10 @@ def _batch(
     position: Position, limit: int, result: list[Sequence[Any]], until: Snapshot | None
 ) -> Batch:
     cur_text, horizon = result[0][0], result[0][1]
-    if horizon is not None and position.snapshot.xmin < int(horizon):
-        raise PositionExpired(position, int(horizon))
+    if position.lost_below(horizon):
+        raise PositionExpired(position, horizon)
     rows = [_row(r[2:]) for r in result if r[2] is not None]
-    fresh = position.until is None and cur_text is not None and until is None
+    fresh = position.until is None and until is None
     step_end = position.until if position.until is not None else Snapshot.from_pg(cur_text)
     if len(rows) > limit:
         rows = rows[:limit]
@@ -317,10 +314,16 @@ def horizon(conn: Any) -> int | None:
     return None if row is None else int(row[0])
 
 
+async def ahorizon(conn: Any) -> int | None:
+    async with conn.cursor() as cur:
+        await cur.execute(HORIZON_SQL)
+        row = await cur.fetchone()
+    return None if row is None else int(row[0])
+
+
 def oldest(conn: Any) -> Position:
     """The oldest position still readable in full (``START`` if nothing was pruned)."""
-    bound = horizon(conn)
-    return START if bound is None else Position(Snapshot(bound, bound))
+    return Position.oldest_at(horizon(conn))
 
 
 def prune(conn: Any, older_than: datetime | None) -> int:

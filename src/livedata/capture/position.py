@@ -142,6 +142,16 @@ class Position:
         """Whether every row of committed transaction ``txid`` has been received."""
         return self.snapshot.visible(txid)
 
+    def lost_below(self, horizon: int | None) -> bool:
+        """Whether rows this position has not received may have been pruned (``horizon``:
+        transactions below it may have lost their rows; None: nothing was pruned)."""
+        return horizon is not None and self.snapshot.xmin < horizon
+
+    @classmethod
+    def oldest_at(cls, horizon: int | None) -> Position:
+        """The oldest position still readable in full with this pruning ``horizon``."""
+        return START if horizon is None else cls(Snapshot(horizon, horizon))
+
     def has(self, txid: int, row_id: int) -> bool:
         """Whether the log row ``row_id`` of committed transaction ``txid`` was received."""
         if self.snapshot.visible(txid):

@@ -114,7 +114,7 @@ def read_snapshot(
         if handle is None:
             handle = Handle(spec.label, now, spec.params_digest(), spec.shape_fingerprint())
         s1 = handle.snapshot
-        _check_horizon(cur, Position(s1))
+        _check_horizon(Position(s1))
         if offset.kind == "now":  # no rows: only what commits after this snapshot
             return Page(handle, [], Offset("changes", position=Position(s1)), up_to_date=True)
 
@@ -232,10 +232,8 @@ def _estimate(spec: FeedSpec) -> int | None:
         return None
 
 
-def _check_horizon(cur: Any, position: Position) -> None:
-    cur.execute(log.HORIZON_SQL)
-    row = cur.fetchone()
-    if row is not None and position.snapshot.xmin < int(row[0]):
+def _check_horizon(position: Position) -> None:
+    if position.lost_below(log.horizon(connection)):
         raise MustRefetch(
             "the change log after this position was pruned (retention): start again from -1"
         )

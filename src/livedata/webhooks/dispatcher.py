@@ -47,7 +47,7 @@ from typing import Any
 import psycopg
 
 from livedata.capture import log
-from livedata.capture.follower import ConnectionLimit, Follower
+from livedata.capture.follower import ConnectionLimit, Follower, first_line
 from livedata.capture.listener import Listener, connection_params
 from livedata.capture.position import Position
 from livedata.conf import LivedataSettings, livedata_settings
@@ -177,7 +177,7 @@ class Dispatcher:
                         break
                     logger.warning(
                         "livedata webhooks: database unavailable (%s); retrying in %.1fs",
-                        (str(exc).strip().splitlines() or [type(exc).__name__])[0],
+                        first_line(exc),
                         delay,
                     )
                 except Exception:
@@ -251,7 +251,7 @@ class Dispatcher:
             )
         ).fetchall()
         active = {r[0]: Config.from_row(r) for r in rows}
-        self.horizon = await self._horizon()
+        self.horizon = await log.ahorizon(self.conn)
         workers_row = await (
             await self.conn.execute(
                 "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' "
@@ -432,14 +432,9 @@ class Dispatcher:
             self._finished.append(runner)
             self.flush_soon()
 
-    async def _horizon(self) -> int | None:
-        assert self.conn is not None
-        row = await (await self.conn.execute(log.HORIZON_SQL)).fetchone()
-        return None if row is None else int(row[0])
-
     def _expired(self, position: Position) -> str | None:
         """Why a subscription at ``position`` cannot go on (pruned rows), or None."""
-        if self.horizon is None or position.snapshot.xmin >= self.horizon:
+        if not position.lost_below(self.horizon):
             return None
         return (
             f"its position {position} is older than the oldest kept change (transactions "

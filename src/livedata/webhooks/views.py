@@ -227,7 +227,7 @@ def _resolve_position(value: Any) -> Position:
     if value == "now":
         return log.head(connection)
     horizon = log.horizon(connection)
-    oldest = log.oldest(connection)
+    oldest = Position.oldest_at(horizon)
     if value == "start":
         return oldest
     if not isinstance(value, str):
@@ -260,7 +260,7 @@ def _resolve_position(value: Any) -> Position:
         if horizon is not None and txid < horizon:
             return oldest
         return Position(Snapshot(txid, txid))
-    if horizon is not None and position.snapshot.xmin < horizon:
+    if position.lost_below(horizon):
         raise ApiError(
             409,
             f"position {position} is older than the oldest kept change (transactions "
