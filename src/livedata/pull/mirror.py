@@ -76,17 +76,18 @@ class Mirror:
                 return
 
     def _apply_retrying(self, batch: Batch) -> None:
-        delay = 0.1
+        delay, reload = 0.1, False
         while True:
             try:
+                if reload:  # what the failed transaction may or may not have written
+                    self.position = MirrorPosition.objects.get(name=self.name)
                 self.apply(batch)
                 return
             except DatabaseError as exc:  # the local database went away: same batch again
                 self._say(f"local database error ({str(exc).strip()[:120]}); retrying")
                 connection.close()
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                self.position = MirrorPosition.objects.get(name=self.name)
+                delay, reload = min(delay * 2, 5.0), True
 
     def apply(self, batch: Batch) -> None:
         """Write one batch and the position after it, in one transaction."""
