@@ -72,6 +72,11 @@ def test_tail_and_ddp_get_a_commit_made_while_another_transaction_is_open(
     got = subscribe(client, "s1", "BooksByAuthorEmail", "held@example.com")
     assert got[-1]["msg"] == "ready"
     try:
+        # tail is following once it printed a first row: its start-up is not timed
+        insert_book(connect, "Warm-up")
+        (line,) = read_lines(tail, 1)
+        assert json.loads(line)["new"]["title"] == "Warm-up"
+        client.until(lambda m: m["msg"] == "added" and m["fields"].get("title") == "Warm-up")
         committed = insert_book(connect, "Meanwhile")
         client.until(lambda m: m["msg"] == "added" and m["fields"].get("title") == "Meanwhile")
         ddp_seen = time.monotonic() - committed

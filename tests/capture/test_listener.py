@@ -68,6 +68,40 @@ def test_delivers_new_commits_in_order_woken_by_notify(db_params):
     assert elapsed < 5  # woken by NOTIFY, not by the (30 s) poll timer
 
 
+def test_a_connection_killed_while_idle_is_reopened_and_nothing_is_lost(db_params, caplog):
+    """The listener watches its idle socket itself: a backend terminated while it waits
+    must end the wait with a reconnect (not a busy loop or a silent stall)."""
+
+    async def main() -> tuple[list[str], int]:
+        got, consumer = collect()
+        listener = Listener(params=db_params)
+        listener.poll_interval = 30  # no timer read hides a dead connection
+        listener.reconnect_min = 0.05
+        listener.follow(consumer)
+        task = asyncio.create_task(listener.run())
+        await asyncio.wait_for(listener.connected.wait(), 10)
+        await write(db_params, "before kill")
+        await until(lambda: len(got) == 1)
+        async with await psycopg.AsyncConnection.connect(**db_params, autocommit=True) as conn:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND (query LIKE 'LISTEN %%' OR query LIKE '%%pg_current_snapshot%%')"
+            )
+        await until(lambda: listener.connects == 2)
+        await write(db_params, "after kill")
+        await until(lambda: len(got) == 2)
+        listener.stop()
+        await task
+        return [r.new["name"] for r in got], listener.connects
+
+    with caplog.at_level(logging.WARNING, logger="livedata.listener"):
+        names, connects = asyncio.run(main())
+    assert names == ["before kill", "after kill"]
+    assert connects == 2
+    assert "unavailable" in caplog.text
+
+
 def test_replays_from_a_position_and_batches(db_params, head):
     async def main() -> list[ChangeRow]:
         await write(db_params, *[f"n{i}" for i in range(25)])

@@ -217,20 +217,23 @@ def _row(r: Sequence[Any]) -> ChangeRow:
     return ChangeRow(*r)
 
 
+_MODELS_CLAUSE = "AND r.model = ANY(%(models)s)"
+_READ_SQL = {False: READ_SQL.format(models=""), True: READ_SQL.format(models=_MODELS_CLAUSE)}
+_NEXT_SQL = {False: NEXT_SQL.format(models=""), True: NEXT_SQL.format(models=_MODELS_CLAUSE)}
+
+
 def _read_query(
     position: Position, limit: int, models: Iterable[str] | None, until: Snapshot | None
 ) -> tuple[str, dict[str, Any]]:
     prev = position.snapshot
-    clause = ""
     params: dict[str, Any] = {"limit": limit}
     if models:
         params["models"] = sorted({m.lower() for m in models})
-        clause = "AND r.model = ANY(%(models)s)"
     if position.until is not None:  # a step begun: its end is fixed
         params.update(prev=str(prev), until=str(position.until), after=position.last_id)
-        return NEXT_SQL.format(models=clause), params
+        return _NEXT_SQL[bool(models)], params
     params.update(xmax=str(prev.xmax), prev=str(prev), until=None if until is None else str(until))
-    return READ_SQL.format(models=clause), params
+    return _READ_SQL[bool(models)], params
 
 
 def _batch(
