@@ -100,8 +100,10 @@ class LivedataSettings:
     ACCOUNTS_ALLOW_SIGNUP: bool | None = None
     #: How long a login (resume) token lives (Meteor: 90 days).
     LOGIN_TOKEN_LIFETIME: timedelta = timedelta(days=90)
-    #: How long a password-reset token from ``forgotPassword`` lives (Meteor: 3 days).
-    PASSWORD_RESET_LIFETIME: timedelta = timedelta(days=3)
+    #: How long a password-reset token from ``forgotPassword`` lives. Meteor keeps them 3
+    #: days; a mailed link is a credential sitting in a mailbox, so livedata's is short.
+    #: It is used once either way.
+    PASSWORD_RESET_LIFETIME: timedelta = timedelta(hours=1)
     #: The public URL of the site, e.g. "https://app.example.com": links mailed to users
     #: (``forgotPassword``) are built from it, never from a request's Host or Origin (which
     #: the client chooses). Required to mail reset links (a system check warns).

@@ -327,7 +327,7 @@ def reset_password(call: MethodCall, secret: Any, new_password: Any) -> dict[str
     if not isinstance(secret, str):
         raise MATCH_FAILED
     digest, plaintext = _digest(new_password)
-    token = tokens.lookup(secret, kind=LoginToken.Kind.RESET)
+    token = tokens.consume(secret, kind=LoginToken.Kind.RESET)  # used once, even if raced
     if token is None:
         raise DDPError(403, "Token expired")
     user = token.user

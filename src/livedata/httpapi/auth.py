@@ -1,4 +1,8 @@
-"""Who is calling: a Django user from HTTP Basic, a bearer login token, or the session.
+"""Who is calling: a Django user from HTTP Basic, a bearer API token, or the session.
+
+Bearer tokens must be API tokens (``livedata token USERNAME``): a DDP resume token or a
+password-reset token is refused like an unknown one (issue 19: both reached the pull
+feed and created webhook subscriptions).
 
 Credentials travel in clear over plain HTTP, so they are refused there unless the client
 is on a loopback address or ``LIVEDATA["HTTP_API_REQUIRE_TLS"]`` is False (behind a TLS
@@ -28,6 +32,7 @@ from django.contrib import auth
 from django.db import models
 
 from livedata.accounts import tokens
+from livedata.accounts.models import LoginToken
 from livedata.conf import livedata_settings
 from livedata.httpapi.errors import ApiError
 
@@ -102,7 +107,7 @@ def _bearer_user(secret: str) -> Any | None:
         and (cached[2] is None or cached[2] > time.time())
     ):
         return cached[1]
-    token = tokens.lookup(secret)
+    token = tokens.lookup(secret, kind=LoginToken.Kind.API)  # never a resume or reset token
     if token is None:
         _users_by_token.pop(hashed, None)
         return None
