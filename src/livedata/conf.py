@@ -100,8 +100,10 @@ class LivedataSettings:
     ACCOUNTS_ALLOW_SIGNUP: bool | None = None
     #: How long a login (resume) token lives (Meteor: 90 days).
     LOGIN_TOKEN_LIFETIME: timedelta = timedelta(days=90)
-    #: How long a password-reset token from ``forgotPassword`` lives (Meteor: 3 days).
-    PASSWORD_RESET_LIFETIME: timedelta = timedelta(days=3)
+    #: How long a password-reset token from ``forgotPassword`` lives. Meteor keeps them 3
+    #: days; a mailed link is a credential sitting in a mailbox, so livedata's is short.
+    #: It is used once either way.
+    PASSWORD_RESET_LIFETIME: timedelta = timedelta(hours=1)
     #: The public URL of the site, e.g. "https://app.example.com": links mailed to users
     #: (``forgotPassword``) are built from it, never from a request's Host or Origin (which
     #: the client chooses). Required to mail reset links (a system check warns).
@@ -131,6 +133,20 @@ class LivedataSettings:
     #: without a query; deleted tokens are forgotten at once under ``livedata serve``.
     #: 0 looks every request up.
     HTTP_API_AUTH_CACHE_SECONDS: float = 5.0
+    #: HTTP Basic attempts allowed per ``seconds`` per "user" (the username tried) and per
+    #: "client_address", as DDP's login limits (``DDP_RATE_LIMITS``); an attempt that
+    #: succeeds is given back, so only failures use the budget. Past it: 429 with
+    #: ``Retry-After``, and no password is hashed.
+    HTTP_API_BASIC_RATE_LIMITS: tuple[dict[str, Any], ...] = field(
+        default_factory=lambda: (
+            {"per": "user", "calls": 5, "seconds": 10},
+            {"per": "client_address", "calls": 10, "seconds": 10},
+        )
+    )
+    #: Threads that check Basic passwords (PBKDF2 is CPU-bound by design), taking turns
+    #: across client addresses, and how many checks may wait for them (more: 503).
+    HTTP_API_BASIC_THREADS: int = 2
+    HTTP_API_BASIC_MAX_WAITING: int = 32
 
     # --- Pull feed (livedata.pull) -------------------------------------------------------
     #: Rows or changes per response when the client gives no ``limit``.
@@ -201,6 +217,7 @@ def livedata_settings() -> LivedataSettings:
         "DDP_ALLOWED_ORIGINS",
         "DDP_RATE_LIMITS",
         "DDP_OBSERVER_RATE_LIMITS",
+        "HTTP_API_BASIC_RATE_LIMITS",
         "WEBHOOK_RETRY_SCHEDULE",
         "WEBHOOK_ALLOWED_NETWORKS",
     ):

@@ -66,3 +66,14 @@ def test_expired_buckets_are_pruned():
         call(rl, 0, conn=str(i), addr=str(i))
     call(rl, 11, conn="new", addr="new")
     assert len(rl._buckets) <= 4
+
+
+def test_refund_gives_a_counted_call_back_in_its_window():
+    rl = limiter()
+    for t in range(5):
+        assert call(rl, t / 10) is None
+        rl.refund("login", t / 10, connection="c1", client_address="10.0.0.1", user=None)
+    assert [call(rl, 1 + t / 10) for t in range(5)] == [None] * 5  # refunded: room again
+    assert call(rl, 1.6) is not None
+    rl.refund("login", 11.0, connection="c1", client_address="10.0.0.1", user=None)  # new window
+    assert call(rl, 11.0) is None

@@ -41,6 +41,7 @@ def test_no_credentials_is_401_with_a_challenge(client: Client) -> None:
     assert "Basic" in response["WWW-Authenticate"] and "Bearer" in response["WWW-Authenticate"]
 
 
+@pytest.mark.django_db(transaction=True)  # Basic checks have their own threads
 def test_basic(client: Client, user: User) -> None:
     ok = client.get("/t/api/", HTTP_AUTHORIZATION=basic("svc", "svc-password"))
     assert ok.status_code == 200 and ok.json()["user"] == "svc"
@@ -92,6 +93,7 @@ def test_session_only_for_safe_methods(client: Client, user: User) -> None:
     assert put.status_code == 401  # a cookie alone never authorises a write (no CSRF hole)
 
 
+@pytest.mark.django_db(transaction=True)  # Basic checks have their own threads
 def test_method_body_and_errors(client: Client, user: User) -> None:
     auth = {"HTTP_AUTHORIZATION": basic("svc", "svc-password")}
     assert client.put("/t/api/", b'{"a": 1}', content_type="application/json", **auth).json()[
@@ -146,3 +148,15 @@ def test_bearer_lookups_are_cached_for_a_few_seconds(client: Client, user: User,
     assert client.get("/t/api/", **auth).status_code == 200  # cached: no listener here
     forget_tokens([token.hashed_token])  # what `livedata serve`'s listener does on delete
     assert client.get("/t/api/", **auth).status_code == 401
+
+
+def test_the_system_check_catches_malformed_basic_limits(settings) -> None:
+    from livedata.httpapi.checks import basic_limits_configured
+
+    assert basic_limits_configured() == []
+    settings.LIVEDATA = {
+        **settings.LIVEDATA,
+        "HTTP_API_BASIC_RATE_LIMITS": [{"per": "connection", "calls": 5, "seconds": 10}],
+        "HTTP_API_BASIC_THREADS": 0,
+    }
+    assert [e.id for e in basic_limits_configured()] == ["livedata.E002", "livedata.E003"]

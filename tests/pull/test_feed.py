@@ -269,3 +269,20 @@ def test_offset_now_sends_only_later_changes(feed, author, connect):
     )
     response = feed(offset=offset, handle=handle, live="true")
     assert [m["value"]["title"] for m in response.json() if "op" in m] == ["after"]
+
+
+def test_changes_carry_no_audit_context(feed, author):
+    """The feed never sends who made a change (issue 19, finding 8: webhooks did)."""
+    import livedata
+
+    _, handle, offset = follow(feed)
+    who = {"username": "admin", "user_id": 1, "remote_addr": "198.51.100.7", "path": "/admin/x"}
+    with livedata.context(**who):
+        book = Book.objects.create(title="Small Gods", author_id=author)
+        book.title = "Small Gods (2nd ed.)"
+        book.save()
+    response = feed(offset=offset, handle=handle, live="true")
+    changes = [m for m in response.json() if "control" not in m]
+    assert changes and changes[0]["op"] == "insert"  # the update may come in the next answer
+    assert all(set(m) <= {"op", "pk", "value", "old"} for m in changes)
+    assert b"198.51.100.7" not in response.content and b"admin" not in response.content

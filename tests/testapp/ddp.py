@@ -6,11 +6,11 @@ import asyncio
 
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from livedata.api import API, Publication
+from livedata.api import API, Collection, Publication
 from livedata.ddp.errors import DDPError
 from livedata.demo.bookstore.models import Book
 from livedata.publish.methods import method
-from tests.testapp.models import Note
+from tests.testapp.models import Gadget, Note
 
 
 @method(name="test.echo")
@@ -71,3 +71,14 @@ API.register([BooksForStaff, Whoami])
 @method(name="test.staffOnly", permission_required="bookstore.change_book")
 def staff_only(call):
     return call.user.get_username()
+
+
+class AuditedGadget(Collection):
+    """Exposed to webhooks with its audit context (for owners allowed to see it)."""
+
+    model = Gadget
+    webhooks = True
+    audit_context = True
+
+
+API.register([AuditedGadget])

@@ -13,8 +13,10 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils.module_loading import import_string
 
+from livedata.accounts import usernames
 from livedata.conf import livedata_settings
 
 
@@ -58,19 +60,31 @@ class Adapter:
         doc["profile"] = {"name": name} if name else {}
         return doc
 
+    def clean_username(self, username: str) -> str:
+        """The username to store for one chosen over DDP, or ``ValidationError``: no
+        invisible characters, the user model's normalisation and validators, one script
+        (see ``livedata.accounts.usernames``)."""
+        return usernames.clean(self.model, username)
+
     def create_user(
         self, *, username: str | None, email: str | None, password: str, profile: Any
     ) -> Any:
         """Create a user whose stored password hash is ``password`` (already hashed).
 
-        Raises ``ValueError("username")``/``ValueError("email")`` when taken. Without a
-        username (Meteor allows email-only users) the email is the username.
+        The username goes through ``clean_username`` (``ValidationError`` if refused).
+        Raises ``ValueError("username")``/``ValueError("email")`` when taken, a username
+        counting as taken when an existing one equals it, or the Latin name it is drawn
+        like, case-insensitively. Without a username (Meteor allows email-only users)
+        the email is the username.
         """
         User = self.model
         manager = User._default_manager
-        username = username or email
+        username = self.clean_username(username or email or "")
         email_field = User.get_email_field_name()
-        if manager.filter(**{f"{User.USERNAME_FIELD}__iexact": username}).exists():
+        taken = Q()
+        for name in usernames.variants(username):
+            taken |= Q(**{f"{User.USERNAME_FIELD}__iexact": name})
+        if manager.filter(taken).exists():
             raise ValueError("username")
         if email and manager.filter(**{f"{email_field}__iexact": email}).exists():
             raise ValueError("email")

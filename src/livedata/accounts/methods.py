@@ -58,7 +58,7 @@ def _selector(value: Any) -> dict[str, str]:
     ((kind, name),) = value.items()
     if kind not in ("username", "email", "id") or not isinstance(name, str) or not name:
         raise MATCH_FAILED
-    if len(name) > 254:
+    if len(name) > 254 or "\x00" in name:  # PostgreSQL cannot hold a NUL: no such user
         raise MATCH_FAILED
     return {kind: name}
 
@@ -251,16 +251,29 @@ def create_user(call: MethodCall, options: Any) -> dict[str, Any]:
             validate_email(email)
         except ValidationError:
             raise DDPError(400, "Invalid email") from None
+        if "\x00" in email:
+            raise DDPError(400, "Invalid email")
+    profile = options.get("profile")
+    if isinstance(profile, dict) and "\x00" in str(profile.get("name", "")):
+        raise DDPError(400, "Invalid profile name")
+    adapter = get_adapter()
+    try:  # before hashing: a refused name costs nothing
+        adapter.clean_username(username or email)
+    except ValidationError as exc:
+        what = "username" if username else "email as a username"
+        raise DDPError(400, f"Invalid {what}: {' '.join(exc.messages)}") from None
     password = options.get("password")
     # no password: an unusable one (the user cannot log in with a password)
     encoded = make_password(None) if password is None else _stored(*_digest(password))
     try:
-        user = get_adapter().create_user(
+        user = adapter.create_user(
             username=username or None,
             email=email or None,
             password=encoded,
-            profile=options.get("profile"),
+            profile=profile,
         )
+    except ValidationError as exc:  # an adapter with its own rules
+        raise DDPError(400, f"Invalid username: {' '.join(exc.messages)}") from None
     except ValueError as exc:
         field = "Email" if str(exc) == "email" else "Username"
         raise credentials_error(f"{field} already exists.") from None
@@ -306,7 +319,7 @@ def forgot_password(call: MethodCall, options: Any) -> None:
     if not isinstance(options, dict) or set(options) != {"email"}:
         raise MATCH_FAILED
     email = options["email"]
-    if not isinstance(email, str) or not email or len(email) > 254:
+    if not isinstance(email, str) or not email or len(email) > 254 or "\x00" in email:
         raise MATCH_FAILED
     conf = livedata_settings()
     template = _reset_link_template(conf)  # before the lookup: one answer for every address
@@ -327,7 +340,7 @@ def reset_password(call: MethodCall, secret: Any, new_password: Any) -> dict[str
     if not isinstance(secret, str):
         raise MATCH_FAILED
     digest, plaintext = _digest(new_password)
-    token = tokens.lookup(secret, kind=LoginToken.Kind.RESET)
+    token = tokens.consume(secret, kind=LoginToken.Kind.RESET)  # used once, even if raced
     if token is None:
         raise DDPError(403, "Token expired")
     user = token.user

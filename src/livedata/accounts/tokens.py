@@ -3,6 +3,12 @@
 Secrets are Meteor's ``Random.secret()``: 43 characters of the URL-safe base64 alphabet
 (256 bits). Lookups go by the SHA-256 hash, so the secret itself is never compared and
 never stored.
+
+Every token has one kind and is good for that one purpose only: a resume token logs a
+DDP connection in, an API token authenticates the HTTP APIs, a reset token sets a
+password once (``consume``). Callers always name the kind they accept, so a token that
+leaks from one place (a reset link in a mailbox, a browser's resume token in
+localStorage) opens nothing else.
 """
 
 from __future__ import annotations
@@ -70,6 +76,21 @@ def lookup(secret: Any, *, kind: str | None = None) -> LoginToken | None:
     """The live token with this secret (not expired, user active), or None."""
     found = find(secret, kind=kind)
     return None if found is None or expired(found) else found
+
+
+def consume(secret: Any, *, kind: str) -> LoginToken | None:
+    """Delete the live token of ``kind`` with this secret and return it: single use.
+
+    The delete is the claim, so of two calls racing with one token only the one whose
+    delete removed the row gets it (the other's waits for the first to commit, then finds
+    nothing). Use inside the transaction that does what the token allows.
+    """
+    found = lookup(secret, kind=kind)
+    if found is None:
+        return None
+    if LoginToken.objects.filter(pk=found.pk, kind=kind).delete()[0] != 1:
+        return None
+    return found
 
 
 def revoke(user: Any, *, kinds: tuple[str, ...], keep: str | None = None) -> int:

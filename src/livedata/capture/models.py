@@ -64,6 +64,11 @@ class Change(models.Model):
         db_table = "livedata_change"
         ordering = ["txid", "id"]
         managed = True
+        permissions = [
+            # the audit context names users, their addresses and request paths: services
+            # given only a model's view permission must not learn them (issue 19)
+            ("view_change_context", "Can see who made changes in webhook deliveries"),
+        ]
         indexes = [
             # the reader's order and cursor: WHERE (txid, id) > cursor ORDER BY txid, id
             models.Index(fields=["txid", "id"], name="livedata_change_cursor"),

@@ -12,7 +12,9 @@ per bucket. A call is refused by the first rule whose bucket is full, with Meteo
 
 Meteor's default (login, createUser, resetPassword, forgotPassword: 5 calls per 10 s per
 connection) is in ``livedata.conf``; livedata adds the same methods per client address, so
-reconnecting does not reset a brute-force budget.
+reconnecting does not reset a brute-force budget. The HTTP APIs' Basic authentication
+uses the same limiter per attempted username and client address (``refund`` gives a
+successful attempt back).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class RateLimiter:
         method: str,
         now: float,
         *,
-        connection: str,
+        connection: str | None,
         client_address: str | None,
         user: Any,
     ) -> DDPError | None:
@@ -98,6 +100,26 @@ class RateLimiter:
             f"{math.ceil(wait_ms / 1000)} seconds before trying again.",
             {"timeToReset": wait_ms},
         )
+
+    def refund(
+        self,
+        method: str,
+        now: float,
+        *,
+        connection: str | None,
+        client_address: str | None,
+        user: Any,
+    ) -> None:
+        """Give back a call counted by ``check`` (still in its window): for limits on
+        failures, such as wrong passwords, where each attempt is counted as it starts (so
+        concurrent attempts cannot all slip in) and one that succeeded is returned."""
+        who = {"connection": connection, "client_address": client_address, "user": user}
+        for index, rule in enumerate(self.rules):
+            if not rule.covers(method) or who[rule.per] is None:
+                continue
+            bucket = self._buckets.get((index, method, who[rule.per]))
+            if bucket is not None and now - bucket[0] < rule.seconds and bucket[1] > 0:
+                bucket[1] -= 1
 
     def _prune(self, now: float) -> None:
         longest = max((r.seconds for r in self.rules), default=0.0)

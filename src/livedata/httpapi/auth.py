@@ -1,11 +1,17 @@
-"""Who is calling: a Django user from HTTP Basic, a bearer login token, or the session.
+"""Who is calling: a Django user from HTTP Basic, a bearer API token, or the session.
+
+Bearer tokens must be API tokens (``livedata token USERNAME``): a DDP resume token or a
+password-reset token is refused like an unknown one (issue 19: both reached the pull
+feed and created webhook subscriptions).
 
 Credentials travel in clear over plain HTTP, so they are refused there unless the client
 is on a loopback address or ``LIVEDATA["HTTP_API_REQUIRE_TLS"]`` is False (behind a TLS
 proxy, set Django's ``SECURE_PROXY_SSL_HEADER`` so ``request.is_secure()`` knows).
 
 Basic runs the password hasher on every request (Django's PBKDF2: hundreds of ms by
-design); services that call often should use a bearer token (``livedata token``).
+design); services that call often should use a bearer token (``livedata token``). The
+checks are rate limited and run on their own threads (``livedata.httpapi.basic``); async
+code checks them with ``acheck_basic`` first, so no thread waits for a hash.
 
 Bearer tokens are looked up once per ``HTTP_API_AUTH_CACHE_SECONDS`` per process, with
 their user (and so the user's permissions, which Django caches on it): a held long-poll
@@ -24,11 +30,12 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from django.contrib import auth
 from django.db import models
 
 from livedata.accounts import tokens
+from livedata.accounts.models import LoginToken
 from livedata.conf import livedata_settings
+from livedata.httpapi import basic
 from livedata.httpapi.errors import ApiError
 
 CHALLENGE = 'Basic realm="livedata", Bearer realm="livedata"'
@@ -61,29 +68,74 @@ def authenticate(request: Any) -> Any:
 
             user = cookie_user(request.META["HTTP_COOKIE"])  # served without middleware
         return user if user is not None and user.is_authenticated else None
+    checked = getattr(request, "_livedata_basic", None)
+    if checked is not None:  # by ``acheck_basic`` before the view (``livedata serve``)
+        if isinstance(checked, ApiError):
+            raise checked
+        return checked
+    credentials = basic_credentials(request)
+    if credentials is not None:
+        return _basic_user(basic.check(request, *credentials))
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        user = _bearer_user(value.strip())
+        if user is None:
+            raise _unauthenticated("invalid or expired token")
+        return user
+    raise _unauthenticated(f"unsupported authorization scheme {scheme!r}: use Basic or Bearer")
+
+
+def _require_tls(request: Any) -> None:
     if (
         livedata_settings().HTTP_API_REQUIRE_TLS
         and not request.is_secure()
         and not _loopback(request)
     ):
         raise _unauthenticated("credentials over plain HTTP are refused: use https")
+
+
+def basic_credentials(request: Any) -> tuple[str, str] | None:
+    """(username, password) when the request authenticates with HTTP Basic, else None.
+
+    Raises ``ApiError`` 401 for credentials in clear (see the TLS rule) or malformed.
+    """
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if not header:
+        return None
+    _require_tls(request)
     scheme, _, value = header.partition(" ")
-    scheme, value = scheme.lower(), value.strip()
-    if scheme == "bearer":
-        user = _bearer_user(value)
-        if user is None:
-            raise _unauthenticated("invalid or expired token")
-        return user
-    if scheme == "basic":
-        try:
-            username, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise _unauthenticated("malformed Basic credentials") from None
-        user = auth.authenticate(request, username=username, password=password) if sep else None
-        if user is None:
-            raise _unauthenticated("invalid username or password")
-        return user
-    raise _unauthenticated(f"unsupported authorization scheme {scheme!r}: use Basic or Bearer")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise _unauthenticated("malformed Basic credentials") from None
+    username, sep, password = decoded.partition(":")
+    if not sep or not username or "\x00" in decoded:
+        raise _unauthenticated("malformed Basic credentials")
+    return username, password
+
+
+def _basic_user(user: Any) -> Any:
+    if user is None:
+        raise _unauthenticated("invalid username or password")
+    return user
+
+
+async def acheck_basic(request: Any) -> bool:
+    """Check HTTP Basic credentials without a thread of the caller's (async code, before
+    the view): the outcome is kept on the request for ``authenticate``. False when the
+    request does not use Basic."""
+    if getattr(request, "_livedata_basic", None) is not None:
+        return True  # checked already (server.apiroute, then the async view's wrapper)
+    try:
+        credentials = basic_credentials(request)
+        if credentials is None:
+            return False
+        request._livedata_basic = _basic_user(await basic.acheck(request, *credentials))
+    except ApiError as exc:
+        request._livedata_basic = exc
+    return True
 
 
 #: hashed token → (when looked up, its user, when the token expires)
@@ -102,7 +154,7 @@ def _bearer_user(secret: str) -> Any | None:
         and (cached[2] is None or cached[2] > time.time())
     ):
         return cached[1]
-    token = tokens.lookup(secret)
+    token = tokens.lookup(secret, kind=LoginToken.Kind.API)  # never a resume or reset token
     if token is None:
         _users_by_token.pop(hashed, None)
         return None

@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from livedata import dbthreads
 from livedata.conf import livedata_settings
-from livedata.httpapi.auth import authenticate
+from livedata.httpapi.auth import acheck_basic, authenticate
 from livedata.httpapi.errors import ApiError
 
 logger = logging.getLogger("livedata.httpapi")
@@ -75,6 +75,7 @@ def api_view(*methods: str, login_required: bool = True) -> Callable[[View], Vie
             async def async_wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
                 try:
                     check(request)
+                    await acheck_basic(request)  # the hash waits on its own threads
                     request.api_user = await run_in_db_thread(who, request)
                     return await view(request, *args, **kwargs)
                 except Exception as exc:

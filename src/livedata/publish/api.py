@@ -66,6 +66,10 @@ class Collection:
     pull: ClassVar[bool] = False
     #: Field names that webhook and pull filters may use (lookups on the model's columns).
     filters: ClassVar[Iterable[str]] = ()
+    #: Webhook deliveries of this model's changes carry their audit context (who made the
+    #: change: user, address, request path) to owners holding the
+    #: ``livedata.view_change_context`` permission. Off: ``context`` is null for everyone.
+    audit_context: ClassVar[bool] = False
 
     @classmethod
     def name(cls) -> str:

@@ -31,6 +31,15 @@ class ViewOnlyHandler(ASGIHandler):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         await self.handle(scope, receive, send)
 
+    async def get_response_async(self, request: Any) -> Any:
+        # HTTP Basic is checked here, before a sync view would take Django's one sync
+        # thread for the length of a password hash (issue 19: a flood of wrong passwords
+        # made every request wait its turn on it)
+        from livedata.httpapi.auth import acheck_basic
+
+        await acheck_basic(request)
+        return await super().get_response_async(request)
+
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware = []
         self._template_response_middleware = []

@@ -60,6 +60,8 @@ logger = logging.getLogger("livedata.webhooks")
 
 #: advisory lock namespaces (the two-int4 form): one lock per subscription, and a shared
 #: presence lock every live dispatcher holds (to count workers for the fair share)
+#: Owners holding it receive the audit context of models whose Collection exposes it.
+CONTEXT_PERMISSION = "livedata.view_change_context"
 LOCK_SUBSCRIPTION = 0x6C647768  # "ldwh"
 LOCK_PRESENCE = 0x6C647777  # "ldww"
 PRUNE_EVERY = 600.0
@@ -324,7 +326,8 @@ class Dispatcher:
             self.poke()
 
     async def _recheck(self, held: list[Runner]) -> None:
-        """Owners' permissions (and the models' exposure) again, now and then."""
+        """Owners' permissions (and the models' exposure) again, now and then: a lost
+        ``view`` disables, a lost (or new) context permission applies from then on."""
         if time.monotonic() - self._last_recheck < self.recheck_every or not held:
             return
         self._last_recheck = time.monotonic()
@@ -332,7 +335,9 @@ class Dispatcher:
         outcomes = await asyncio.to_thread(self._selections, [r.config for r in held])
         for runner in held:
             reason = outcomes.get(runner.config.id)
-            if isinstance(reason, str) and not runner.stopping:
+            if isinstance(reason, Selection):
+                runner.selection = reason  # the owner's context permission may have changed
+            elif isinstance(reason, str) and not runner.stopping:
                 runner.progress.disable = reason
                 runner.dirty = True
                 runner.stop()
@@ -378,7 +383,8 @@ class Dispatcher:
 
     def _selections(self, configs: list[Config]) -> dict[int, Selection | str]:
         """Compile each subscription, and check its owner may still see its models
-        (Django permissions; in a thread). A string says why it must be disabled."""
+        (Django permissions; in a thread). A string says why it must be disabled. Whether
+        audit contexts are sent is decided here too, from the owner's permission."""
         from django.contrib.auth import get_user_model
         from django.db import connections
 
@@ -394,14 +400,18 @@ class Dispatcher:
                 if cached and cached[0] == config.version and fresh:
                     out[config.id] = cached[2]
                     continue
+                user = users.get(config.owner_id)
                 try:
                     selection: Selection | str = Selection(
-                        config.labels, config.operations, config.filter, config.fields
+                        config.labels,
+                        config.operations,
+                        config.filter,
+                        config.fields,
+                        context=user is not None and user.has_perm(CONTEXT_PERMISSION),
                     )
                 except SelectionError as exc:
                     selection = f"its {exc.field} are no longer valid: {exc.message}"
                 else:
-                    user = users.get(config.owner_id)
                     for label in selection.labels:
                         model = model_of(label)
                         perm = f"{model._meta.app_label}.view_{model._meta.model_name}"

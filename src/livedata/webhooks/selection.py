@@ -12,7 +12,11 @@ sent and what its ``data`` is:
   filter); a TRUNCATE is always sent (receivers refetch);
 - fields: ``Collection.shape`` applies the developer's field choice (exclusions,
   renames, never passwords); ``fields`` narrows it further. An update that changed none
-  of the fields sent is not sent at all.
+  of the fields sent is not sent at all;
+- context: the change's audit context (username, user id, address, request path) is
+  sent only for models whose Collection says ``audit_context = True``, and only to an
+  owner with the ``livedata.view_change_context`` permission (``context=True`` here);
+  otherwise it is null. A service allowed to read books is not told who edited them.
 
 Filters and fields are given for the one model, or per model as
 ``{"app.model": ...}`` when a subscription has several.
@@ -51,6 +55,7 @@ class ModelSelection:
     matcher: Matcher | None  # None: every row
     keep: frozenset[str] | None  # published names sent (None: all the Collection's)
     published: Mapping[str, str]  # table column -> published name, for ``changed``
+    context: bool = False  # the audit context is sent
 
     def narrow(self, values: dict[str, Any] | None) -> dict[str, Any] | None:
         shaped = self.collection.shape(values)
@@ -85,7 +90,11 @@ class Selection:
         operations: Iterable[str] | None = None,
         filter: Mapping[str, Any] | None = None,
         fields: Any = None,
+        *,
+        context: bool = False,
     ) -> None:
+        """``context``: the owner may see audit contexts (the permission); they are then
+        sent for the models whose Collection exposes them."""
         self.labels = normalise_models(labels)
         self.operations = normalise_operations(operations)
         filters = _per_model(self.labels, filter or {}, "filter", dict)
@@ -103,6 +112,7 @@ class Selection:
                 matcher=_compile_filter(collection, filters.get(label) or {}),
                 keep=_keep(collection, narrowing[label]) if label in narrowing else None,
                 published=_published(collection),
+                context=context and collection.audit_context,
             )
 
     def select(self, row: ChangeRow, position: str | None = None) -> dict[str, Any] | None:
@@ -127,7 +137,7 @@ class Selection:
                 "old": selected.narrow(row.old),
                 "new": selected.narrow(row.new),
                 "changed": changed,
-                "context": row.context,
+                "context": row.context if selected.context else None,
             },
         }
 
