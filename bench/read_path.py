@@ -8,8 +8,10 @@ Side by side in one run, on the listener of this process (``Listener`` + one fol
    - ``none``: no other transaction open;
    - ``one long``: one unrelated transaction (it holds an xid) open for the whole phase;
    - ``N idle``: N sessions idle in transaction (each wrote a row of another table), N =
-     100 or as many as ``max_connections`` leaves room for.
-   Reported: p50/p99/max and the ratio of p99 to ``none``'s (goal: within 1.2x).
+     100 or as many as ``max_connections`` leaves room for (PostgreSQL's default of 100
+     leaves room for about 82; 100 needs ``max_connections`` of 115 or more).
+   Reported: p50/p99/max, the ratio of p99 to ``none``'s (goal: within 1.2x), the
+   listener's reads and this process's CPU per commit (listener, follower, collector).
 2. **Cost of one read** (an empty read at the head: what every wake-up pays) with 0, 1 and
    N transactions in flight: mean ms over 500 reads, and the buffers and rows that
    ``EXPLAIN (ANALYZE, BUFFERS)`` reports for one.
@@ -77,7 +79,10 @@ async def latencies(
         for name, n in (("none", 0), ("one long", 1), (f"{idle} idle", idle)):
             with Open(params, n):
                 await asyncio.sleep(0.2)
+                reads, cpu = listener.reads, time.process_time()
                 r = await run_phase(params, collector, rate, seconds, writers)
+                cpu = time.process_time() - cpu
+                reads = listener.reads - reads
             out.append(
                 {
                     "rate": rate,
@@ -89,6 +94,9 @@ async def latencies(
                     "duplicates": r.duplicates,
                     "achieved_rate": r.achieved_rate,
                     "behind_ms": r.max_behind_schedule_ms,
+                    "reads": reads,
+                    # this process: the listener, its follower and the collector
+                    "listener_cpu_us_per_commit": cpu / max(r.committed, 1) * 1e6,
                     **{k: r.latency_ms[k] for k in ("p50", "p99", "max")},
                 }
             )
@@ -197,7 +205,8 @@ def main() -> None:
     base = {r["rate"]: r for r in result["latency"] if r["condition"] == "none"}
     print(
         f"{'rate/s':>6} {'condition':<10} {'achieved/s':>10} {'behind ms':>9} {'delivered':>11} "
-        f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'p99 vs none':>11}"
+        f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'p99 vs none':>11} {'reads':>6} "
+        f"{'cpu us/commit':>13}"
     )
     for r in result["latency"]:
         r["p99_ratio"] = r["p99"] / base[r["rate"]]["p99"]
@@ -205,7 +214,8 @@ def main() -> None:
         print(
             f"{r['rate']:>6} {r['condition']:<10} {r['achieved_rate']:>10.1f} "
             f"{r['behind_ms']:>9.1f} {r['delivered']:>5}/{r['committed']:<5} "
-            f"{r['p50']:>7.2f} {r['p99']:>7.2f} {r['max']:>7.2f} {r['p99_ratio']:>10.2f}x {ok}"
+            f"{r['p50']:>7.2f} {r['p99']:>7.2f} {r['max']:>7.2f} {r['p99_ratio']:>10.2f}x "
+            f"{r['reads']:>6} {r['listener_cpu_us_per_commit']:>13.0f} {ok}"
         )
     print(f"\n{'in flight':>9} {'position chars':>14} {'ms/read':>8} {'rows':>5} {'buffers':>7}")
     for c in cost:
