@@ -95,6 +95,13 @@ def test_only_the_callers_subscriptions(api: Api, client: Client) -> None:
         ({**BOOKS, "url": "ftp://example.com/x"}, "url", 400),
         ({**BOOKS, "url": "http://10.1.2.3/hook"}, "url", 400),
         ({**BOOKS, "url": "http://169.254.169.254/latest"}, "url", 400),
+        ({**BOOKS, "url": "http://[::10.0.0.1]/hook"}, "url", 400),  # IPv4-compatible
+        ({**BOOKS, "url": "http://[64:ff9b::a00:1]/hook"}, "url", 400),  # NAT64
+        ({**BOOKS, "url": "http://[2002:a00:1::]/hook"}, "url", 400),  # 6to4
+        ({**BOOKS, "url": "http://[::ffff:10.0.0.1]/hook"}, "url", 400),  # IPv4-mapped
+        ({**BOOKS, "url": "http://167772161/hook"}, "url", 400),  # 10.0.0.1, decimal
+        ({**BOOKS, "url": "http://012.0.0.1/hook"}, "url", 400),  # octal
+        ({**BOOKS, "url": "http://0xa.1/hook"}, "url", 400),  # hex
         ({**BOOKS, "models": ["bookstore.nope"]}, "models", 400),
         ({**BOOKS, "models": ["testapp.widget"]}, "models", 400),  # not exposed
         ({**BOOKS, "models": "bookstore.book"}, "models", 400),
@@ -124,6 +131,34 @@ def test_bad_input_is_refused_and_nothing_stored(
     assert response.status_code == status, response.json()
     assert response.json()["field"] == field
     assert response.json()["message"]
+    assert not Subscription.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::127.0.0.1]:8000/hook",  # issue 19, finding 13: IPv4-compatible
+        "http://[64:ff9b::7f00:1]/hook",  # NAT64
+        "http://[2002:7f00:1::]/hook",  # 6to4
+        "http://[::ffff:127.0.0.1]/hook",  # IPv4-mapped
+        "http://[::ffff:0:7f00:1]/hook",  # IPv4-translated
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook",  # Teredo, client 127.0.0.1
+        "http://[64:ff9b:1::7f00:1]/hook",  # local-use NAT64
+        "http://2130706433/hook",
+        "http://0177.0.0.1/hook",
+        "http://0x7f.1/hook",
+        "http://127.1/hook",
+        "http://localhost/hook",
+        "http://hooks.localhost/hook",
+        "http://[::1]/hook",
+    ],
+)
+def test_loopback_in_every_notation_is_refused(api: Api, url: str, settings: Any) -> None:
+    settings.LIVEDATA = {**settings.LIVEDATA, "WEBHOOK_ALLOWED_NETWORKS": []}
+    response = api.put("books", {**BOOKS, "url": url})
+    assert response.status_code == 400, response.json()
+    body = response.json()
+    assert body["field"] == "url" and "WEBHOOK_ALLOWED_NETWORKS" in body["message"], body
     assert not Subscription.objects.exists()
 
 
