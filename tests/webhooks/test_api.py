@@ -162,6 +162,49 @@ def test_loopback_in_every_notation_is_refused(api: Api, url: str, settings: Any
     assert not Subscription.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("filter", "text"),
+    [
+        ({"title__in": {"a": 1}}, "__in needs a list of values like [1, 2], not an object"),
+        ({"title__in": "abc"}, "__in needs a list"),  # Django would take its letters
+        ({"title__in": []}, "at least one value"),
+        ({"title__in": [["x"]]}, "needs a single value"),
+        ({"author__in": [1, "x"]}, "'x' is not a valid author"),
+        ({"author_id__range": [1]}, "__range needs two values"),
+        ({"author_id__range": {"low": 1}}, "__range needs a list"),
+        ({"title__isnull": "no"}, "__isnull needs true or false"),
+        ({"title__isnull": 0}, "__isnull needs true or false"),
+        ({"author": 1.5}, "author holds integers"),  # Django would take 1
+        ({"author": True}, "not a boolean field"),
+        ({"author": "x"}, "'x' is not a valid author"),
+        ({"title": None}, "use title__isnull"),
+        ({"title": {"$ne": ""}}, "needs a single value"),
+        ({"title__startswith": 5}, "__startswith needs a string"),
+        ({"author__gte": [1, 2]}, "needs a single value"),
+    ],
+)
+def test_filter_values_must_fit_their_lookup(api: Api, filter: Any, text: str) -> None:
+    # issue 19, finding 18: such filters were stored and silently matched wrong rows
+    response = api.put("books", {**BOOKS, "filter": filter})
+    assert response.status_code == 400, response.json()
+    body = response.json()
+    assert body["field"] == "filter" and text in body["message"], body
+    assert not Subscription.objects.exists()
+
+
+def test_well_typed_filters_are_kept(api: Api) -> None:
+    for good in (
+        {"title__in": ["a", "b"]},
+        {"author__in": [1, "2"]},
+        {"author": 2.0},
+        {"title__isnull": False},
+        {"title__istartswith": "du"},
+    ):
+        response = api.put("books", {**BOOKS, "filter": good})
+        assert response.status_code in (200, 201), (good, response.json())
+        assert response.json()["filter"] == good
+
+
 def test_malformed_huge_and_unauthenticated(api: Api, client: Client) -> None:
     bad = api.put("books", b"{not json")
     assert bad.status_code == 400 and "malformed JSON" in bad.json()["message"]
