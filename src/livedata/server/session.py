@@ -343,6 +343,7 @@ class Session:
             connection=self.conn.session or "",
             client_address=self.client_address,
             user=self.user.pk,
+            own=method.rate_limits,
         )
         if limited is not None:  # refused before running: updated first, as Meteor
             self.conn.method_updated(action.id)
