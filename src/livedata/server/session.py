@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from livedata.dbwait import DatabaseUnavailable, is_database_error
 from livedata.ddp.connection import (
     CallMethod,
     Close,
@@ -369,6 +370,9 @@ class Session:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             error, unexpected = client_error(exc)
+            if unexpected and is_database_error(exc):  # an async method's own query
+                error, unexpected = DatabaseUnavailable(0.0), False
+                logger.warning("livedata: method %r: the database is unreachable", action.name)
             if unexpected:
                 logger.error(
                     "livedata: exception while invoking method %r", action.name, exc_info=exc
