@@ -17,6 +17,9 @@ from livedata.capture.listener import connection_params
 from livedata.capture.log import ChangeRow, Position
 
 ROOT = Path(__file__).resolve().parent.parent
+#: PYTHONPATH of child processes: this checkout's code first (the venv may hold an
+#: editable install of another checkout), and the tests' settings
+CHILD_PYTHONPATH = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -100,8 +103,7 @@ def livedata_env(**extra: str) -> dict[str, str]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        # this checkout's code, even when the venv's editable install points elsewhere
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+        "PYTHONPATH": CHILD_PYTHONPATH,
         "LIVEDATA_DB_NAME": connection.settings_dict["NAME"],
         "PYTHONUNBUFFERED": "1",
     }

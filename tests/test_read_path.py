@@ -90,7 +90,7 @@ def test_tail_and_ddp_get_a_commit_made_while_another_transaction_is_open(
     assert tail_seen < DEADLINE, tail_seen
     # the method's write fence does not wait for the open transaction either
     start = time.monotonic()
-    replies = client.call("m1", "addBook", "Fenced", "held@example.com")
+    replies = client.call("m1", "test.addBook", "Fenced", "held@example.com")
     assert {m["msg"] for m in replies} >= {"result", "updated"}
     assert time.monotonic() - start < DEADLINE
 

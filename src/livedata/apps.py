@@ -21,7 +21,8 @@ class LivedataConfig(AppConfig):
         # declares (capture of registered collections) must be known to makemigrations,
         # the HTTP APIs and every command, not only to the DDP server
         autodiscover_modules("ddp")
-        from livedata.accounts import checks  # noqa: F401  (registers the system checks)
+        from livedata import checks as _checks  # noqa: F401  (registers the system checks)
+        from livedata.accounts import checks  # noqa: F401
         from livedata.conf import livedata_settings
         from livedata.httpapi import checks as _api_checks  # noqa: F401  (and these)
 

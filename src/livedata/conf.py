@@ -82,6 +82,10 @@ class LivedataSettings:
     #: Longest wait for a method's writes to reach the listener before ``updated`` is sent
     #: anyway (only when the database is unreachable for that long).
     METHOD_FENCE_TIMEOUT: float = 30.0
+    #: Seconds a method, a login or a new subscription waits for the database to come
+    #: back (retrying with back-off, see livedata.dbwait) before the client gets Meteor's
+    #: error 503 "Database unavailable", which it may retry. 0: answer at once.
+    DATABASE_WAIT: float = 5.0
 
     #: Method rate limits (see livedata.ddp.ratelimit): each rule covers ``methods`` and
     #: allows ``calls`` per ``seconds`` per "connection", "client_address" or "user".

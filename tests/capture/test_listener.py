@@ -16,7 +16,7 @@ import pytest
 from livedata.capture import log
 from livedata.capture.listener import Listener
 from livedata.capture.log import Batch, ChangeRow, MissingLogTable
-from tests.conftest import ROOT, livedata_cmd
+from tests.conftest import CHILD_PYTHONPATH, ROOT, livedata_cmd
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -171,7 +171,7 @@ def test_survives_a_real_database_restart(tmp_path, caplog):
     env = {
         **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": CHILD_PYTHONPATH,
         "LIVEDATA_PGDATA": str(server.data_dir),
         "LIVEDATA_DB_NAME": dbname,
     }

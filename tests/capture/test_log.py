@@ -126,7 +126,7 @@ def twophase(connect, db_params, tmp_path) -> Iterator[Callable[[], Any]]:
     import psycopg
 
     from livedata.embedded.server import ensure_server
-    from tests.conftest import ROOT, livedata_cmd
+    from tests.conftest import CHILD_PYTHONPATH, ROOT, livedata_cmd
 
     server = ensure_server(tmp_path / "pgdata")
     try:
@@ -137,7 +137,7 @@ def twophase(connect, db_params, tmp_path) -> Iterator[Callable[[], Any]]:
         env = {
             **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
             "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": CHILD_PYTHONPATH,
             "LIVEDATA_PGDATA": str(server.data_dir),
             "LIVEDATA_DB_NAME": "twophase",
         }

@@ -77,3 +77,33 @@ def test_refund_gives_a_counted_call_back_in_its_window():
     assert call(rl, 1.6) is not None
     rl.refund("login", 11.0, connection="c1", client_address="10.0.0.1", user=None)  # new window
     assert call(rl, 11.0) is None
+
+
+def test_rules_a_method_declares_count_besides_the_settings():
+    rl = limiter()
+    own = [Rule.for_method("addBook", {"per": "user", "calls": 2, "seconds": 10})]
+
+    def add(now: float, user: object = 7) -> object:
+        return rl.check("addBook", now, connection="c", client_address="a", user=user, own=own)
+
+    assert add(0) is None and add(1) is None
+    assert add(2).error == "too-many-requests"
+    assert add(3, user=8) is None  # per user
+    assert add(3, user=None) is None  # no user: the rule does not apply (login_required does)
+    assert add(10) is None  # a new window
+
+
+def test_bad_method_rules_fail_at_registration():
+    from livedata.publish.methods import MethodRegistry
+
+    registry = MethodRegistry()
+    for spec, words in [
+        ({"per": "planet", "calls": 1, "seconds": 1}, "per"),
+        ({"methods": ["other"], "calls": 1, "seconds": 1}, "the method itself"),
+        ("5 per second", "a dict"),
+        ({"calls": 0, "seconds": 1}, "calls"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            registry.register(lambda call: None, name="m", rate_limits=[spec])
+    method = registry.register(lambda call: None, name="m", rate_limits={"calls": 1, "seconds": 1})
+    assert method.rate_limits == (Rule(frozenset({"m"}), "connection", 1, 1.0),)

@@ -92,6 +92,9 @@ class Browser:
 
 @pytest.mark.parametrize("transport", ["websocket", "sockjs"])
 def test_demo_page_shows_books_live(server, connect, tmp_path, transport):
+    from django.contrib.auth.models import User
+
+    User.objects.create_user("demo", "demo@example.com", "demo-password")
     janet = Author.objects.create(name="Janet Evanovich", email="janet@evanovich.com")
     Book.objects.create(title="One for the Money", author=janet)
     browser = Browser(tmp_path)
@@ -108,12 +111,24 @@ def test_demo_page_shows_books_live(server, connect, tmp_path, transport):
             [janet.pk],
         )
         browser.wait_for(f"{text}.includes('Two for the Dough')")
-        # the page's own form calls the DDP method addBook
-        browser.evaluate(
+        # the page's own form calls the DDP method addBook: logged in only (issue 19)
+        add = (
             "document.querySelector('[name=title]').value = 'Three to Get Deadly';"
             "document.getElementById('add').requestSubmit()"
         )
+        browser.evaluate(add)
+        error = "document.getElementById('error').innerText"
+        browser.wait_for(f"{error}.includes('You must be logged in')")
+        assert not Book.objects.filter(title="Three to Get Deadly").exists()
+        browser.evaluate(
+            "document.querySelector('[name=email]').value = 'demo@example.com';"
+            "document.querySelector('[name=password]').value = 'demo-password';"
+            "document.getElementById('login').requestSubmit()"
+        )
+        browser.wait_for("document.getElementById('username').innerText === 'demo'")
+        browser.evaluate(add)
         browser.wait_for(f"{text}.includes('Three to Get Deadly')")
+        browser.wait_for(f"{error} === ''")
         assert Book.objects.filter(title="Three to Get Deadly").exists()
         assert "live" in browser.evaluate("document.getElementById('status').innerText")
         shot = browser.call("Page.captureScreenshot", format="png")["data"]

@@ -18,7 +18,7 @@ function viaDdp() {
         out.notFound = e2;
         let updated = false;
         c.call(
-          "addBook",
+          "test.addBook",
           ["From ddp", email],
           (e3, id) => {
             out.addBook = { error: e3, id, updatedBeforeResult: updated };
@@ -50,7 +50,7 @@ async function viaSimpleDdp() {
   } catch (e) {
     out.notFound = e;
   }
-  out.addBook = { id: await server.call("addBook", "From simpleddp", email) };
+  out.addBook = { id: await server.call("test.addBook", "From simpleddp", email) };
   const sub = server.subscribe("nope");
   try {
     await sub.ready();
@@ -71,7 +71,7 @@ function viaDdpJs(endpoint = url, SocketConstructor = require("ws")) {
     out.events.push("connected");
     results.hello = ddp.method("hello", [which]);
     results.nope = ddp.method("nope", []);
-    results.add = ddp.method("addBook", [`From ${which}`, email]);
+    results.add = ddp.method("test.addBook", [`From ${which}`, email]);
     results.sub = ddp.sub("nope", []);
   });
   ddp.on("result", (m) => {

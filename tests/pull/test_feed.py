@@ -180,6 +180,10 @@ def test_permissions_and_exposure(server, feed, transactional_db):
         ({"offset": "-1", "author": "x"}, "author", "filter 'author'"),
         ({"offset": "-1", "title__regex": "x"}, None, "cannot be followed live"),
         ({"offset": "-1", "title__range": "a"}, "title__range", "two values"),
+        ({"offset": "-1", "author__in": ""}, "author__in", "at least one value"),
+        ({"offset": "-1", "author__in": "1,x"}, "author__in", "'x' is not a valid author"),
+        ({"offset": "-1", "author__in": "1,"}, "author__in", "'' is not a valid author"),
+        ({"offset": "-1", "author__gte": "1.5"}, "author__gte", "'1.5' is not a valid author"),
     ],
 )
 def test_bad_input_gets_precise_400(feed, params, field, text):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, livedata_cmd, spawn_livedata
+from tests.conftest import CHILD_PYTHONPATH, ROOT, livedata_cmd, spawn_livedata
 from tests.server.conftest import free_port, stop, wait_listening
 
 SOURCE = "SELECT id, title, author_id FROM bookstore_book ORDER BY id"
@@ -209,7 +209,7 @@ def test_mirror_survives_a_postgresql_restart(tmp_path):
     env = {
         **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)},
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": CHILD_PYTHONPATH,
         "LIVEDATA_PGDATA": str(pg.data_dir),
         "LIVEDATA_DB_NAME": "restart_pull",
         "LIVEDATA_TEST_OVERRIDES": "1",

@@ -93,7 +93,7 @@ def test_overlapping_subscriptions_and_unsub(ddp, janet):
 def test_method_data_arrives_before_updated(ddp, janet):
     c = ddp()
     subscribe(c, "s1", "AllBooks")
-    got = c.call("m1", "addBook", "Hot Six", "janet@evanovich.com")
+    got = c.call("m1", "test.addBook", "Hot Six", "janet@evanovich.com")
     kinds = [m["msg"] for m in got]
     assert kinds.index("added") < kinds.index("updated")
     assert kinds.index("result") < kinds.index("updated")

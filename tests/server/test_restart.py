@@ -9,7 +9,7 @@ import time
 
 import psycopg
 
-from tests.conftest import ROOT, livedata_cmd
+from tests.conftest import CHILD_PYTHONPATH, ROOT, livedata_cmd
 from tests.server.conftest import free_port, stop, wait_listening
 from tests.server.test_websocket import CONNECT, Client
 
@@ -25,7 +25,7 @@ def test_clients_converge_to_the_database_after_a_restart(tmp_path):
             if k not in ("DATABASE_URL", "LIVEDATA_TEST_OVERRIDES")
         },
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": CHILD_PYTHONPATH,
         "LIVEDATA_PGDATA": str(server.data_dir),
         "LIVEDATA_DB_NAME": "restart_serve",
     }

@@ -204,7 +204,7 @@ def test_connect_ping_hello_and_unknown_method(client):
 
 def test_a_method_that_writes_and_several_messages_in_one_send(client):
     author = Author.objects.create(name="Janet Evanovich", email="janet@evanovich.com")
-    got = client.call("7", "addBook", "Hot Six", "janet@evanovich.com")
+    got = client.call("7", "test.addBook", "Hot Six", "janet@evanovich.com")
     assert [m["msg"] for m in got] == ["result", "updated"]
     book = Book.objects.get(pk=int(got[0]["result"]))
     assert (book.title, book.author_id) == ("Hot Six", author.pk)

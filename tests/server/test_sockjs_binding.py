@@ -102,7 +102,7 @@ def test_a_third_party_cannot_drive_a_logged_in_browsers_session(server):
                     {
                         "msg": "method",
                         "id": "1",
-                        "method": "addBook",
+                        "method": "test.addBook",
                         "params": ["Pwned", "janet@evanovich.com"],
                     }
                 ),

@@ -58,7 +58,7 @@ def test_connect_ping_and_a_method_without_writes(client):
 
 def test_method_writes_are_committed_then_fenced(client):
     author = Author.objects.create(name="Janet Evanovich", email="janet@evanovich.com")
-    got = client.call("7", "addBook", "Hot Six", "janet@evanovich.com")
+    got = client.call("7", "test.addBook", "Hot Six", "janet@evanovich.com")
     assert [m["msg"] for m in got] == ["result", "updated"]
     book = Book.objects.get(pk=int(got[0]["result"]))
     assert (book.title, book.author_id) == ("Hot Six", author.pk)
@@ -81,7 +81,7 @@ def test_error_mapping(client):
         "message": "Method 'nope' not found [404]",
         "errorType": "Meteor.Error",
     }
-    e = error_of("b", "addBook", "only one param")
+    e = error_of("b", "test.addBook", "only one param")
     assert (e["error"], e["reason"]) == (400, "Match failed")
     assert "author_email" in e["details"]
     e = error_of("c", "test.fail", "ddp")
@@ -101,7 +101,7 @@ def test_error_mapping(client):
         "message": "Internal server error [500]",
         "errorType": "Meteor.Error",
     }
-    assert error_of("g", "addBook", "", "x@example.com")["error"] == 400
+    assert error_of("g", "test.addBook", "", "x@example.com")["error"] == 400
     # a method that raises rolls its transaction back
     assert error_of("h", "test.rollback", "never")["error"] == 409
     assert not Note.objects.filter(text="never").exists()

@@ -41,7 +41,7 @@ def test_two_workers_share_the_port_and_fence_writes(transactional_db):
                         {
                             "msg": "method",
                             "id": "1",
-                            "method": "addBook",
+                            "method": "test.addBook",
                             "params": [f"B{i}", "w@example.com"],
                         }
                     )

@@ -82,3 +82,22 @@ class AuditedGadget(Collection):
 
 
 API.register([AuditedGadget])
+
+
+@method(name="test.addBook")
+def add_book(call, title: str, author_email: str):
+    """A write for the protocol tests: the demo's ``addBook`` without its login
+    requirement and rate limits (which tests/demo and tests/accounts exercise)."""
+    from livedata.demo.bookstore.models import Author
+
+    if not isinstance(title, str) or not title.strip():
+        raise DDPError(400, "title must be a non-empty string of at most 200 characters")
+    author = Author.objects.filter(email=author_email).first()
+    if author is None:
+        raise DDPError(404, f"No author with email {author_email!r}")
+    return str(Book.objects.create(title=title.strip(), author=author).pk)
+
+
+@method(name="test.limited", rate_limits={"per": "connection", "calls": 3, "seconds": 60})
+def limited(call):
+    return "ok"

@@ -95,6 +95,13 @@ def test_only_the_callers_subscriptions(api: Api, client: Client) -> None:
         ({**BOOKS, "url": "ftp://example.com/x"}, "url", 400),
         ({**BOOKS, "url": "http://10.1.2.3/hook"}, "url", 400),
         ({**BOOKS, "url": "http://169.254.169.254/latest"}, "url", 400),
+        ({**BOOKS, "url": "http://[::10.0.0.1]/hook"}, "url", 400),  # IPv4-compatible
+        ({**BOOKS, "url": "http://[64:ff9b::a00:1]/hook"}, "url", 400),  # NAT64
+        ({**BOOKS, "url": "http://[2002:a00:1::]/hook"}, "url", 400),  # 6to4
+        ({**BOOKS, "url": "http://[::ffff:10.0.0.1]/hook"}, "url", 400),  # IPv4-mapped
+        ({**BOOKS, "url": "http://167772161/hook"}, "url", 400),  # 10.0.0.1, decimal
+        ({**BOOKS, "url": "http://012.0.0.1/hook"}, "url", 400),  # octal
+        ({**BOOKS, "url": "http://0xa.1/hook"}, "url", 400),  # hex
         ({**BOOKS, "models": ["bookstore.nope"]}, "models", 400),
         ({**BOOKS, "models": ["testapp.widget"]}, "models", 400),  # not exposed
         ({**BOOKS, "models": "bookstore.book"}, "models", 400),
@@ -125,6 +132,77 @@ def test_bad_input_is_refused_and_nothing_stored(
     assert response.json()["field"] == field
     assert response.json()["message"]
     assert not Subscription.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::127.0.0.1]:8000/hook",  # issue 19, finding 13: IPv4-compatible
+        "http://[64:ff9b::7f00:1]/hook",  # NAT64
+        "http://[2002:7f00:1::]/hook",  # 6to4
+        "http://[::ffff:127.0.0.1]/hook",  # IPv4-mapped
+        "http://[::ffff:0:7f00:1]/hook",  # IPv4-translated
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook",  # Teredo, client 127.0.0.1
+        "http://[64:ff9b:1::7f00:1]/hook",  # local-use NAT64
+        "http://2130706433/hook",
+        "http://0177.0.0.1/hook",
+        "http://0x7f.1/hook",
+        "http://127.1/hook",
+        "http://localhost/hook",
+        "http://hooks.localhost/hook",
+        "http://[::1]/hook",
+    ],
+)
+def test_loopback_in_every_notation_is_refused(api: Api, url: str, settings: Any) -> None:
+    settings.LIVEDATA = {**settings.LIVEDATA, "WEBHOOK_ALLOWED_NETWORKS": []}
+    response = api.put("books", {**BOOKS, "url": url})
+    assert response.status_code == 400, response.json()
+    body = response.json()
+    assert body["field"] == "url" and "WEBHOOK_ALLOWED_NETWORKS" in body["message"], body
+    assert not Subscription.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("filter", "text"),
+    [
+        ({"title__in": {"a": 1}}, "__in needs a list of values like [1, 2], not an object"),
+        ({"title__in": "abc"}, "__in needs a list"),  # Django would take its letters
+        ({"title__in": []}, "at least one value"),
+        ({"title__in": [["x"]]}, "needs a single value"),
+        ({"author__in": [1, "x"]}, "'x' is not a valid author"),
+        ({"author_id__range": [1]}, "__range needs two values"),
+        ({"author_id__range": {"low": 1}}, "__range needs a list"),
+        ({"title__isnull": "no"}, "__isnull needs true or false"),
+        ({"title__isnull": 0}, "__isnull needs true or false"),
+        ({"author": 1.5}, "author holds integers"),  # Django would take 1
+        ({"author": True}, "not a boolean field"),
+        ({"author": "x"}, "'x' is not a valid author"),
+        ({"title": None}, "use title__isnull"),
+        ({"title": {"$ne": ""}}, "needs a single value"),
+        ({"title__startswith": 5}, "__startswith needs a string"),
+        ({"author__gte": [1, 2]}, "needs a single value"),
+    ],
+)
+def test_filter_values_must_fit_their_lookup(api: Api, filter: Any, text: str) -> None:
+    # issue 19, finding 18: such filters were stored and silently matched wrong rows
+    response = api.put("books", {**BOOKS, "filter": filter})
+    assert response.status_code == 400, response.json()
+    body = response.json()
+    assert body["field"] == "filter" and text in body["message"], body
+    assert not Subscription.objects.exists()
+
+
+def test_well_typed_filters_are_kept(api: Api) -> None:
+    for good in (
+        {"title__in": ["a", "b"]},
+        {"author__in": [1, "2"]},
+        {"author": 2.0},
+        {"title__isnull": False},
+        {"title__istartswith": "du"},
+    ):
+        response = api.put("books", {**BOOKS, "filter": good})
+        assert response.status_code in (200, 201), (good, response.json())
+        assert response.json()["filter"] == good
 
 
 def test_malformed_huge_and_unauthenticated(api: Api, client: Client) -> None:

@@ -206,6 +206,22 @@ def test_private_addresses_are_refused_when_connecting(svc, receiver, start_work
     assert "loopback" in record.error and receiver.requests == []
 
 
+def test_embedded_loopback_is_refused_when_connecting(svc, receiver, start_worker, connect):
+    # issue 19, finding 13: IPv6 forms carrying 127.0.0.1 reach loopback through a
+    # gateway (or the dual stack): the worker refuses them before any socket exists
+    hosts = ["[::ffff:127.0.0.1]", "[::127.0.0.1]", "[64:ff9b::7f00:1]", "[2002:7f00:1::]"]
+    for i, host in enumerate(hosts):
+        subscribe(svc, f"books{i}", f"http://{host}:{receiver.port}/hook")
+    start_worker(settings={"WEBHOOK_ALLOWED_NETWORKS": [], "WEBHOOK_RETRY_SCHEDULE": [0, 60]})
+    db = connect()
+    add_book(db, "Secret", add_author(db))
+    wait_until(lambda: Delivery.objects.count() == len(hosts))
+    for record in Delivery.objects.all():
+        assert record.outcome == "error" and "refused" in record.error, record.error
+        assert "loopback" in record.error
+    assert receiver.requests == []
+
+
 def test_batches_are_opt_in(svc, receiver, start_worker, connect) -> None:
     db = connect()
     author = add_author(db)

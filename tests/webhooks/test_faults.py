@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from livedata.webhooks.models import Delivery
-from tests.conftest import ROOT, livedata_cmd
+from tests.conftest import CHILD_PYTHONPATH, ROOT, livedata_cmd
 from tests.webhooks.conftest import Receiver, subscribe
 from tests.webhooks.test_delivery import add_author, add_book, wait_until
 
@@ -165,7 +165,7 @@ def test_delivery_resumes_after_postgresql_restarts(tmp_path, receiver) -> None:
             if k not in ("DATABASE_URL", "LIVEDATA_TEST_OVERRIDES", "LIVEDATA_SETTINGS")
         },
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": CHILD_PYTHONPATH,
         "LIVEDATA_PGDATA": str(server.data_dir),
         "LIVEDATA_DB_NAME": "restart_webhooks",
     }

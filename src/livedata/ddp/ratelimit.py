@@ -12,7 +12,10 @@ per bucket. A call is refused by the first rule whose bucket is full, with Meteo
 
 Meteor's default (login, createUser, resetPassword, forgotPassword: 5 calls per 10 s per
 connection) is in ``livedata.conf``; livedata adds the same methods per client address, so
-reconnecting does not reset a brute-force budget. The HTTP APIs' Basic authentication
+reconnecting does not reset a brute-force budget. A method can also declare its own
+rules where it is defined (``@method(rate_limits=...)``, Meteor's
+``DDPRateLimiter.addRule`` next to the method): ``Rule.for_method`` makes them, and
+``check`` counts them besides the settings' rules. The HTTP APIs' Basic authentication
 uses the same limiter per attempted username and client address (``refund`` gives a
 successful attempt back).
 """
@@ -52,6 +55,18 @@ class Rule:
             raise ValueError(f"rate limit {dict(spec)!r}: needs 'calls' >= 1 and 'seconds'")
         return cls(frozenset(methods), per, calls, float(seconds))
 
+    @classmethod
+    def for_method(cls, name: str, spec: Mapping[str, Any]) -> Rule:
+        """A rule declared on method ``name``: ``{"per", "calls", "seconds"}``."""
+        if not isinstance(spec, Mapping):
+            raise ValueError(
+                f"rate limit of {name!r}: a dict like "
+                '{"per": "connection", "calls": 5, "seconds": 10}, not ' + repr(spec)
+            )
+        if "methods" in spec:
+            raise ValueError(f"rate limit of {name!r}: 'methods' is the method itself")
+        return cls.from_setting({**spec, "methods": (name,)})
+
     def covers(self, method: str) -> bool:
         return "*" in self.methods or method in self.methods
 
@@ -64,7 +79,8 @@ class RateLimiter:
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules = list(rules)
-        self._buckets: dict[tuple[Any, ...], list[float]] = {}  # key → [window start, count]
+        #: key → [window start, count, window length]
+        self._buckets: dict[tuple[Any, ...], list[float]] = {}
 
     def check(
         self,
@@ -74,17 +90,22 @@ class RateLimiter:
         connection: str | None,
         client_address: str | None,
         user: Any,
+        own: Iterable[Rule] = (),
     ) -> DDPError | None:
-        """Count this call; the error to answer it with when a limit is exceeded."""
+        """Count this call; the error to answer it with when a limit is exceeded.
+
+        ``own``: the rules the method declared itself (``@method(rate_limits=...)``)."""
         who = {"connection": connection, "client_address": client_address, "user": user}
         refused: float | None = None
-        for index, rule in enumerate(self.rules):
+        ruled = [(("settings", i), r) for i, r in enumerate(self.rules)]
+        ruled += [(("own", i), r) for i, r in enumerate(own)]
+        for index, rule in ruled:
             if not rule.covers(method) or who[rule.per] is None:
                 continue
             key = (index, method, who[rule.per])
             bucket = self._buckets.get(key)
             if bucket is None or now - bucket[0] >= rule.seconds:
-                bucket = self._buckets[key] = [now, 0]
+                bucket = self._buckets[key] = [now, 0, rule.seconds]
             bucket[1] += 1
             if bucket[1] > rule.calls:
                 left = bucket[0] + rule.seconds - now
@@ -122,5 +143,5 @@ class RateLimiter:
                 bucket[1] -= 1
 
     def _prune(self, now: float) -> None:
-        longest = max((r.seconds for r in self.rules), default=0.0)
-        self._buckets = {k: b for k, b in self._buckets.items() if now - b[0] < longest}
+        # a bucket's window is kept in it: drop those whose window has passed
+        self._buckets = {k: b for k, b in self._buckets.items() if now - b[0] < b[2]}

@@ -45,6 +45,7 @@ from django.db.models import QuerySet
 
 from livedata.capture.log import ChangeRow
 from livedata.dbthreads import with_connection
+from livedata.dbwait import run_waiting
 from livedata.ddp.messages import UNDEFINED
 from livedata.memory import give_back
 from livedata.publish.api import API, Collection, Publication
@@ -325,7 +326,7 @@ class Engine:
         user = session.user
         publication_cls = API.publications[name]
         if publication_cls.login_required or publication_cls.permission_required:
-            await self._run(publication_cls.check_access, user)
+            await self._run_waiting(publication_cls.check_access, user)
         shared = (name, json.dumps(params, sort_keys=True, default=str), None)
         key = (*shared[:2], user.pk)
         observer = self.observers.get(shared)
@@ -334,7 +335,9 @@ class Engine:
         self.holdings.admit(session, [shared, key])
         if observer is None:
             self.holdings.admit_start(session, name, time.monotonic())
-            observer = await self._run(self._start_observer, key, publication_cls, params, user)
+            observer = await self._run_waiting(
+                self._start_observer, key, publication_cls, params, user
+            )
             existing = self.observers.get(observer.key)
             if existing is None:
                 self.holdings.admit_documents(session, observer)
@@ -543,6 +546,13 @@ class Engine:
     async def _run(self, func: Any, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.runtime.executor, with_connection, func, *args)
+
+    async def _run_waiting(self, func: Any, *args: Any) -> Any:
+        """``func`` (reads only) run again while the database is away, for up to
+        ``DATABASE_WAIT``; then ``DatabaseUnavailable`` (the subscription's nosub 503)."""
+        loop = asyncio.get_running_loop()
+        wait = self.runtime.settings.DATABASE_WAIT
+        return await loop.run_in_executor(self.runtime.executor, run_waiting, wait, func, *args)
 
 
 def fair_order(observers: Iterable[Observer]) -> list[Observer]:

@@ -17,7 +17,11 @@ logged in; Django permissions work: ``call.user.has_perm(...)``) and Meteor's
 ``call.random_seed``. ``call.set_user(user)`` logs the connection in (or out, with None)
 once the method succeeds: its subscriptions re-run as that user (Meteor's
 ``this.setUserId``). ``@method(login_required=True)`` or ``permission_required="app.perm"``
-answer 403 before the function runs. Parameters are bound to the function's signature: a wrong count
+answer 403 before the function runs. ``@method(rate_limits=[{"per": "user", "calls": 10,
+"seconds": 10}])`` limits the calls as Meteor's ``DDPRateLimiter.addRule`` does (per
+"connection", "client_address" or "user"; every call counts, refused ones too; past the
+limit the client gets Meteor's ``too-many-requests`` error), besides the settings'
+``DDP_RATE_LIMITS``. Parameters are bound to the function's signature: a wrong count
 or name is a 400 "Match failed" for the client, not a 500. Raise ``DDPError`` for errors
 the client should see; Django's ValidationError/PermissionDenied/ObjectDoesNotExist map
 to 400/403/404; anything else is 500 "Internal server error" (traceback in the log).
@@ -29,13 +33,14 @@ modules it imports) are registered.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction
 
 from livedata.ddp.errors import DDPError
+from livedata.ddp.ratelimit import Rule
 from livedata.publish.access import as_perms, require_access
 
 
@@ -74,6 +79,8 @@ class Method:
     pool: str = "default"
     login_required: bool = False
     permission_required: tuple[str, ...] = ()
+    #: its own rate limits (``@method(rate_limits=...)``), counted before it runs
+    rate_limits: tuple[Rule, ...] = ()
 
     def check_access(self, user: Any) -> None:
         """403 before running when the caller may not (may query: call in a thread)."""
@@ -103,7 +110,15 @@ class MethodRegistry:
         if existing is not None and existing.func is not func:
             raise ValueError(f"DDP method {name!r} is already registered ({existing.func!r})")
         perms = as_perms(options.pop("permission_required", ()))
-        entry = Method(name=name, func=func, permission_required=perms, **options)
+        limits = options.pop("rate_limits", ()) or ()
+        if isinstance(limits, Mapping):
+            limits = (limits,)
+        rules = tuple(
+            r if isinstance(r, Rule) else Rule.for_method(name, r) for r in limits
+        )  # a mistake fails here, at import, not on the first call
+        entry = Method(
+            name=name, func=func, permission_required=perms, rate_limits=rules, **options
+        )
         self._methods[name] = entry
         return entry
 
@@ -132,9 +147,11 @@ def method(
     login_required: bool = False,
     permission_required: str | tuple[str, ...] = (),
     pool: str = "default",
+    rate_limits: Mapping[str, Any] | Iterable[Mapping[str, Any]] = (),
 ) -> Any:
     """Register ``func`` as a DDP method (bare, or with ``name=``, ``atomic=``,
-    ``login_required=``, ``permission_required=``)."""
+    ``login_required=``, ``permission_required=``, ``rate_limits=``: a rule or a list of
+    rules ``{"per": "connection" | "client_address" | "user", "calls", "seconds"}``)."""
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
         registry.register(
@@ -144,6 +161,7 @@ def method(
             login_required=login_required,
             permission_required=permission_required,
             pool=pool,
+            rate_limits=rate_limits,
         )
         return f
 

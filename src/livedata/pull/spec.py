@@ -21,6 +21,7 @@ from django.db.models import Q
 from livedata.conf import livedata_settings
 from livedata.httpapi import ApiError
 from livedata.publish.api import API, SECRET_FIELDS, Collection
+from livedata.publish.lookups import LookupValueError, check_value
 from livedata.publish.matching import Matcher, compile_matcher
 
 #: Query parameters of the protocol; every other parameter is a filter.
@@ -214,7 +215,12 @@ def _filters(collection: type[Collection], query: Any) -> tuple[tuple[str, str],
                 "(author=7, title__startswith=A, id__in=1,2)",
                 field=key,
             )
-        out.append((key, _value(model, name, lookup, values[0], key)))
+        value = _value(model, name, lookup, values[0], key)
+        try:
+            check_value(field, lookup, value, key)
+        except LookupValueError as exc:
+            raise ApiError(400, exc.message, field=key) from None
+        out.append((key, value))
     out.sort()
     for key, value in out:  # each alone, for a precise error
         try:

@@ -22,6 +22,13 @@ from livedata.capture.follower import Follower
 from livedata.capture.listener import Listener
 from livedata.capture.log import Batch, Snapshot
 from livedata.conf import LivedataSettings, livedata_settings
+from livedata.dbwait import (
+    commit_unknown,
+    connection_lost,
+    ensure_connection,
+    forget_connection,
+    run_waiting,
+)
 from livedata.ddp.errors import DDPError
 from livedata.ddp.ratelimit import RateLimiter, Rule
 from livedata.publish.api import API
@@ -199,13 +206,14 @@ class Runtime:
         bound = method.bind(call, params)
         loop = asyncio.get_running_loop()
         pool = self.pools.get(method.pool, self.pools["default"])[0]
+        wait = self.settings.DATABASE_WAIT
         if method.is_async:
             if method.login_required or method.permission_required:
-                await loop.run_in_executor(pool, method.check_access, call.user)
+                await loop.run_in_executor(pool, run_waiting, wait, method.check_access, call.user)
             result = await method.func(*bound.args, **bound.kwargs)
-            fence = await loop.run_in_executor(pool, _snapshot_now)
+            fence = await loop.run_in_executor(pool, _fence_snapshot)
             return result, fence
-        return await loop.run_in_executor(pool, _run_sync, method, call, bound)
+        return await loop.run_in_executor(pool, _run_sync, method, call, bound, wait)
 
     async def fence(self, snapshot: Snapshot) -> None:
         """Wait until the live queries were handed everything ``snapshot`` sees (the
@@ -228,28 +236,60 @@ def _report_listener_exit(task: asyncio.Task[None]) -> None:
         logger.error("livedata: the change-log listener stopped", exc_info=task.exception())
 
 
-def _run_sync(method: Method, call: MethodCall, bound: Any) -> tuple[Any, Snapshot | None]:
-    """A sync method in a worker thread, in a transaction; returns (result, fence)."""
-    from django.db import connection, transaction
+def _run_sync(
+    method: Method, call: MethodCall, bound: Any, wait: float
+) -> tuple[Any, Snapshot | None]:
+    """A sync method in a worker thread, in a transaction; returns (result, fence).
 
-    dbthreads.usable_connection()
-    method.check_access(call.user)
+    While the database is away (``DATABASE_WAIT``, see ``livedata.dbwait``) the access
+    check and the method's transaction are run again; a method outside a transaction
+    only waits for its first connection."""
+    run_waiting(wait, _prepare, method, call)
     if not method.atomic:
         result = method.func(*bound.args, **bound.kwargs)
-        return result, _snapshot_locked(connection)
-    with transaction.atomic():
-        result = method.func(*bound.args, **bound.kwargs)
-        with connection.cursor() as cur:
-            cur.execute("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")
-            wrote = cur.fetchone()[0]
-    return result, _snapshot_locked(connection) if wrote else None
+        return result, _fence_snapshot()
+    result, wrote = run_waiting(wait, _in_transaction, method, bound)
+    return result, _fence_snapshot() if wrote else None
 
 
-def _snapshot_now() -> Snapshot:
+def _prepare(method: Method, call: MethodCall) -> None:
+    ensure_connection()
+    method.check_access(call.user)
+
+
+def _in_transaction(method: Method, bound: Any) -> tuple[Any, bool]:
+    """The method in a transaction: (result, whether it wrote)."""
+    from django.db import connection, transaction
+
+    committing = False
+    try:
+        with transaction.atomic():
+            result = method.func(*bound.args, **bound.kwargs)
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")
+                wrote = cur.fetchone()[0]
+            committing = True
+    except Exception as exc:
+        if committing and connection_lost(exc):
+            raise commit_unknown() from None  # it may have committed: never run it again
+        raise
+    return result, wrote
+
+
+def _fence_snapshot() -> Snapshot | None:
+    """The fence after a commit (None when the database went away since: then
+    ``updated`` is not held back)."""
     from django.db import connection
 
-    dbthreads.usable_connection()
-    return _snapshot_locked(connection)
+    try:
+        dbthreads.usable_connection()
+        return _snapshot_locked(connection)
+    except Exception as exc:
+        if not connection_lost(exc):
+            raise
+        forget_connection()
+        logger.warning("livedata: no write fence (the database went away after the commit)")
+        return None
 
 
 def _snapshot_locked(connection: Any) -> Snapshot:

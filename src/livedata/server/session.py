@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from livedata.dbwait import DatabaseUnavailable, is_database_error
 from livedata.ddp.connection import (
     CallMethod,
     Close,
@@ -343,6 +344,7 @@ class Session:
             connection=self.conn.session or "",
             client_address=self.client_address,
             user=self.user.pk,
+            own=method.rate_limits,
         )
         if limited is not None:  # refused before running: updated first, as Meteor
             self.conn.method_updated(action.id)
@@ -368,6 +370,9 @@ class Session:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             error, unexpected = client_error(exc)
+            if unexpected and is_database_error(exc):  # an async method's own query
+                error, unexpected = DatabaseUnavailable(0.0), False
+                logger.warning("livedata: method %r: the database is unreachable", action.name)
             if unexpected:
                 logger.error(
                     "livedata: exception while invoking method %r", action.name, exc_info=exc

@@ -6,10 +6,11 @@ sent and what its ``data`` is:
 
 - models: only those exposed with ``webhooks = True`` on their ``Collection``;
 - filter: Django lookups on the model's own columns, limited to the Collection's
-  ``filters``, evaluated on the row by ``livedata.publish.matching`` (the live queries'
-  in-memory matcher). An insert is sent when its new row matches, a delete when its old
-  row did, an update when either did (so the receiver also learns that a row left the
-  filter); a TRUNCATE is always sent (receivers refetch);
+  ``filters``, their values checked per lookup (``livedata.publish.lookups``), evaluated
+  on the row by ``livedata.publish.matching`` (the live queries' in-memory matcher).
+  An insert is sent when its new row matches, a delete when its old row did, an update
+  when either did (so the receiver also learns that a row left the filter); a TRUNCATE
+  is always sent (receivers refetch);
 - fields: ``Collection.shape`` applies the developer's field choice (exclusions,
   renames, never passwords); ``fields`` narrows it further. An update that changed none
   of the fields sent is not sent at all;
@@ -34,6 +35,7 @@ from django.db import models
 
 from livedata.capture.log import ChangeRow
 from livedata.publish.api import API, Collection
+from livedata.publish.lookups import LookupValueError, check_value
 from livedata.publish.matching import Matcher, compile_matcher
 
 OPERATIONS = ("insert", "update", "delete", "truncate")
@@ -217,6 +219,12 @@ def _compile_filter(collection: type[Collection], lookups: dict[str, Any]) -> Ma
                 f"{key!r}: filters on {collection.name()} may use "
                 + (", ".join(sorted(allowed)) if allowed else "no field (none allowed)"),
             )
+        lookup = key.partition("__")[2]
+        if "__" not in lookup:  # joins and transforms are refused below
+            try:
+                check_value(model._meta.get_field(name), lookup, lookups[key], key)
+            except LookupValueError as exc:
+                raise SelectionError("filter", exc.message) from None
     try:
         qs = model._default_manager.filter(**lookups)
         matcher = compile_matcher(qs)

@@ -6,6 +6,7 @@ only their own subscriptions. Input is validated completely before anything is s
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from datetime import UTC
@@ -272,24 +273,49 @@ def _resolve_position(value: Any) -> Position:
 
 
 def _check_url(url: Any) -> str:
+    """A valid http(s) URL whose host is not refused (see ``addresses``): IP literals in
+    every notation, ``localhost`` names, and names resolving to refused addresses now.
+    The connect-time check stays the guard (a name may resolve differently later)."""
     if not isinstance(url, str) or not url:
         raise ApiError(400, "url is required: the http(s) URL to PUT changes to", field="url")
     if len(url) > 2000:
         raise ApiError(400, "url is longer than 2000 characters", field="url")
+    allowed = livedata_settings().WEBHOOK_ALLOWED_NETWORKS
+    hosts = _hosts(url)
+    for host in hosts:  # before the URL validator, so every notation gets this answer
+        ip = addresses.parse_host(host)
+        if ip is None and addresses.is_loopback_name(host):
+            ip = ipaddress.IPv4Address("127.0.0.1")
+        problem = addresses.refusal(ip, allowed) if ip is not None else None
+        if problem:
+            named = host if str(ip) == host.strip("[]").lower() else f"{host!r} ({ip})"
+            raise ApiError(400, f"the host {named}: {problem}", field="url")
     try:
         _url_validator(url)
     except ValidationError:
         raise ApiError(400, f"{url!r} is not a valid http(s) URL", field="url") from None
-    host = (urlsplit(url).hostname or "").strip("[]").lower()
-    literal = "127.0.0.1" if host in ("localhost", "localhost.") else host
-    try:
-        ipaddress.ip_address(literal)
-    except ValueError:
-        return url  # a name: its addresses are checked when connecting
-    problem = addresses.refusal(literal, livedata_settings().WEBHOOK_ALLOWED_NETWORKS)
-    if problem:
-        raise ApiError(400, problem, field="url")
+    split = urlsplit(url)
+    host = split.hostname or ""
+    if addresses.parse_host(host) is None and not addresses.is_loopback_name(host):
+        port = split.port or (443 if split.scheme == "https" else 80)
+        timeout = min(2.0, livedata_settings().WEBHOOK_CONNECT_TIMEOUT)
+        problem = addresses.resolved_refusal(host, port, allowed, timeout)
+        if problem:
+            raise ApiError(400, problem, field="url")
     return url
+
+
+def _hosts(url: str) -> list[str]:
+    """The URL's host as Python's parser and as the delivery client (yarl, which also
+    IDNA-maps: ``①②⑦.0.0.1`` is 127.0.0.1) read it; they may differ."""
+    import yarl
+
+    out = []
+    with contextlib.suppress(ValueError):
+        out.append(urlsplit(url).hostname or "")
+    with contextlib.suppress(ValueError, TypeError, UnicodeError):
+        out.append(yarl.URL(url).host or "")
+    return [h for h in dict.fromkeys(out) if h]
 
 
 def _check_name(name: str) -> None:

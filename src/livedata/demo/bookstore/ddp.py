@@ -71,16 +71,26 @@ class MyBooks(Publication):
 API.register([Book, Author, AllBooks, BooksByAuthorEmail, BooksOfAuthor, LatestBooks, MyBooks])
 
 
-@method(name="addBook")
+#: How fast one user, and one client address, may add books (issue 19: an anonymous
+#: client added 660 in 10 s). Counted per user and per address, as Meteor's
+#: DDPRateLimiter rules would be.
+ADD_BOOK_LIMITS = [
+    {"per": "user", "calls": 10, "seconds": 10},
+    {"per": "client_address", "calls": 30, "seconds": 10},
+]
+
+
+@method(name="addBook", login_required=True, rate_limits=ADD_BOOK_LIMITS)
 def add_book(call: MethodCall, title: str, author_email: str) -> str:
-    """Add a book by an existing author (as the caller, when logged in); returns its id."""
+    """Add a book by an existing author, as the logged-in caller; returns its id."""
     if not isinstance(title, str) or not title.strip() or len(title) > 200:
         raise DDPError(400, "title must be a non-empty string of at most 200 characters")
     author = models.Author.objects.filter(email=author_email).first()
     if author is None:
         raise DDPError(404, f"No author with email {author_email!r}")
-    added_by = call.user if call.user.is_authenticated else None
-    return str(models.Book.objects.create(title=title.strip(), author=author, added_by=added_by).pk)
+    return str(
+        models.Book.objects.create(title=title.strip(), author=author, added_by=call.user).pk
+    )
 
 
 @method
