@@ -100,7 +100,8 @@ def livedata_env(**extra: str) -> dict[str, str]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": str(ROOT),
+        # this checkout's code, whichever checkout the environment was installed from
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
         "LIVEDATA_DB_NAME": connection.settings_dict["NAME"],
         "PYTHONUNBUFFERED": "1",
     }

@@ -264,6 +264,17 @@ def test_a_body_over_the_transport_cap_is_refused(server):
     assert closed.value.code == 1009
 
 
+def test_a_deeply_nested_send_is_a_400_and_the_session_goes_on(server):
+    """Issue 19: 100,000 nested "[" raised RecursionError (a 500 with a traceback)."""
+    c = open_session(server, XhrPolling)
+    response, body = c.request("POST", f"{c.base}/xhr_send", "[" * 100_000)
+    assert (response.status, body) == (400, "Payload nested too deep.")
+    c.send(CONNECT)
+    assert c.recv()["msg"] == "connected"
+    c.send({"msg": "ping", "id": "p"})
+    assert c.recv() == {"msg": "pong", "id": "p"}
+
+
 def test_a_client_that_does_not_poll_is_disconnected(server):
     c = open_session(server, XhrPolling)
     c.send(CONNECT)

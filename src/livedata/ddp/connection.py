@@ -145,7 +145,9 @@ class DDPConnection:
         if self.state is not State.CONNECTED:
             self._send(messages.error("Must connect first", msg))
             return []
-        handler = _HANDLERS.get(kind)
+        # a non-string ``msg`` (an object, a list) names no handler: Meteor's lookup by
+        # property name finds none either and answers "Bad request"
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is None or (self.version == "pre1" and kind in ("ping", "pong")):
             self._send(messages.error("Bad request", msg))
             return []

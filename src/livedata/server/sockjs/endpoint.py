@@ -518,7 +518,7 @@ class SockJSEndpoint:
                 continue  # empty frames are ignored
             try:
                 messages = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 messages = None
             if isinstance(messages, str):
                 messages = [messages]
@@ -535,8 +535,11 @@ def _messages(body: str) -> list[str]:
         raise HTTPError(500, "Payload expected.")
     try:
         messages = json.loads(body)
-    except ValueError:
+    except ValueError:  # the status sockjs-protocol's suite expects for broken JSON
         raise HTTPError(500, "Broken JSON encoding.") from None
+    except RecursionError:  # valid JSON nested deeper than a frame ever is: the
+        # client's fault, refused without a traceback (the session goes on)
+        raise HTTPError(400, "Payload nested too deep.") from None
     if not isinstance(messages, list):
         raise HTTPError(500, "Payload expected.")
     if not all(isinstance(m, str) for m in messages):
