@@ -55,6 +55,10 @@ class LivedataSettings:
     #: make its requests with a script tag, and Meteor's and sockjs-client's browsers do
     #: not need it (they use WebSocket, xhr-streaming or xhr-polling).
     SOCKJS_JSONP: bool = False
+    #: SockJS sessions of the HTTP transports (polling, streaming) one client address may
+    #: hold open in a process; they outlive their requests (60 s), so connection limits do
+    #: not bound them. One more gets 429. 0: no cap.
+    SOCKJS_MAX_SESSIONS_PER_ADDRESS: int = 100
     #: permessage-deflate on DDP WebSockets. Off by default: measured (bench/asgi_servers.py)
     #: it costs ~90 KiB per idle connection (zlib state) and halves fan-out throughput.
     DDP_WEBSOCKET_COMPRESSION: bool = False

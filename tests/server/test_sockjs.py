@@ -347,3 +347,27 @@ def test_websocket_disconnect_ends_the_session(server):
     c.close()
     with pytest.raises(ConnectionClosed):
         c.ws.recv(timeout=1)
+
+
+@pytest.fixture
+def capped_server(transactional_db):
+    """A server allowing 5 SockJS HTTP sessions per client address."""
+    from tests.server.conftest import _serve
+
+    yield from _serve("1", LIVEDATA_SETTINGS=json.dumps({"SOCKJS_MAX_SESSIONS_PER_ADDRESS": 5}))
+
+
+def test_sessions_per_address_are_capped(capped_server):
+    """Issue 19: 5000 sessions from one address cost 19-31 MB; past the cap, 429."""
+    sessions = [open_session(capped_server, XhrPolling) for _ in range(5)]
+    extra = XhrPolling(capped_server)
+    response, body = extra.request("POST", f"{extra.base}/xhr")
+    assert response.status == 429
+    assert body == "Too many SockJS sessions from this address (limit 5)."
+    # the open sessions go on, and a WebSocket (one session per socket) is not counted
+    sessions[0].send(CONNECT)
+    assert sessions[0].recv()["msg"] == "connected"
+    ws = open_session(capped_server, WebSocket)
+    ws.send(CONNECT)
+    assert ws.recv()["msg"] == "connected"
+    ws.close()

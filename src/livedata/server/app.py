@@ -29,6 +29,7 @@ from livedata.publish.engine import Engine
 from livedata.publish.methods import Method, MethodCall, MethodRegistry
 from livedata.publish.methods import registry as default_methods
 from livedata.server.apiroute import ViewOnlyHandler, is_api_request
+from livedata.server.bodies import bounded_body
 
 if TYPE_CHECKING:
     from livedata.server.session import Session
@@ -297,8 +298,14 @@ class LivedataApp:
             await self._lifespan(receive, send)
         elif kind == "websocket" or _is_sockjs(scope["path"]):
             await self._ddp(scope, receive, send)
-        elif kind == "http" and self._api_handler is not None and is_api_request(scope):
-            await self._api_handler(scope, receive, send)  # no middleware: see apiroute
+        elif kind == "http" and is_api_request(scope):
+            # the body is read here, up to the APIs' limit, before Django reads it whole
+            limit = self.runtime.settings.HTTP_API_MAX_BODY_BYTES
+            bounded = await bounded_body(scope, receive, send, limit)
+            if bounded is None:
+                return  # answered 413
+            # without the project's middleware (see apiroute), unless asked otherwise
+            await (self._api_handler or self.django_app)(scope, bounded, send)
         else:
             await self.django_app(scope, receive, send)
 

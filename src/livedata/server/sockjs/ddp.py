@@ -81,4 +81,5 @@ def ddp_endpoint(runtime: Runtime, prefix: str = PREFIX) -> SockJSEndpoint:
         ),
         jsonp=conf.SOCKJS_JSONP,
         bind_sessions=True,
+        max_sessions_per_address=conf.SOCKJS_MAX_SESSIONS_PER_ADDRESS or None,
     )
