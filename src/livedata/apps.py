@@ -23,6 +23,7 @@ class LivedataConfig(AppConfig):
         autodiscover_modules("ddp")
         from livedata.accounts import checks  # noqa: F401  (registers the system checks)
         from livedata.conf import livedata_settings
+        from livedata.server import checks as server_checks  # noqa: F401  (the same)
 
         if livedata_settings().ACCOUNTS:
             from livedata.accounts import methods, publications  # noqa: F401  (Meteor's)

@@ -369,3 +369,14 @@ def test_a_lone_surrogate_is_sent_back_escaped():
     frame.encode("utf-8")  # a valid text frame
     assert "\\ud800" in frame
     assert json.loads(frame)["result"] == {"echo": ["a\ud800"], "\udfff": 1}
+
+
+def test_a_connection_that_never_connects_is_closed_at_its_deadline():
+    conn = make(connect_deadline=10.0)
+    assert conn.tick(9.9) == []
+    assert conn.tick(10.0) == [Close("connect timeout", 1008)]
+    assert conn.state is State.CLOSED
+    late = make(connect_deadline=10.0)  # connected in time: the deadline no longer applies
+    late.receive(CONNECT, 1.0)
+    assert late.tick(11.0) == []
+    assert late.state is State.CONNECTED

@@ -105,7 +105,8 @@ class Runtime:
             self._services = [s for f in self.service_factories if (s := f(self)) is not None]
             for service in self._services:
                 await service.start()
-        if self._ticker is None and self.settings.DDP_HEARTBEAT_INTERVAL:
+        conf = self.settings
+        if self._ticker is None and (conf.DDP_HEARTBEAT_INTERVAL or conf.DDP_CONNECT_TIMEOUT):
             self._ticker = asyncio.create_task(self._tick_sessions())
 
     async def listening(self) -> None:
@@ -126,7 +127,11 @@ class Runtime:
 
     async def _tick_sessions(self) -> None:
         conf = self.settings
-        step = max(0.05, min(conf.DDP_HEARTBEAT_INTERVAL, conf.DDP_HEARTBEAT_TIMEOUT) / 4)
+        periods = [conf.DDP_HEARTBEAT_INTERVAL, conf.DDP_HEARTBEAT_TIMEOUT]
+        if not conf.DDP_HEARTBEAT_INTERVAL:
+            periods = []
+        periods += [conf.DDP_CONNECT_TIMEOUT] if conf.DDP_CONNECT_TIMEOUT else []
+        step = max(0.05, min(periods) / 4)
         while True:
             await asyncio.sleep(step)
             now = time.monotonic()

@@ -84,6 +84,8 @@ class Session:
         )
         if heartbeat is not None:
             heartbeat.seen(self._now())
+        if conf.DDP_CONNECT_TIMEOUT:
+            self.conn.connect_deadline = self._now() + conf.DDP_CONNECT_TIMEOUT
         self._send = send
         self._close = close
         self.client_address = client_address
@@ -136,8 +138,8 @@ class Session:
     # --- life cycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        if self.conn.heartbeat is not None:
-            self.runtime.sessions.add(self)
+        if self.conn.heartbeat is not None or self.conn.connect_deadline is not None:
+            self.runtime.sessions.add(self)  # ticked: heartbeats, the connect deadline
         self.flush()
 
     async def stop(self) -> None:
@@ -191,7 +193,8 @@ class Session:
         """Heartbeat (called by the runtime's ticker for every live session)."""
         for action in self.conn.tick(now):
             if isinstance(action, Close):
-                asyncio.get_running_loop().create_task(self.shutdown(1000, action.reason))
+                task = self.shutdown(action.code, action.reason)
+                asyncio.get_running_loop().create_task(task)
                 return
         self.flush()
 
@@ -224,7 +227,7 @@ class Session:
             self._enqueue(frames)
         for action in actions:
             if isinstance(action, Close):
-                await self.shutdown(1000, action.reason)
+                await self.shutdown(action.code, action.reason)
                 return
             self._actions.append(action)
         if self._actions and self._worker is None:
@@ -468,7 +471,8 @@ class Session:
         if self.closed.is_set() or not messages:
             return
         self.flush()  # what the protocol queued before goes first
-        if self._stream is not None:  # one stream at a time: this one queues as usual
+        if self._stream is not None:  # one stream at a time: appended to it (both come
+            # from the session's one worker, so this does not happen today)
             self._stream.extend(messages)
             return
         self._stream = messages
