@@ -25,6 +25,7 @@ class LivedataConfig(AppConfig):
         from livedata.accounts import checks  # noqa: F401
         from livedata.conf import livedata_settings
         from livedata.httpapi import checks as _api_checks  # noqa: F401  (and these)
+        from livedata.server import checks as server_checks  # noqa: F401  (the same)
 
         if livedata_settings().ACCOUNTS:
             from livedata.accounts import methods, publications  # noqa: F401  (Meteor's)

@@ -37,7 +37,25 @@ class LivedataSettings:
     #: Request header carrying a request id for the audit context (else one is generated).
     REQUEST_ID_HEADER: str = "X-Request-ID"
 
+    # --- HTTP server (``livedata serve``: see livedata.server.protocols) -------------------
+    #: Seconds a connection has to send a request's complete headers, from when it opened
+    #: (or from the request's first byte on a kept-alive connection); else it is closed.
+    #: 0: no limit (uvicorn's own behaviour: silent connections are held for ever).
+    HTTP_HEADER_TIMEOUT: float = 10.0
+    #: Seconds an idle kept-alive connection is kept between requests (uvicorn's
+    #: ``timeout_keep_alive``).
+    HTTP_KEEP_ALIVE_TIMEOUT: int = 5
+    #: Largest request headers; larger ones get 431.
+    HTTP_MAX_HEADER_BYTES: int = 64 * 1024
+    #: Connections (HTTP and WebSocket) one client address may hold open in a process;
+    #: one more is answered 503 and closed. Behind a reverse proxy every client has the
+    #: proxy's address: cap there, and set this 0 (no cap) or high.
+    HTTP_MAX_CONNECTIONS_PER_ADDRESS: int = 200
+
     # --- DDP server ---------------------------------------------------------------------
+    #: Seconds a DDP connection (WebSocket or SockJS) has to send ``connect``; else it is
+    #: closed. 0: no limit.
+    DDP_CONNECT_TIMEOUT: float = 10.0
     #: Ping a connection after this many idle seconds; close it when nothing arrives within
     #: the timeout after the ping (Meteor: 15 and 15). 0 disables server pings.
     DDP_HEARTBEAT_INTERVAL: float = 15.0
@@ -55,6 +73,10 @@ class LivedataSettings:
     #: make its requests with a script tag, and Meteor's and sockjs-client's browsers do
     #: not need it (they use WebSocket, xhr-streaming or xhr-polling).
     SOCKJS_JSONP: bool = False
+    #: SockJS sessions of the HTTP transports (polling, streaming) one client address may
+    #: hold open in a process; they outlive their requests (60 s), so connection limits do
+    #: not bound them. One more gets 429. 0: no cap.
+    SOCKJS_MAX_SESSIONS_PER_ADDRESS: int = 100
     #: permessage-deflate on DDP WebSockets. Off by default: measured (bench/asgi_servers.py)
     #: it costs ~90 KiB per idle connection (zlib state) and halves fan-out throughput.
     DDP_WEBSOCKET_COMPRESSION: bool = False

@@ -149,6 +149,15 @@ def test_errors_before_connect_keep_the_connection(frame, reply):
             '{"msg":"ping","id":5}',
             {"msg": "error", "reason": "Bad request", "offendingMessage": {"msg": "ping", "id": 5}},
         ),
+        # issue 19: a non-string msg raised TypeError (unhashable) and dropped the socket
+        (
+            '{"msg":{"a":1}}',
+            {"msg": "error", "reason": "Bad request", "offendingMessage": {"msg": {"a": 1}}},
+        ),
+        (
+            '{"msg":["sub"]}',
+            {"msg": "error", "reason": "Bad request", "offendingMessage": {"msg": ["sub"]}},
+        ),
     ],
 )
 def test_connected_replies(frame, reply):
@@ -347,3 +356,27 @@ def test_subscription_limit_per_connection():
     conn.nosub("a")
     conn.data_to_send()
     assert conn.receive('{"msg":"sub","id":"c","name":"books"}')  # room again
+
+
+def test_a_lone_surrogate_is_sent_back_escaped():
+    """JSON may carry "\\ud800", which Python decodes to a string UTF-8 cannot encode: the
+    reply escapes it as JavaScript's JSON.stringify does (issue 19: the result was lost)."""
+    conn = connected()
+    [action] = conn.receive('{"msg":"method","id":"1","method":"addBook","params":["a\\ud800"]}')
+    assert action.params == ["a\ud800"]
+    conn.method_result("1", {"echo": action.params, "\udfff": 1})
+    [frame] = conn.data_to_send()
+    frame.encode("utf-8")  # a valid text frame
+    assert "\\ud800" in frame
+    assert json.loads(frame)["result"] == {"echo": ["a\ud800"], "\udfff": 1}
+
+
+def test_a_connection_that_never_connects_is_closed_at_its_deadline():
+    conn = make(connect_deadline=10.0)
+    assert conn.tick(9.9) == []
+    assert conn.tick(10.0) == [Close("connect timeout", 1008)]
+    assert conn.state is State.CLOSED
+    late = make(connect_deadline=10.0)  # connected in time: the deadline no longer applies
+    late.receive(CONNECT, 1.0)
+    assert late.tick(11.0) == []
+    assert late.state is State.CONNECTED

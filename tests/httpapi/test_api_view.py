@@ -159,4 +159,4 @@ def test_the_system_check_catches_malformed_basic_limits(settings) -> None:
         "HTTP_API_BASIC_RATE_LIMITS": [{"per": "connection", "calls": 5, "seconds": 10}],
         "HTTP_API_BASIC_THREADS": 0,
     }
-    assert [e.id for e in basic_limits_configured()] == ["livedata.E002", "livedata.E003"]
+    assert [e.id for e in basic_limits_configured()] == ["livedata.E003", "livedata.E004"]

@@ -3,6 +3,7 @@ filters, caching and every bad input."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -193,6 +194,17 @@ def test_bad_input_gets_precise_400(feed, params, field, text):
     assert body["error"] == "bad-request"
     assert body.get("field") == field
     assert text in body["message"]
+
+
+def test_an_offset_past_the_keys_range_is_a_400(feed, author):
+    """Issue 19: a snapshot offset holding a huge number was a 500 (EmptyResultSet)."""
+    handle = feed(offset="-1").headers["Livedata-Handle"]
+    for key in (10**30, -(10**30)):
+        offset = "s" + base64.urlsafe_b64encode(str(key).encode()).decode().rstrip("=")
+        response = feed(offset=offset, handle=handle)
+        assert response.status_code == 400, response.text
+        assert response.json()["field"] == "offset"
+        assert "not a key of this model" in response.json()["message"]
 
 
 def test_handle_is_bound_to_its_feed(feed, author):

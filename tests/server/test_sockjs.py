@@ -264,6 +264,17 @@ def test_a_body_over_the_transport_cap_is_refused(server):
     assert closed.value.code == 1009
 
 
+def test_a_deeply_nested_send_is_a_400_and_the_session_goes_on(server):
+    """Issue 19: 100,000 nested "[" raised RecursionError (a 500 with a traceback)."""
+    c = open_session(server, XhrPolling)
+    response, body = c.request("POST", f"{c.base}/xhr_send", "[" * 100_000)
+    assert (response.status, body) == (400, "Payload nested too deep.")
+    c.send(CONNECT)
+    assert c.recv()["msg"] == "connected"
+    c.send({"msg": "ping", "id": "p"})
+    assert c.recv() == {"msg": "pong", "id": "p"}
+
+
 def test_a_client_that_does_not_poll_is_disconnected(server):
     c = open_session(server, XhrPolling)
     c.send(CONNECT)
@@ -336,3 +347,27 @@ def test_websocket_disconnect_ends_the_session(server):
     c.close()
     with pytest.raises(ConnectionClosed):
         c.ws.recv(timeout=1)
+
+
+@pytest.fixture
+def capped_server(transactional_db):
+    """A server allowing 5 SockJS HTTP sessions per client address."""
+    from tests.server.conftest import _serve
+
+    yield from _serve("1", LIVEDATA_SETTINGS=json.dumps({"SOCKJS_MAX_SESSIONS_PER_ADDRESS": 5}))
+
+
+def test_sessions_per_address_are_capped(capped_server):
+    """Issue 19: 5000 sessions from one address cost 19-31 MB; past the cap, 429."""
+    sessions = [open_session(capped_server, XhrPolling) for _ in range(5)]
+    extra = XhrPolling(capped_server)
+    response, body = extra.request("POST", f"{extra.base}/xhr")
+    assert response.status == 429
+    assert body == "Too many SockJS sessions from this address (limit 5)."
+    # the open sessions go on, and a WebSocket (one session per socket) is not counted
+    sessions[0].send(CONNECT)
+    assert sessions[0].recv()["msg"] == "connected"
+    ws = open_session(capped_server, WebSocket)
+    ws.send(CONNECT)
+    assert ws.recv()["msg"] == "connected"
+    ws.close()

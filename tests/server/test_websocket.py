@@ -219,3 +219,19 @@ def test_a_flooding_client_does_not_starve_others(server, client):
     while last != {"msg": "pong", "id": "9999"}:
         last = client.recv()
     other.close()
+
+
+def test_malformed_messages_get_meteors_error_and_keep_the_connection(client):
+    """Issue 19: a non-string msg dropped the socket without a close code; a lone
+    surrogate in an argument lost the method's result."""
+    client.send('{"msg":{"a":1}}')
+    assert client.recv() == {
+        "msg": "error",
+        "reason": "Bad request",
+        "offendingMessage": {"msg": {"a": 1}},
+    }
+    client.send('{"msg":"method","id":"s","method":"test.echo","params":["x\\ud800"]}')
+    [result] = [m for m in client.until(lambda m: m["msg"] == "result") if m["msg"] == "result"]
+    assert result["result"]["args"] == ["x\ud800"]
+    client.send({"msg": "ping", "id": "after"})
+    assert client.recv() == {"msg": "pong", "id": "after"}

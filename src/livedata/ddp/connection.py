@@ -62,9 +62,10 @@ class CallMethod:
 
 @dataclass(frozen=True, slots=True)
 class Close:
-    """Close the transport (after sending what is queued)."""
+    """Close the transport (after sending what is queued) with ``code``."""
 
     reason: str
+    code: int = 1000
 
 
 Action = Subscribe | Unsubscribe | CallMethod | Close
@@ -114,6 +115,9 @@ class DDPConnection:
     greeting: bool = True
     #: more concurrent subscriptions than this on one connection are refused
     max_subscriptions: int = 1000
+    #: when a connection still without ``connect`` is closed (``tick``; None: never), so
+    #: one that opens a socket and says nothing does not hold it for ever
+    connect_deadline: float | None = None
     state: State = State.NEW
     version: str | None = None
     session: str | None = None
@@ -145,7 +149,9 @@ class DDPConnection:
         if self.state is not State.CONNECTED:
             self._send(messages.error("Must connect first", msg))
             return []
-        handler = _HANDLERS.get(kind)
+        # a non-string ``msg`` (an object, a list) names no handler: Meteor's lookup by
+        # property name finds none either and answers "Bad request"
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is None or (self.version == "pre1" and kind in ("ping", "pong")):
             self._send(messages.error("Bad request", msg))
             return []
@@ -269,7 +275,13 @@ class DDPConnection:
         self._send(message)
 
     def tick(self, now: float) -> list[Action]:
-        """Heartbeat: maybe queue a ping, or close a connection that stopped answering."""
+        """Heartbeat: maybe queue a ping, or close a connection that stopped answering
+        (or that never sent ``connect`` by ``connect_deadline``: closed with 1008)."""
+        if self.state is State.NEW and self.connect_deadline is not None:
+            if now >= self.connect_deadline:
+                self.state = State.CLOSED
+                return [Close("connect timeout", 1008)]
+            return []
         if self.state is not State.CONNECTED or self.heartbeat is None:
             return []
         what = self.heartbeat.tick(now)

@@ -8,17 +8,22 @@ is a "Parse error". Only those three keys are EJSON-decoded.
 Serialising (``serialize``) mirrors stringifyDDP: ``fields``/``params``/``result`` are
 EJSON-encoded, fields set to ``UNDEFINED`` become ``cleared``, an empty ``fields`` is
 dropped, and keys whose value is ``UNDEFINED`` vanish (e.g. a result with no value).
+Lone surrogates (a client may send ``"\\ud800"``, which JSON allows and Python decodes to
+a string UTF-8 cannot carry) are written as ``\\uXXXX`` escapes, as JavaScript's
+``JSON.stringify`` does: the frame stays valid UTF-8 and the client gets its string back.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from livedata.ddp import ejson
 
 EJSON_KEYS = ("fields", "params", "result")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _Undefined:
@@ -90,7 +95,10 @@ def serialize(message: dict[str, Any]) -> str:
             out[key] = ejson.to_json_value(value)
         else:
             out[key] = value
-    return json.dumps(out, separators=(",", ":"), ensure_ascii=False, default=_plain)
+    text = json.dumps(out, separators=(",", ":"), ensure_ascii=False, default=_plain)
+    if text.isascii():  # the common case, checked in C: no scan for surrogates
+        return text
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _plain(value: Any) -> Any:

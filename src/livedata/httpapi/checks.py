@@ -22,7 +22,7 @@ def basic_limits_configured(app_configs: Any = None, **kwargs: Any) -> list[chec
             checks.Error(
                 f"LIVEDATA['HTTP_API_BASIC_RATE_LIMITS'] is malformed: {exc}",
                 hint='Rules like {"per": "user" | "client_address", "calls": 5, "seconds": 10}.',
-                id="livedata.E002",
+                id="livedata.E003",
             )
         )
     for name in ("HTTP_API_BASIC_THREADS", "HTTP_API_BASIC_MAX_WAITING"):
@@ -31,7 +31,7 @@ def basic_limits_configured(app_configs: Any = None, **kwargs: Any) -> list[chec
             errors.append(
                 checks.Error(
                     f"LIVEDATA['{name}'] = {value!r} must be a positive integer.",
-                    id="livedata.E003",
+                    id="livedata.E004",
                 )
             )
     return errors

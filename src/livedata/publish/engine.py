@@ -306,6 +306,11 @@ class Engine:
     async def subscribe(self, session: Session, sub_id: str, name: str, params: list[Any]) -> None:
         """Start (or join) the observer, send its documents, then ``ready``.
 
+        The documents enter the session's mergebox under the lock (so changes applied
+        after it are consistent with them), and are streamed to the client after it, at
+        the pace it reads them: a slow client holds no one else back, and however many
+        there are they never overflow its outgoing buffer (issue 19).
+
         Raises ``DDPError`` (or any error from the publication) for the caller to turn
         into ``nosub``.
         """
@@ -314,6 +319,7 @@ class Engine:
             observer = await self._observer_for(name, params, session)
             self._attach(session, sub_id, observer)
             session.publish_added(sub_id, observer.documents())
+        await session.stream()
         session.conn.ready(sub_id)
 
     async def _observer_for(self, name: str, params: list[Any], session: Session) -> Observer:

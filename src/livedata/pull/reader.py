@@ -92,9 +92,15 @@ def snapshot_key(spec: FeedSpec, offset: Offset) -> Any:
     if offset.key is None:
         return None
     try:
-        return spec.pk_field.to_python(offset.key)
+        key = spec.pk_field.to_python(offset.key)
     except ValidationError:
-        raise ApiError(400, "invalid offset: not a key of this model", field="offset") from None
+        key = None
+    # a number past the column's range is no key either (Django would give up on the query
+    # with EmptyResultSet: a 500, issue 19)
+    bounds = connection.ops.integer_field_ranges.get(spec.pk_field.get_internal_type())
+    if key is None or (bounds is not None and not bounds[0] <= key <= bounds[1]):
+        raise ApiError(400, "invalid offset: not a key of this model", field="offset")
+    return key
 
 
 def read_snapshot(

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import FieldError, ValidationError
+from django.core.exceptions import EmptyResultSet, FieldError, ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -224,7 +224,16 @@ def _filters(collection: type[Collection], query: Any) -> tuple[tuple[str, str],
     out.sort()
     for key, value in out:  # each alone, for a precise error
         try:
-            model._base_manager.filter(**{key: value}).query  # noqa: B018
+            # compiled too: a number past its column's range makes Django give up on the
+            # query (EmptyResultSet), which would otherwise be a 500 on every page
+            model._base_manager.filter(**{key: value}).query.sql_with_params()
+        except EmptyResultSet:
+            raise ApiError(
+                400,
+                f"filter {key!r} can match no row (an empty list, or a number out of the "
+                "column's range)",
+                field=key,
+            ) from None
         except FieldError as exc:
             raise ApiError(400, f"filter {key!r}: {exc}", field=key) from None
         except (ValidationError, ValueError, TypeError) as exc:

@@ -36,6 +36,7 @@ from livedata.publish.engine import Engine
 from livedata.publish.methods import Method, MethodCall, MethodRegistry
 from livedata.publish.methods import registry as default_methods
 from livedata.server.apiroute import ViewOnlyHandler, is_api_request
+from livedata.server.bodies import bounded_body
 
 if TYPE_CHECKING:
     from livedata.server.session import Session
@@ -111,7 +112,8 @@ class Runtime:
             self._services = [s for f in self.service_factories if (s := f(self)) is not None]
             for service in self._services:
                 await service.start()
-        if self._ticker is None and self.settings.DDP_HEARTBEAT_INTERVAL:
+        conf = self.settings
+        if self._ticker is None and (conf.DDP_HEARTBEAT_INTERVAL or conf.DDP_CONNECT_TIMEOUT):
             self._ticker = asyncio.create_task(self._tick_sessions())
 
     async def listening(self) -> None:
@@ -132,7 +134,11 @@ class Runtime:
 
     async def _tick_sessions(self) -> None:
         conf = self.settings
-        step = max(0.05, min(conf.DDP_HEARTBEAT_INTERVAL, conf.DDP_HEARTBEAT_TIMEOUT) / 4)
+        periods = [conf.DDP_HEARTBEAT_INTERVAL, conf.DDP_HEARTBEAT_TIMEOUT]
+        if not conf.DDP_HEARTBEAT_INTERVAL:
+            periods = []
+        periods += [conf.DDP_CONNECT_TIMEOUT] if conf.DDP_CONNECT_TIMEOUT else []
+        step = max(0.05, min(periods) / 4)
         while True:
             await asyncio.sleep(step)
             now = time.monotonic()
@@ -337,8 +343,14 @@ class LivedataApp:
             await self._lifespan(receive, send)
         elif kind == "websocket" or _is_sockjs(scope["path"]):
             await self._ddp(scope, receive, send)
-        elif kind == "http" and self._api_handler is not None and is_api_request(scope):
-            await self._api_handler(scope, receive, send)  # no middleware: see apiroute
+        elif kind == "http" and is_api_request(scope):
+            # the body is read here, up to the APIs' limit, before Django reads it whole
+            limit = self.runtime.settings.HTTP_API_MAX_BODY_BYTES
+            bounded = await bounded_body(scope, receive, send, limit)
+            if bounded is None:
+                return  # answered 413
+            # without the project's middleware (see apiroute), unless asked otherwise
+            await (self._api_handler or self.django_app)(scope, bounded, send)
         else:
             await self.django_app(scope, receive, send)
 

@@ -1,10 +1,16 @@
 """One client's DDP session over any transport (WebSocket, SockJS).
 
-The transport hands text frames to ``feed`` and provides ``send``/``close`` coroutines.
-Frames go through a bounded outbox drained by a writer task, so nothing that produces
-messages (methods, later the live-query engine) ever waits on a slow client; a client
-whose outbox exceeds ``DDP_MAX_OUTGOING_BYTES`` is disconnected. Subscriptions and methods
-run one at a time in arrival order, as Meteor does; ping is answered immediately.
+The transport hands text frames to ``feed`` and provides ``send``/``close`` coroutines
+(``send`` waits while the socket is backed up). Frames go through a bounded outbox
+drained by a writer task, so nothing that produces messages (methods, the live-query
+engine) ever waits on a slow client; a client whose outbox exceeds
+``DDP_MAX_OUTGOING_BYTES`` is disconnected. A subscription's initial documents are the
+exception: they can be more than that bound (70,000 books were, issue 19), so they are
+*streamed*: serialised and queued only as the client takes them (``stream``), and
+whatever else is queued meanwhile waits behind them, counted against the bound. A client
+that reads gets every document, then ``ready``; one that stops reading is disconnected
+as before (or by the heartbeat). Subscriptions and methods run one at a time in arrival
+order, as Meteor does; ping is answered immediately.
 
 The session knows its user (Django's ``AnonymousUser`` until a login method succeeds,
 or from the Django session cookie of a same-origin browser): publications and methods
@@ -33,7 +39,7 @@ from livedata.ddp.connection import (
 )
 from livedata.ddp.errors import client_error, not_found_method
 from livedata.ddp.mergebox import Mergebox
-from livedata.ddp.messages import UNDEFINED
+from livedata.ddp.messages import UNDEFINED, serialize
 from livedata.memory import give_back
 from livedata.publish.methods import ConnectionInfo, MethodCall
 
@@ -48,6 +54,9 @@ CloseTransport = Callable[[int, str], Awaitable[None]]
 
 #: The mergebox key of documents published without a subscription (the user's own).
 UNIVERSAL = ("universal",)
+#: Longest wait for queued frames to get out when closing, before giving up on them (a
+#: client that reads nothing would otherwise hold the closing session forever).
+DRAIN_TIMEOUT = 5.0
 
 
 class Session:
@@ -61,6 +70,7 @@ class Session:
         http_headers: dict[str, str] | None = None,
         site_origin: str = "",
         cookie_login: bool = True,
+        transport_room: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         conf = runtime.settings
         self.runtime = runtime
@@ -75,6 +85,8 @@ class Session:
         )
         if heartbeat is not None:
             heartbeat.seen(self._now())
+        if conf.DDP_CONNECT_TIMEOUT:
+            self.conn.connect_deadline = self._now() + conf.DDP_CONNECT_TIMEOUT
         self._send = send
         self._close = close
         self.client_address = client_address
@@ -85,6 +97,9 @@ class Session:
         #: only then may the browser's Django session cookie log it in
         self.cookie_login = cookie_login
         self.max_outgoing = conf.DDP_MAX_OUTGOING_BYTES
+        #: waits until the transport queues at most N bytes itself, for a transport whose
+        #: ``send`` never waits (SockJS queues frames for the client's next poll)
+        self._transport_room = transport_room
         # An idle session owns no task: the worker and the writer exist only while there
         # is work, and one runtime-wide task ticks every session's heartbeat. That keeps
         # an idle connection's memory small (bench/asgi_servers.py).
@@ -92,6 +107,13 @@ class Session:
         self._outbox_bytes = 0
         self._writer: asyncio.Task[None] | None = None
         self._draining = False  # someone is sending the outbox: frames keep their order
+        #: messages being streamed (initial documents), and the frames queued meanwhile,
+        #: which go out after them
+        self._stream: list[dict[str, Any]] | None = None
+        self._behind: deque[str] = deque()
+        self._behind_bytes = 0
+        self._room: asyncio.Event | None = None  # set when the outbox drains (streaming)
+        self._room_low = 0  # ...to this many bytes
         self._actions: deque[Any] = deque()
         self.mergebox = Mergebox()
         self._worker: asyncio.Task[None] | None = None
@@ -117,14 +139,15 @@ class Session:
     # --- life cycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        if self.conn.heartbeat is not None:
-            self.runtime.sessions.add(self)
+        if self.conn.heartbeat is not None or self.conn.connect_deadline is not None:
+            self.runtime.sessions.add(self)  # ticked: heartbeats, the connect deadline
         self.flush()
 
     async def stop(self) -> None:
         """The transport is gone: stop this session's work and drop its subscriptions."""
         self.conn.close()
         self.closed.set()
+        self._wake()
         self.runtime.sessions.discard(self)
         self.runtime.track_token(self, self.login_token, None)
         await self.runtime.engine.drop_session(self)
@@ -151,8 +174,18 @@ class Session:
         if writer is not None and writer is not asyncio.current_task():
             writer.cancel()  # drain below, alone, so frames keep their order
             await asyncio.gather(writer, return_exceptions=True)
+        self._wake()
+        self._stream = None
+        self._outbox.extend(self._behind)
+        self._outbox_bytes += self._behind_bytes
+        self._behind.clear()
+        self._behind_bytes = 0
         try:
-            await self._drain_outbox()
+            try:
+                await asyncio.wait_for(self._drain_outbox(), DRAIN_TIMEOUT)
+            except TimeoutError:  # it reads nothing: close without the rest
+                self._outbox.clear()
+                self._outbox_bytes = 0
             await self._close(code, reason)
         except Exception:  # the transport may already be gone
             logger.debug("closing %s failed", self.conn.session, exc_info=True)
@@ -161,7 +194,8 @@ class Session:
         """Heartbeat (called by the runtime's ticker for every live session)."""
         for action in self.conn.tick(now):
             if isinstance(action, Close):
-                asyncio.get_running_loop().create_task(self.shutdown(1000, action.reason))
+                task = self.shutdown(action.code, action.reason)
+                asyncio.get_running_loop().create_task(task)
                 return
         self.flush()
 
@@ -194,7 +228,7 @@ class Session:
             self._enqueue(frames)
         for action in actions:
             if isinstance(action, Close):
-                await self.shutdown(1000, action.reason)
+                await self.shutdown(action.code, action.reason)
                 return
             self._actions.append(action)
         if self._actions and self._worker is None:
@@ -281,6 +315,7 @@ class Session:
         self.login_token = login_token
         self.user = user if user is not None else AnonymousUser()
         failed = await self.runtime.engine.rerun(self, dict(self.subs), self._universal())
+        await self.stream()
         for sub_id, exc in failed:
             await self._sub_failed(sub_id, self.subs.get(sub_id, ("?",))[0], exc)
 
@@ -292,21 +327,23 @@ class Session:
         return call is not None and "user" in call.pending and call.pending["user"][1] != hashed
 
     def replace_view(self, box: Mergebox) -> None:
-        """Swap in a rebuilt mergebox, sending the client only what differs."""
+        """Swap in a rebuilt mergebox; the client is sent only what differs (streamed:
+        logging in may bring many documents)."""
         messages = self.mergebox.diff_to(box)
         self.mergebox = box
-        self._send_data(messages)
+        self._begin_stream(messages)
 
     # --- data from the live-query engine ------------------------------------------------
 
     def publish_added(self, sub_id: str, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
-        """A subscription's initial documents (through the mergebox)."""
+        """A subscription's initial documents (through the mergebox), to be streamed by
+        ``stream``: from now on other frames wait behind them."""
         if sub_id not in self.conn.subscriptions:
             return
         out = []
         for collection, doc_id, fields in docs:
             out.extend(self.mergebox.added(sub_id, collection, doc_id, fields))
-        self._send_data(out)
+        self._begin_stream(out)
 
     def publish_diffs(self, sub_id: str, diffs: list[list[Any]]) -> None:
         """Changes of an observer, for one of its subscriptions on this connection."""
@@ -407,10 +444,14 @@ class Session:
     def _enqueue(self, frames: list[str]) -> None:
         if self.closed.is_set():
             return
-        for frame in frames:
-            self._outbox.append(frame)
-            self._outbox_bytes += len(frame)
-        if self._outbox_bytes > self.max_outgoing and not self.closed.is_set():
+        queue = self._behind if self._stream is not None else self._outbox
+        size = sum(len(frame) for frame in frames)
+        queue.extend(frames)
+        if self._stream is not None:
+            self._behind_bytes += size
+        else:
+            self._outbox_bytes += size
+        if self._outbox_bytes + self._behind_bytes > self.max_outgoing:
             logger.warning(
                 "livedata: session %s exceeded %d queued bytes: disconnecting a slow client",
                 self.conn.session,
@@ -418,10 +459,82 @@ class Session:
             )
             self._outbox.clear()
             self._outbox_bytes = 0
+            self._behind.clear()
+            self._behind_bytes = 0
             asyncio.get_running_loop().create_task(self.shutdown(1008, "outgoing buffer limit"))
             return
+        self._start_writer()
+
+    def _start_writer(self) -> None:
         if self._writer is None and not self._draining and not self.closed.is_set():
             self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    # --- streaming (initial documents) --------------------------------------------------
+
+    def _begin_stream(self, messages: list[dict[str, Any]]) -> None:
+        """Stream ``messages`` (see ``stream``); frames queued from now on wait behind."""
+        if self.closed.is_set() or not messages:
+            return
+        self.flush()  # what the protocol queued before goes first
+        if self._stream is not None:  # one stream at a time: appended to it (both come
+            # from the session's one worker, so this does not happen today)
+            self._stream.extend(messages)
+            return
+        self._stream = messages
+
+    async def stream(self) -> None:
+        """Send the messages of ``_begin_stream`` at the pace the client reads them.
+
+        Each is serialised and queued only while the outbox holds less than a quarter of
+        ``max_outgoing``; then this waits for the writer to drain it (the transport's
+        ``send`` waits for the socket, or ``transport_room`` for the client's polls).
+        So the initial data of a subscription may be any size: it never overflows the
+        outbox, and costs no serialised copy of its whole.
+        Frames queued meanwhile (changes, replies) follow, in order, counted against the
+        bound: a client that stops reading is still disconnected when they exceed it, or
+        by the heartbeat.
+        """
+        messages = self._stream
+        if messages is None:
+            return
+        low = max(self.max_outgoing // 4, 1)
+        try:
+            i = 0
+            while i < len(messages):  # the list may grow (a second _begin_stream)
+                if self.closed.is_set():
+                    return
+                frame = serialize(messages[i])
+                messages[i] = {}  # sent: its memory may go
+                i += 1
+                self._outbox.append(frame)
+                self._outbox_bytes += len(frame)
+                self._start_writer()
+                if self._outbox_bytes > low:
+                    await self._wait_room(low)
+                if self._transport_room is not None:
+                    await self._transport_room(low)
+        finally:
+            if self._stream is messages:
+                self._stream = None
+                self._outbox.extend(self._behind)
+                self._outbox_bytes += self._behind_bytes
+                self._behind.clear()
+                self._behind_bytes = 0
+                if self._outbox:
+                    self._start_writer()
+
+    async def _wait_room(self, low: int) -> None:
+        if self._room is None:
+            self._room = asyncio.Event()
+        self._room_low = low
+        while self._outbox_bytes > low and not self.closed.is_set():
+            self._room.clear()
+            self._start_writer()
+            await self._room.wait()
+
+    def _wake(self) -> None:
+        if self._room is not None:
+            self._room.set()
 
     async def _write(self) -> None:
         try:
@@ -441,3 +554,5 @@ class Session:
             frame = self._outbox.popleft()
             self._outbox_bytes -= len(frame)
             await self._send(frame)
+            if self._room is not None and self._outbox_bytes <= self._room_low:
+                self._room.set()  # a stream waiting for room goes on

@@ -38,6 +38,7 @@ def serve(host: str, port: int, *, workers: int = 1, log_level: str = "info") ->
 
     from livedata.conf import livedata_settings
     from livedata.server.logs import uvicorn_log_config
+    from livedata.server.protocols import GuardedHttpToolsProtocol, GuardedWebSocketProtocol
 
     conf = livedata_settings()
     uvicorn.run(
@@ -46,8 +47,11 @@ def serve(host: str, port: int, *, workers: int = 1, log_level: str = "info") ->
         port=port,
         workers=workers if workers > 1 else None,
         lifespan="on",
-        ws="websockets-sansio",
-        http="httptools",
+        # uvicorn's websockets-sansio and httptools protocols, with a header timeout and
+        # caps on header size and connections per address (livedata.server.protocols)
+        ws=GuardedWebSocketProtocol,
+        http=GuardedHttpToolsProtocol,
+        timeout_keep_alive=conf.HTTP_KEEP_ALIVE_TIMEOUT,
         # protocol-level cap above ours, so messages between the two get a DDP error first
         ws_max_size=2 * conf.DDP_MAX_MESSAGE_BYTES,
         ws_ping_interval=None,  # DDP has its own heartbeat

@@ -47,6 +47,7 @@ class DDPHandler:
             http_headers=sockjs.http_headers,
             site_origin=site_origin({"scheme": sockjs.scheme}, sockjs.http_headers),
             cookie_login=sockjs.exclusive,
+            transport_room=sockjs.drained,
         )
         self.session.start()
 
@@ -81,4 +82,5 @@ def ddp_endpoint(runtime: Runtime, prefix: str = PREFIX) -> SockJSEndpoint:
         ),
         jsonp=conf.SOCKJS_JSONP,
         bind_sessions=True,
+        max_sessions_per_address=conf.SOCKJS_MAX_SESSIONS_PER_ADDRESS or None,
     )

@@ -38,6 +38,7 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs
 
+from livedata.server.bodies import declared_length
 from livedata.server.sockjs.session import (
     HandlerFactory,
     Receiver,
@@ -104,10 +105,13 @@ _HTMLFILE = """<!doctype html>
 
 
 class HTTPError(Exception):
-    def __init__(self, status: int, message: str = "") -> None:
+    """An error answer; ``close``: end the connection after it (a body left unread)."""
+
+    def __init__(self, status: int, message: str = "", *, close: bool = False) -> None:
         super().__init__(status, message)
         self.status = status
         self.message = message
+        self.close = close
 
 
 class SockJSEndpoint:
@@ -121,6 +125,9 @@ class SockJSEndpoint:
     403, on every request. ``jsonp`` serves the JSONP transport (a GET that a page of any
     site can make with a script tag: off unless a client needs it). ``bind_sessions``
     binds each HTTP session to the client that opened it (see the module docstring).
+    ``max_sessions_per_address`` caps the HTTP sessions open at once for one client
+    address (they outlive their requests, so connection limits do not bound them): a
+    request that would open one more gets 429 (None: no cap).
     """
 
     def __init__(
@@ -139,6 +146,7 @@ class SockJSEndpoint:
         origin_allowed: Callable[[Scope, dict[str, str]], bool] | None = None,
         jsonp: bool = False,
         bind_sessions: bool = False,
+        max_sessions_per_address: int | None = None,
     ) -> None:
         self.prefix = prefix.rstrip("/")
         self.handler_factory = handler_factory
@@ -155,6 +163,9 @@ class SockJSEndpoint:
         self.iframe_etag = ('"' + hashlib.md5(self.iframe).hexdigest() + '"').encode()
         #: sessions of the polling and streaming transports, by session id (this process)
         self.sessions: dict[str, SockJSSession] = {}
+        self.max_sessions_per_address = max_sessions_per_address
+        #: client address -> how many of ``sessions`` it opened
+        self.sessions_by_address: dict[str | None, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._transports: dict[str, Routes] = {
             "xhr": {"OPTIONS": self._options, "POST": self._xhr},
@@ -192,7 +203,10 @@ class SockJSEndpoint:
                 await self._http(scope, receive, send, rest, headers)
             except HTTPError as err:
                 body = (err.message or _REASONS.get(err.status, "")).encode()
-                await respond(send, err.status, body, [(b"content-type", TEXT)])
+                out = [(b"content-type", TEXT)]
+                if err.close:
+                    out.append((b"connection", b"close"))
+                await respond(send, err.status, body, out)
 
     # --- sessions -----------------------------------------------------------------------
 
@@ -205,6 +219,9 @@ class SockJSEndpoint:
         binding: str | None = None,
     ) -> SockJSSession:
         client = scope.get("client")
+        address = client[0] if client else None
+        if session_id is not None:
+            self._admit(address)
         session = SockJSSession(
             self,
             session_id,
@@ -217,7 +234,16 @@ class SockJSEndpoint:
         session.handler = self.handler_factory(session)
         if session_id is not None:
             self.sessions[session_id] = session
+            self.sessions_by_address[address] = self.sessions_by_address.get(address, 0) + 1
         return session
+
+    def _admit(self, address: str | None) -> None:
+        """Refuse a new HTTP session past ``max_sessions_per_address`` (issue 19: 5000
+        sessions from one client cost 19-31 MB)."""
+        cap = self.max_sessions_per_address
+        if cap and self.sessions_by_address.get(address, 0) >= cap:
+            logger.warning("sockjs: refused a session over the cap of %d per address", cap)
+            raise HTTPError(429, f"Too many SockJS sessions from this address (limit {cap}).")
 
     def _receiving_session(
         self, scope: Scope, headers: dict[str, str], session_id: str, transport: str
@@ -261,6 +287,12 @@ class SockJSEndpoint:
     def forget(self, session: SockJSSession) -> None:
         if session.session_id is not None and self.sessions.get(session.session_id) is session:
             del self.sessions[session.session_id]
+            address = session.client_address
+            left = self.sessions_by_address.get(address, 1) - 1
+            if left > 0:
+                self.sessions_by_address[address] = left
+            else:
+                self.sessions_by_address.pop(address, None)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a handler callback in the background (kept referenced until done)."""
@@ -343,7 +375,7 @@ class SockJSEndpoint:
     # receiving transports
 
     async def _xhr(self, scope: Scope, receive: Receive, send: Send, h: Any, sid: str) -> None:
-        await read_body(receive, 0)
+        await self._discard_body(receive, scope)
         session, bind = self._receiving_session(scope, h, sid, "xhr")
         start = [(b"content-type", JAVASCRIPT), NO_CACHE, *cors(h), *self._cookie(h), *bind]
         receiver = HTTPReceiver(send, start, wrap=lambda f: f + "\n", limit=None)
@@ -352,7 +384,7 @@ class SockJSEndpoint:
     async def _xhr_streaming(
         self, scope: Scope, receive: Receive, send: Send, h: Any, sid: str
     ) -> None:
-        await read_body(receive, 0)
+        await self._discard_body(receive, scope)
         session, bind = self._receiving_session(scope, h, sid, "xhr_streaming")
         start = [(b"content-type", JAVASCRIPT), NO_CACHE, *cors(h), *self._cookie(h), *bind]
         receiver = HTTPReceiver(send, start, wrap=lambda f: f + "\n", limit=self.response_limit)
@@ -362,7 +394,7 @@ class SockJSEndpoint:
     async def _eventsource(
         self, scope: Scope, receive: Receive, send: Send, h: Any, sid: str
     ) -> None:
-        await read_body(receive, 0)
+        await self._discard_body(receive, scope)
         session, bind = self._receiving_session(scope, h, sid, "eventsource")
         start = [(b"content-type", b"text/event-stream; charset=UTF-8"), NO_CACHE]
         start += [*self._cookie(h), *bind]
@@ -374,7 +406,7 @@ class SockJSEndpoint:
 
     async def _htmlfile(self, scope: Scope, receive: Receive, send: Send, h: Any, sid: str) -> None:
         callback = _callback(scope)
-        await read_body(receive, 0)
+        await self._discard_body(receive, scope)
         session, bind = self._receiving_session(scope, h, sid, "htmlfile")
         start = [(b"content-type", HTML), NO_CACHE, *self._cookie(h), *bind]
         receiver = HTTPReceiver(
@@ -390,7 +422,7 @@ class SockJSEndpoint:
 
     async def _jsonp(self, scope: Scope, receive: Receive, send: Send, h: Any, sid: str) -> None:
         callback = _callback(scope)
-        await read_body(receive, 0)
+        await self._discard_body(receive, scope)
         session, bind = self._receiving_session(scope, h, sid, "jsonp")
         start = [(b"content-type", JAVASCRIPT), NO_CACHE, *self._cookie(h), *bind]
         start.append((b"x-content-type-options", b"nosniff"))
@@ -415,7 +447,7 @@ class SockJSEndpoint:
         self, scope: Scope, receive: Receive, send: Send, h: dict[str, str], sid: str
     ) -> None:
         bind = self._sending_client(scope, h, sid)
-        messages = _messages(await self._read(receive, sid))
+        messages = _messages(await self._read(receive, sid, scope))
         await self._deliver(sid, messages)
         out = [(b"content-type", TEXT), NO_CACHE, *cors(h), *self._cookie(h), *bind]
         await respond(send, 204, b"", out)
@@ -424,7 +456,7 @@ class SockJSEndpoint:
         self, scope: Scope, receive: Receive, send: Send, h: dict[str, str], sid: str
     ) -> None:
         bind = self._sending_client(scope, h, sid)
-        body = await self._read(receive, sid)
+        body = await self._read(receive, sid, scope)
         if h.get("content-type", "").split(";")[0].strip() == "application/x-www-form-urlencoded":
             body = parse_qs(body, keep_blank_values=True).get("d", [""])[0]
         messages = _messages(body)
@@ -441,13 +473,19 @@ class SockJSEndpoint:
         self._check_client(session, scope, headers)
         return self._bind_cookie(session, scope)
 
-    async def _read(self, receive: Receive, session_id: str) -> str:
-        body = await read_body(receive, self.max_message_bytes)
+    async def _discard_body(self, receive: Receive, scope: Scope) -> None:
+        """A receiving request's body means nothing: skipped, but only up to the send
+        limit (a 413 past it, the rest unread)."""
+        if await read_body(receive, self.max_message_bytes or 0, scope) is None:
+            raise HTTPError(413, "Payload too large.", close=True)
+
+    async def _read(self, receive: Receive, session_id: str, scope: Scope) -> str:
+        body = await read_body(receive, self.max_message_bytes, scope)
         if body is None:
             session = self.sessions.get(session_id)
             if session is not None:
                 await session.close(1009, "Message too big")
-            raise HTTPError(413, "Payload too large.")
+            raise HTTPError(413, "Payload too large.", close=True)
         try:
             return body.decode()
         except UnicodeDecodeError:
@@ -518,7 +556,7 @@ class SockJSEndpoint:
                 continue  # empty frames are ignored
             try:
                 messages = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 messages = None
             if isinstance(messages, str):
                 messages = [messages]
@@ -535,8 +573,11 @@ def _messages(body: str) -> list[str]:
         raise HTTPError(500, "Payload expected.")
     try:
         messages = json.loads(body)
-    except ValueError:
+    except ValueError:  # the status sockjs-protocol's suite expects for broken JSON
         raise HTTPError(500, "Broken JSON encoding.") from None
+    except RecursionError:  # valid JSON nested deeper than a frame ever is: the
+        # client's fault, refused without a traceback (the session goes on)
+        raise HTTPError(400, "Payload nested too deep.") from None
     if not isinstance(messages, list):
         raise HTTPError(500, "Payload expected.")
     if not all(isinstance(m, str) for m in messages):
@@ -719,11 +760,17 @@ async def respond(send: Send, status: int, body: bytes, headers: Headers) -> Non
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def read_body(receive: Receive, limit: int | None) -> bytes | None:
-    """The request body, or None when it passes ``limit`` bytes (0: read and discard)."""
+async def read_body(
+    receive: Receive, limit: int | None, scope: Scope | None = None
+) -> bytes | None:
+    """The request body, or None as soon as it passes ``limit`` bytes (0 or None: no
+    limit): the rest is never read (answer with ``connection: close``), so an oversized
+    body costs at most ``limit`` bytes, not its whole length (issue 19). A declared
+    ``Content-Length`` over the limit (``scope`` given) is refused before reading."""
+    if limit and scope is not None and (declared_length(scope) or 0) > limit:
+        return None
     chunks: list[bytes] = []
     size = 0
-    too_big = False
     while True:
         message = await receive()
         if message["type"] != "http.request":
@@ -731,12 +778,11 @@ async def read_body(receive: Receive, limit: int | None) -> bytes | None:
         chunk = message.get("body", b"")
         size += len(chunk)
         if limit is not None and limit and size > limit:
-            too_big = True
-        elif limit != 0:
-            chunks.append(chunk)
+            return None
+        chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    return None if too_big else b"".join(chunks)
+    return b"".join(chunks)
 
 
 async def _watch_disconnect(receive: Receive, receiver: Receiver) -> None:

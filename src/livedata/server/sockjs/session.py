@@ -145,6 +145,7 @@ class SockJSSession:
         self._lock = asyncio.Lock()  # handler callbacks run one at a time, in order
         self._expiry: asyncio.TimerHandle | None = None
         self._on_close_started = False
+        self._drained: asyncio.Event | None = None  # set when the outbox was taken
 
     def __repr__(self) -> str:
         return f"<SockJSSession {self.log_name} {self.state.value}>"
@@ -191,6 +192,20 @@ class SockJSSession:
         if self._receiver is not None:
             self._receiver.wakeup.set()
 
+    async def drained(self, below: int) -> None:
+        """Wait until at most ``below`` bytes are queued for the client (or the session
+        closed): how a producer of much data (a subscription's initial documents) keeps
+        to the client's pace instead of filling the queue past ``max_queue_bytes``."""
+        while self._outbox_bytes > below and self.state is not State.CLOSED:
+            if self._drained is None:
+                self._drained = asyncio.Event()
+            self._drained.clear()
+            await self._drained.wait()
+
+    def _taken(self) -> None:
+        if self._drained is not None:
+            self._drained.set()
+
     async def close(self, code: int = 3000, reason: str = "Go away!") -> None:
         """Close the session: queued messages are still delivered, then ``c[code,reason]``."""
         self._set_closed(code, reason)
@@ -232,6 +247,7 @@ class SockJSSession:
                 messages = list(self._outbox)
                 self._outbox.clear()
                 self._outbox_bytes = 0
+                self._taken()
                 if await receiver.messages(messages):
                     return
                 continue
@@ -268,6 +284,7 @@ class SockJSSession:
             return
         self.state = State.CLOSED
         self.close_status = (code, reason)
+        self._taken()
         if self._receiver is not None:
             self._receiver.wakeup.set()
         if not self._on_close_started and self.handler is not None:

@@ -1,0 +1,36 @@
+"""System checks of the server's limits: each must be a number, 0 or more (0: off), since
+a typo here would silently leave the server open to held connections (issue 19)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import checks
+
+#: settings that bound held connections and sessions: numbers, 0 (no limit) or more
+LIMITS = (
+    "HTTP_HEADER_TIMEOUT",
+    "HTTP_KEEP_ALIVE_TIMEOUT",
+    "HTTP_MAX_HEADER_BYTES",
+    "HTTP_MAX_CONNECTIONS_PER_ADDRESS",
+    "DDP_CONNECT_TIMEOUT",
+    "SOCKJS_MAX_SESSIONS_PER_ADDRESS",
+)
+
+
+@checks.register(checks.Tags.security)
+def server_limits(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from livedata.conf import livedata_settings
+
+    conf = livedata_settings()
+    errors: list[checks.CheckMessage] = []
+    for name in LIMITS:
+        value = getattr(conf, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            errors.append(
+                checks.Error(
+                    f"LIVEDATA[{name!r}] must be a number, 0 (no limit) or more, not {value!r}.",
+                    id="livedata.E005",
+                )
+            )
+    return errors
