@@ -138,7 +138,7 @@ class RateLimiter:
         for index, rule in enumerate(self.rules):
             if not rule.covers(method) or who[rule.per] is None:
                 continue
-            bucket = self._buckets.get((index, method, who[rule.per]))
+            bucket = self._buckets.get((("settings", index), method, who[rule.per]))
             if bucket is not None and now - bucket[0] < rule.seconds and bucket[1] > 0:
                 bucket[1] -= 1
 
