@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.request
@@ -219,3 +220,77 @@ def test_a_flooding_client_does_not_starve_others(server, client):
     while last != {"msg": "pong", "id": "9999"}:
         last = client.recv()
     other.close()
+
+
+STORM = 2000  # concurrent sockets: a few seconds on two shared cores
+
+
+async def _storm_connection(server: str, opened: asyncio.Event) -> str:
+    """One storm socket from 127.0.0.1: 'connected', or how the server refused it."""
+    from websockets.asyncio.client import connect as aconnect
+
+    try:
+        async with aconnect(
+            f"ws://{server}/websocket", open_timeout=60, close_timeout=1, max_queue=4
+        ) as ws:
+            await opened.wait()  # hold the socket open until the other client is served
+            await ws.send(json.dumps(CONNECT))
+            while True:
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                if reply.get("msg") == "connected":
+                    return "connected"
+    except InvalidStatus as refused:
+        return f"HTTP {refused.response.status_code}"
+    except ConnectionClosed as closed:
+        if closed.rcvd is None:
+            raise  # dropped without a close frame: not an answer
+        return f"close {closed.rcvd.code}"
+
+
+async def _served_client(server: str) -> tuple[float, float]:
+    """A client from 127.0.0.2 during the storm: seconds to ``connected``, to a result."""
+    from websockets.asyncio.client import connect as aconnect
+
+    started = time.monotonic()
+    async with aconnect(
+        f"ws://{server}/websocket", open_timeout=30, local_addr=("127.0.0.2", 0)
+    ) as ws:
+        assert ws.local_address[0] == "127.0.0.2"
+        assert json.loads(await ws.recv()) == {"server_id": "0"}
+        await ws.send(json.dumps(CONNECT))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 30))["msg"] == "connected"
+        connected = time.monotonic() - started
+        await ws.send(json.dumps({"msg": "method", "id": "m", "method": "hello", "params": []}))
+        while True:
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            if reply["msg"] == "result":
+                assert reply == {"msg": "result", "id": "m", "result": "hello world"}
+                return connected, time.monotonic() - started
+
+
+def test_a_connection_storm_from_one_address_does_not_starve_another(server):
+    """Issue 19 (kept): 2000 connections opened at once from one address; others served.
+
+    The storm may be refused (an HTTP status or a close code: a per-address cap) or
+    served; either way a client from another address connects and gets a method result
+    within seconds, and the server stays up.
+    """
+
+    async def run() -> tuple[list[str], tuple[float, float]]:
+        opened = asyncio.Event()
+        storm = [asyncio.create_task(_storm_connection(server, opened)) for _ in range(STORM)]
+        await asyncio.sleep(0)  # every storm socket is connecting before the other client
+        try:
+            served = await _served_client(server)
+        finally:
+            opened.set()
+        return await asyncio.gather(*storm), served
+
+    outcomes, (connected, answered) = asyncio.run(run())
+    counts = {o: outcomes.count(o) for o in set(outcomes)}
+    print(f"storm outcomes: {counts}; other client connected in {connected:.2f} s")
+    assert all(o == "connected" or o.startswith(("HTTP 4", "HTTP 5", "close ")) for o in outcomes)
+    assert answered < 10.0, counts  # a fault bound: ~2 s here; served after the storm is 20 s+
+    after = Client(server)  # the server survived the storm and still serves
+    assert after.recv() == {"server_id": "0"}
+    after.close()
