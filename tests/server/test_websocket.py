@@ -140,6 +140,39 @@ def test_protocol_errors_keep_the_connection(client):
     assert client.recv() == {"msg": "pong"}
 
 
+def test_nan_and_infinity_in_method_arguments(server, client):
+    """Issue 19 (kept): $InfNaN arguments reach the method and come back encoded; the
+    NaN/Infinity tokens JSON lacks are a "Bad request" in strict JSON; others are served."""
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"{token} sent to the client")
+
+    def recv_strict() -> dict:
+        return json.loads(client.ws.recv(timeout=10), parse_constant=refuse)
+
+    args = [{"$InfNaN": 0}, {"$InfNaN": 1}, {"$InfNaN": -1}]
+    client.send({"msg": "method", "id": "e", "method": "test.echo", "params": args})
+    replies = [recv_strict(), recv_strict()]
+    [result] = [m for m in replies if m["msg"] == "result"]
+    assert result["result"]["args"] == args
+    client.send('{"msg":"method","id":"n","method":"test.echo","params":[NaN,-Infinity]}')
+    assert recv_strict() == {"msg": "error", "reason": "Bad request"}
+    client.send('{"msg":"ping","id":"p","x":1e999}')  # Infinity, as JSON.parse reads it
+    assert recv_strict() == {"msg": "pong", "id": "p"}
+    client.send('{"msg":"nope","x":1e999}')
+    assert recv_strict() == {
+        "msg": "error",
+        "reason": "Bad request",
+        "offendingMessage": {"msg": "nope", "x": None},
+    }
+    other = Client(server)
+    other.recv()
+    other.send(CONNECT)
+    assert other.recv()["msg"] == "connected"
+    assert other.call("h", "hello")[-1] == {"msg": "result", "id": "h", "result": "hello world"}
+    other.close()
+
+
 def test_server_heartbeat_pings_then_closes_a_silent_client(fast_heartbeat_server):
     c = Client(fast_heartbeat_server)
     c.recv()

@@ -1,18 +1,22 @@
 """Client frames in, server messages out, with Meteor's parsing and serialising rules.
 
-Parsing (``parse``) mirrors Meteor's parseDDP: invalid JSON or a JSON scalar is a "Bad
-request" with no offending message; an object or array without ``msg`` is a "Bad
-request" that quotes it; EJSON in ``params``/``fields``/``result`` that cannot be decoded
-is a "Parse error". Only those three keys are EJSON-decoded.
+Parsing (``parse``) mirrors Meteor's parseDDP: invalid JSON (including the ``NaN`` and
+``Infinity`` tokens Python would accept and JavaScript's JSON.parse refuses) or a JSON
+scalar is a "Bad request" with no offending message; an object or array without ``msg``
+is a "Bad request" that quotes it; EJSON in ``params``/``fields``/``result`` that cannot
+be decoded is a "Parse error". Only those three keys are EJSON-decoded.
 
 Serialising (``serialize``) mirrors stringifyDDP: ``fields``/``params``/``result`` are
 EJSON-encoded, fields set to ``UNDEFINED`` become ``cleared``, an empty ``fields`` is
 dropped, and keys whose value is ``UNDEFINED`` vanish (e.g. a result with no value).
+Every frame is strict JSON: a non-finite number outside those keys (``1e400`` quoted in
+an ``offendingMessage``) is sent as ``null``, as JavaScript's JSON.stringify does.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,10 +53,14 @@ class BadFrame:
     offending: Any = UNDEFINED
 
 
+def _not_json(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON")
+
+
 def parse(text: str | bytes) -> dict[str, Any] | BadFrame:
     """A client message (a dict with a truthy ``msg``), or why it is not one."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_not_json)
     except (ValueError, RecursionError):
         return BadFrame("Bad request")
     if not isinstance(value, dict | list):
@@ -90,7 +98,23 @@ def serialize(message: dict[str, Any]) -> str:
             out[key] = ejson.to_json_value(value)
         else:
             out[key] = value
-    return json.dumps(out, separators=(",", ":"), ensure_ascii=False, default=_plain)
+    try:
+        return json.dumps(
+            out, separators=(",", ":"), ensure_ascii=False, default=_plain, allow_nan=False
+        )
+    except ValueError:  # a non-finite float outside the EJSON keys (rare: scan only then)
+        return json.dumps(_finite(out), separators=(",", ":"), ensure_ascii=False, default=_plain)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None (JSON.stringify's null), recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _plain(value: Any) -> Any:
