@@ -111,6 +111,53 @@ def test_error_mapping(client):
     assert client.recv() == {"msg": "pong"}
 
 
+INTERNAL = [
+    "add_book",  # the Python name of addBook
+    "_log_in",  # livedata.accounts.methods' helpers
+    "_resume_login",
+    "signup_allowed",
+    "livedata.accounts.methods._log_in",
+    "livedata.publish.methods.registry.register",
+    "django.contrib.auth.login",
+    "django.contrib.auth.models.User.objects.create_superuser",
+    "django.core.management.call_command",
+    "os.system",
+    "__init__",
+    "__class__",
+    "__contains__",
+    "register",
+    "names",
+    "test.echo.__globals__",
+    "constructor",
+    "__proto__",
+    "hasOwnProperty",
+    "/setUserId",
+    "",
+]
+
+
+def test_internal_methods_are_not_found(client):
+    """Issue 19 (kept): only registered methods can be called; a Python function's name,
+    a private helper of livedata or Django, or an attribute of the registry is 404."""
+    for i, name in enumerate(INTERNAL):
+        got = client.call(f"i{i}", name, "admin", {"password": "x"})
+        assert got == [
+            {
+                "msg": "result",
+                "id": f"i{i}",
+                "error": {
+                    "isClientSafe": True,
+                    "error": 404,
+                    "reason": f"Method '{name}' not found",
+                    "message": f"Method '{name}' not found [404]",
+                    "errorType": "Meteor.Error",
+                },
+            },
+            {"msg": "updated", "methods": [f"i{i}"]},
+        ], name
+    assert client.call("ok", "hello", "still")[-1]["result"] == "hello still"
+
+
 def test_async_methods_and_in_order_processing(client):
     client.send({"msg": "method", "id": "slow", "method": "test.sleep", "params": [0.3]})
     client.send({"msg": "method", "id": "fast", "method": "test.echo", "params": [1]})
