@@ -206,6 +206,30 @@ def test_private_addresses_are_refused_when_connecting(svc, receiver, start_work
     assert "loopback" in record.error and receiver.requests == []
 
 
+def test_a_redirect_is_not_followed_and_the_delivery_is_retried(
+    svc, make_receiver, start_worker, connect
+) -> None:
+    """Issue 19 (kept): a receiver answering 302 to another loopback URL: nothing is sent
+    there, the attempt counts as failed and is retried with the same webhook id."""
+    elsewhere = make_receiver()
+    answers = iter(
+        [(302, {"Location": elsewhere.url}, b""), (307, {"Location": elsewhere.url}, b"")]
+    )
+    receiver = make_receiver(respond=lambda r: next(answers, (204, {}, b"")))
+    subscribe(svc, "books", receiver.url)
+    start_worker()
+    db = connect()
+    add_book(db, "Moved", add_author(db))
+    got = receiver.wait_for(3)
+    assert got[0].id == got[1].id == got[2].id
+    wait_until(lambda: Delivery.objects.count() == 3)
+    attempts = list(
+        Delivery.objects.order_by("id").values_list("attempt", "status_code", "outcome")
+    )
+    assert attempts == [(1, 302, "failed"), (2, 307, "failed"), (3, 204, "delivered")]
+    assert elsewhere.requests == []
+
+
 def test_batches_are_opt_in(svc, receiver, start_worker, connect) -> None:
     db = connect()
     author = add_author(db)
