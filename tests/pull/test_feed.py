@@ -323,3 +323,33 @@ def test_sql_in_filter_values_and_keys_is_never_executed(feed, author, connect):
     live = feed(offset=offset, handle=handle, title=INJECTED, live="true").json()
     assert [m["value"]["title"] for m in live if "op" in m] == [INJECTED]
     assert db.execute("SELECT count(*) FROM bookstore_book").fetchone()[0] == 6  # intact
+
+
+def test_excluded_fields_are_never_in_rows_or_changes(feed, author, connect):
+    """Issue 19 (kept): Book excludes added_by: not in snapshot rows, values or old values
+    of changes, and not a field one may ask for."""
+    from django.contrib.auth.models import User
+
+    user = User.objects.create_user("adder")
+    book = Book.objects.create(title="Hot Six", author_id=author, added_by=user)
+    first = feed(offset="-1")
+    assert b"added_by" not in first.content
+    messages, handle, offset = follow(feed)
+    assert set(messages[0]["value"]) == {"id", "title", "author_id"}
+    db = connect()
+    db.execute("UPDATE bookstore_book SET added_by_id = NULL WHERE id = %s", [book.pk])
+    db.execute("UPDATE bookstore_book SET added_by_id = %s, title = 'Seven' WHERE id = %s",
+               [user.pk, book.pk])  # fmt: skip
+    changes = []
+    while not any(m.get("value", {}).get("title") == "Seven" for m in changes):
+        response = feed(offset=offset, handle=handle, live="true")
+        assert b"added_by" not in response.content, response.text
+        changes += response.json()
+        offset = response.headers["Livedata-Offset"]
+    for m in changes:
+        if "op" in m:
+            assert set(m["value"]) <= {"id", "title", "author_id"}
+            assert set(m.get("old") or {}) <= {"id", "title", "author_id"}
+    for fields in ("added_by", "added_by_id", "title,added_by"):
+        asked = feed(offset="-1", fields=fields)
+        assert asked.status_code == 400 and asked.json()["field"] == "fields", fields
