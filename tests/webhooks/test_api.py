@@ -83,6 +83,8 @@ def test_only_the_callers_subscriptions(api: Api, client: Client) -> None:
     assert them.get().json() == {"subscriptions": []}
     assert them.get("books").status_code == 404
     assert them.delete("books").status_code == 404
+    assert them.get("books/position").status_code == 404
+    assert them.put("books/position", {"from": "start"}).status_code == 404
     assert them.put("books", BOOKS).status_code == 201  # their own, same name
     assert Subscription.objects.count() == 2
 
