@@ -380,3 +380,48 @@ def test_a_connection_that_never_connects_is_closed_at_its_deadline():
     late.receive(CONNECT, 1.0)
     assert late.tick(11.0) == []
     assert late.state is State.CONNECTED
+
+
+def strict_json(frame: str) -> dict:
+    """A server frame parsed as JavaScript would: NaN and Infinity tokens are errors."""
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"{token} in a frame sent to the client: {frame}")
+
+    return json.loads(frame, parse_constant=refuse)
+
+
+def test_nan_and_infinity_in_method_arguments():
+    """Issue 19 (kept): EJSON's $InfNaN reaches the method as float NaN/±inf; the JSON
+    tokens NaN/Infinity (Python parses them, JSON.parse does not) are a "Bad request"
+    without echoing them; every reply is strict JSON and the connection goes on."""
+    import math
+
+    conn = connected()
+    infnan = '[{"$InfNaN":0},{"$InfNaN":1},{"$InfNaN":-1},1e400]'
+    [call] = conn.receive(f'{{"msg":"method","id":"1","method":"addBook","params":{infnan}}}')
+    assert math.isnan(call.params[0]) and call.params[1:] == [math.inf, -math.inf, math.inf]
+    conn.method_result("1", call.params)
+    assert strict_json(conn.data_to_send()[0])["result"] == [
+        {"$InfNaN": 0},
+        {"$InfNaN": 1},
+        {"$InfNaN": -1},
+        {"$InfNaN": 1},
+    ]
+    for token in ("NaN", "Infinity", "-Infinity"):
+        for frame in (
+            f'{{"msg":"method","id":"2","method":"addBook","params":[{token}]}}',
+            f'{{"msg":"method","id":{token},"method":"addBook"}}',
+            f'{{"msg":"ping","id":"x","extra":{token}}}',
+        ):
+            assert conn.receive(frame) == [], frame
+            assert [strict_json(f) for f in conn.data_to_send()] == [
+                {"msg": "error", "reason": "Bad request"}
+            ]
+    # a number too big for a double is +Infinity (as JSON.parse), echoed as null
+    conn.receive('{"msg":"method","id":"3","method":"addBook","randomSeed":-1e400}')
+    [reply] = [strict_json(f) for f in conn.data_to_send()]
+    assert reply["reason"] == "Malformed method invocation"
+    assert reply["offendingMessage"]["randomSeed"] is None
+    conn.receive('{"msg":"ping","id":"alive"}')
+    assert sent(conn) == [{"msg": "pong", "id": "alive"}]

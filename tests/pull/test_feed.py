@@ -302,3 +302,70 @@ def test_changes_carry_no_audit_context(feed, author):
     assert changes and changes[0]["op"] == "insert"  # the update may come in the next answer
     assert all(set(m) <= {"op", "pk", "value", "old"} for m in changes)
     assert b"198.51.100.7" not in response.content and b"admin" not in response.content
+
+
+INJECTED = "x' OR '1'='1"
+DROP = "'; DROP TABLE bookstore_book; --"
+
+
+def test_sql_in_filter_values_and_keys_is_never_executed(feed, author, connect):
+    """Issue 19 (kept): filter values are data (matched literally by the snapshot's SQL
+    and by the live matcher); keys that are not a lookup on an exposed column are 400."""
+    for title in ("Alpha", "Beta", INJECTED, "100% pure"):
+        Book.objects.create(title=title, author_id=author)
+
+    def titles(**params: str) -> list[str]:
+        return sorted(m["value"]["title"] for m in follow(feed, **params)[0])
+
+    assert titles(title=INJECTED) == [INJECTED]
+    assert titles(title=DROP) == []
+    assert titles(title__startswith="%") == [] and titles(title__startswith="100%") == ["100% pure"]
+    assert titles(title__in="Alpha') OR ('1'='1,Beta") == ["Beta"]
+    for key in (
+        "title; DROP TABLE bookstore_book; --",
+        "title__exact') OR 1=1 --",
+        "title' OR '1'='1",
+        "title__in)--",
+        "1=1) OR (title",
+    ):
+        response = feed(offset="-1", **{key: "x"})
+        assert response.status_code == 400, (key, response.text)
+        assert response.json()["error"] == "bad-request"
+    # live: the change read matches in memory, literally too
+    _, handle, offset = follow(feed, title=INJECTED)
+    db = connect()
+    db.execute("INSERT INTO bookstore_book (title, author_id) VALUES ('Gamma', %s)", [author])
+    db.execute("INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s)", [INJECTED, author])
+    live = feed(offset=offset, handle=handle, title=INJECTED, live="true").json()
+    assert [m["value"]["title"] for m in live if "op" in m] == [INJECTED]
+    assert db.execute("SELECT count(*) FROM bookstore_book").fetchone()[0] == 6  # intact
+
+
+def test_excluded_fields_are_never_in_rows_or_changes(feed, author, connect):
+    """Issue 19 (kept): Book excludes added_by: not in snapshot rows, values or old values
+    of changes, and not a field one may ask for."""
+    from django.contrib.auth.models import User
+
+    user = User.objects.create_user("adder")
+    book = Book.objects.create(title="Hot Six", author_id=author, added_by=user)
+    first = feed(offset="-1")
+    assert b"added_by" not in first.content
+    messages, handle, offset = follow(feed)
+    assert set(messages[0]["value"]) == {"id", "title", "author_id"}
+    db = connect()
+    db.execute("UPDATE bookstore_book SET added_by_id = NULL WHERE id = %s", [book.pk])
+    db.execute("UPDATE bookstore_book SET added_by_id = %s, title = 'Seven' WHERE id = %s",
+               [user.pk, book.pk])  # fmt: skip
+    changes = []
+    while not any(m.get("value", {}).get("title") == "Seven" for m in changes):
+        response = feed(offset=offset, handle=handle, live="true")
+        assert b"added_by" not in response.content, response.text
+        changes += response.json()
+        offset = response.headers["Livedata-Offset"]
+    for m in changes:
+        if "op" in m:
+            assert set(m["value"]) <= {"id", "title", "author_id"}
+            assert set(m.get("old") or {}) <= {"id", "title", "author_id"}
+    for fields in ("added_by", "added_by_id", "title,added_by"):
+        asked = feed(offset="-1", fields=fields)
+        assert asked.status_code == 400 and asked.json()["field"] == "fields", fields

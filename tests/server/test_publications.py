@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from livedata.demo.bookstore.models import Author, Book
@@ -201,3 +203,28 @@ def test_a_client_subscribing_ten_thousand_times(roomy_server, janet):
     assert subscribe(other, "o", "AllBooks")[-1] == {"msg": "ready", "subs": ["o"]}
     flooder.close()
     other.close()
+
+
+def test_excluded_fields_never_reach_a_subscriber(ddp, janet, connect):
+    """Issue 19 (kept): Book excludes added_by: not in added documents, and a change of it
+    alone sends nothing."""
+    from django.contrib.auth.models import User
+
+    user = User.objects.create_user("adder")
+    book = Book.objects.create(title="Hot Six", author=janet, added_by=user)
+    c = ddp()
+    got = subscribe(c, "s", "AllBooks")
+    db = connect()
+    db.execute("UPDATE bookstore_book SET added_by_id = NULL WHERE id = %s", [book.pk])
+    db.execute("UPDATE bookstore_book SET added_by_id = %s, title = 'Seven' WHERE id = %s",
+               [user.pk, book.pk])  # fmt: skip
+    got += c.until(lambda m: m["msg"] == "changed")
+    assert all(
+        set(m.get("fields", {})) <= {"title", "author_id", "name", "email"}
+        and "added_by" not in json.dumps(m)
+        for m in got
+    ), got
+    assert [m for m in got if m["msg"] == "changed"] == [
+        {"msg": "changed", "collection": "bookstore.book", "id": str(book.pk),
+         "fields": {"title": "Seven"}}
+    ]  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.request
@@ -110,6 +111,53 @@ def test_error_mapping(client):
     assert client.recv() == {"msg": "pong"}
 
 
+INTERNAL = [
+    "add_book",  # the Python name of addBook
+    "_log_in",  # livedata.accounts.methods' helpers
+    "_resume_login",
+    "signup_allowed",
+    "livedata.accounts.methods._log_in",
+    "livedata.publish.methods.registry.register",
+    "django.contrib.auth.login",
+    "django.contrib.auth.models.User.objects.create_superuser",
+    "django.core.management.call_command",
+    "os.system",
+    "__init__",
+    "__class__",
+    "__contains__",
+    "register",
+    "names",
+    "test.echo.__globals__",
+    "constructor",
+    "__proto__",
+    "hasOwnProperty",
+    "/setUserId",
+    "",
+]
+
+
+def test_internal_methods_are_not_found(client):
+    """Issue 19 (kept): only registered methods can be called; a Python function's name,
+    a private helper of livedata or Django, or an attribute of the registry is 404."""
+    for i, name in enumerate(INTERNAL):
+        got = client.call(f"i{i}", name, "admin", {"password": "x"})
+        assert got == [
+            {
+                "msg": "result",
+                "id": f"i{i}",
+                "error": {
+                    "isClientSafe": True,
+                    "error": 404,
+                    "reason": f"Method '{name}' not found",
+                    "message": f"Method '{name}' not found [404]",
+                    "errorType": "Meteor.Error",
+                },
+            },
+            {"msg": "updated", "methods": [f"i{i}"]},
+        ], name
+    assert client.call("ok", "hello", "still")[-1]["result"] == "hello still"
+
+
 def test_async_methods_and_in_order_processing(client):
     client.send({"msg": "method", "id": "slow", "method": "test.sleep", "params": [0.3]})
     client.send({"msg": "method", "id": "fast", "method": "test.echo", "params": [1]})
@@ -137,6 +185,39 @@ def test_protocol_errors_keep_the_connection(client):
     assert client.recv()["error"]["reason"] == "Subscription 'nope' not found"
     client.send({"msg": "ping"})
     assert client.recv() == {"msg": "pong"}
+
+
+def test_nan_and_infinity_in_method_arguments(server, client):
+    """Issue 19 (kept): $InfNaN arguments reach the method and come back encoded; the
+    NaN/Infinity tokens JSON lacks are a "Bad request" in strict JSON; others are served."""
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"{token} sent to the client")
+
+    def recv_strict() -> dict:
+        return json.loads(client.ws.recv(timeout=10), parse_constant=refuse)
+
+    args = [{"$InfNaN": 0}, {"$InfNaN": 1}, {"$InfNaN": -1}]
+    client.send({"msg": "method", "id": "e", "method": "test.echo", "params": args})
+    replies = [recv_strict(), recv_strict()]
+    [result] = [m for m in replies if m["msg"] == "result"]
+    assert result["result"]["args"] == args
+    client.send('{"msg":"method","id":"n","method":"test.echo","params":[NaN,-Infinity]}')
+    assert recv_strict() == {"msg": "error", "reason": "Bad request"}
+    client.send('{"msg":"ping","id":"p","x":1e999}')  # Infinity, as JSON.parse reads it
+    assert recv_strict() == {"msg": "pong", "id": "p"}
+    client.send('{"msg":"nope","x":1e999}')
+    assert recv_strict() == {
+        "msg": "error",
+        "reason": "Bad request",
+        "offendingMessage": {"msg": "nope", "x": None},
+    }
+    other = Client(server)
+    other.recv()
+    other.send(CONNECT)
+    assert other.recv()["msg"] == "connected"
+    assert other.call("h", "hello")[-1] == {"msg": "result", "id": "h", "result": "hello world"}
+    other.close()
 
 
 def test_server_heartbeat_pings_then_closes_a_silent_client(fast_heartbeat_server):
@@ -235,3 +316,77 @@ def test_malformed_messages_get_meteors_error_and_keep_the_connection(client):
     assert result["result"]["args"] == ["x\ud800"]
     client.send({"msg": "ping", "id": "after"})
     assert client.recv() == {"msg": "pong", "id": "after"}
+
+
+STORM = 2000  # concurrent sockets: a few seconds on two shared cores
+
+
+async def _storm_connection(server: str, opened: asyncio.Event) -> str:
+    """One storm socket from 127.0.0.1: 'connected', or how the server refused it."""
+    from websockets.asyncio.client import connect as aconnect
+
+    try:
+        async with aconnect(
+            f"ws://{server}/websocket", open_timeout=60, close_timeout=1, max_queue=4
+        ) as ws:
+            await opened.wait()  # hold the socket open until the other client is served
+            await ws.send(json.dumps(CONNECT))
+            while True:
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                if reply.get("msg") == "connected":
+                    return "connected"
+    except InvalidStatus as refused:
+        return f"HTTP {refused.response.status_code}"
+    except ConnectionClosed as closed:
+        if closed.rcvd is None:
+            raise  # dropped without a close frame: not an answer
+        return f"close {closed.rcvd.code}"
+
+
+async def _served_client(server: str) -> tuple[float, float]:
+    """A client from 127.0.0.2 during the storm: seconds to ``connected``, to a result."""
+    from websockets.asyncio.client import connect as aconnect
+
+    started = time.monotonic()
+    async with aconnect(
+        f"ws://{server}/websocket", open_timeout=30, local_addr=("127.0.0.2", 0)
+    ) as ws:
+        assert ws.local_address[0] == "127.0.0.2"
+        assert json.loads(await ws.recv()) == {"server_id": "0"}
+        await ws.send(json.dumps(CONNECT))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 30))["msg"] == "connected"
+        connected = time.monotonic() - started
+        await ws.send(json.dumps({"msg": "method", "id": "m", "method": "hello", "params": []}))
+        while True:
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            if reply["msg"] == "result":
+                assert reply == {"msg": "result", "id": "m", "result": "hello world"}
+                return connected, time.monotonic() - started
+
+
+def test_a_connection_storm_from_one_address_does_not_starve_another(server):
+    """Issue 19 (kept): 2000 connections opened at once from one address; others served.
+
+    The storm may be refused (an HTTP status or a close code: a per-address cap) or
+    served; either way a client from another address connects and gets a method result
+    within seconds, and the server stays up.
+    """
+
+    async def run() -> tuple[list[str], tuple[float, float]]:
+        opened = asyncio.Event()
+        storm = [asyncio.create_task(_storm_connection(server, opened)) for _ in range(STORM)]
+        await asyncio.sleep(0)  # every storm socket is connecting before the other client
+        try:
+            served = await _served_client(server)
+        finally:
+            opened.set()
+        return await asyncio.gather(*storm), served
+
+    outcomes, (connected, answered) = asyncio.run(run())
+    counts = {o: outcomes.count(o) for o in set(outcomes)}
+    print(f"storm outcomes: {counts}; other client connected in {connected:.2f} s")
+    assert all(o == "connected" or o.startswith(("HTTP 4", "HTTP 5", "close ")) for o in outcomes)
+    assert answered < 10.0, counts  # a fault bound: ~2 s here; served after the storm is 20 s+
+    after = Client(server)  # the server survived the storm and still serves
+    assert after.recv() == {"server_id": "0"}
+    after.close()

@@ -83,6 +83,8 @@ def test_only_the_callers_subscriptions(api: Api, client: Client) -> None:
     assert them.get().json() == {"subscriptions": []}
     assert them.get("books").status_code == 404
     assert them.delete("books").status_code == 404
+    assert them.get("books/position").status_code == 404
+    assert them.put("books/position", {"from": "start"}).status_code == 404
     assert them.put("books", BOOKS).status_code == 201  # their own, same name
     assert Subscription.objects.count() == 2
 
@@ -211,6 +213,11 @@ def test_malformed_huge_and_unauthenticated(api: Api, client: Client) -> None:
     huge = api.put("books", {**BOOKS, "filter": {"title__in": ["x" * 1000] * 100}})
     assert huge.status_code == 413
     assert api.put("books", [1, 2]).status_code == 400
+    # NaN is not JSON (PostgreSQL's jsonb refused the stored filter: a 500); 1e400 is inf
+    for value in ("NaN", "Infinity", "1e400", "[-Infinity]"):
+        body = json.dumps({**BOOKS, "filter": {"title": "x"}}).replace('"x"', value)
+        odd = api.put("books", body.encode())
+        assert odd.status_code == 400 and "malformed JSON" in odd.json()["message"], value
     assert api.put("bad name!", BOOKS).json()["field"] == "name"
     anonymous = client.put(URL + "books", json.dumps(BOOKS), content_type="application/json")
     assert anonymous.status_code == 401
@@ -305,3 +312,40 @@ def test_replace_reenables_a_disabled_subscription(api: Api) -> None:
     assert again["disabled_reason"] is None
     paused = api.put("books", {**BOOKS, "active": False}).json()
     assert paused["state"] == "disabled"
+
+
+def test_sql_in_filter_values_and_keys_is_never_executed(api: Api, connect: Any) -> None:
+    """Issue 19 (kept): a filter value is stored and matched as data; a key that is not a
+    lookup on a filterable column is a 400 and nothing is stored."""
+    from datetime import UTC, datetime
+
+    from livedata.capture.log import ChangeRow
+    from livedata.webhooks.selection import Selection
+
+    injected = "x' OR '1'='1"
+    drop = "'; DROP TABLE bookstore_book; --"
+    ok = api.put("books", {**BOOKS, "filter": {"title__in": [injected, drop]}})
+    assert ok.status_code == 201, ok.json()
+    assert api.get("books").json()["filter"] == {"title__in": [injected, drop]}
+    assert connect().execute("SELECT count(*) FROM bookstore_book").fetchone()[0] == 0  # intact
+
+    selection = Selection(["bookstore.book"], filter=Subscription.objects.get().filter)
+
+    def row(title: str) -> ChangeRow:
+        new = {"id": 1, "title": title, "author_id": 1}
+        at = datetime.now(UTC)
+        return ChangeRow(1, 1, "bookstore.book", "bookstore_book", "insert", "1", None, new,
+                         None, None, at)  # fmt: skip
+
+    assert selection.select(row(injected)) is not None and selection.select(row(drop)) is not None
+    assert selection.select(row("x")) is None and selection.select(row("1")) is None
+
+    for key in (
+        "title; DROP TABLE bookstore_book; --",
+        "title__exact') OR 1=1 --",
+        "title' OR '1'='1",
+        "1=1) OR (title",
+    ):
+        response = api.put("bad", {**BOOKS, "filter": {key: "x"}})
+        assert response.status_code == 400 and response.json()["field"] == "filter", key
+    assert Subscription.objects.count() == 1

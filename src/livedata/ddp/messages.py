@@ -1,9 +1,10 @@
 """Client frames in, server messages out, with Meteor's parsing and serialising rules.
 
-Parsing (``parse``) mirrors Meteor's parseDDP: invalid JSON or a JSON scalar is a "Bad
-request" with no offending message; an object or array without ``msg`` is a "Bad
-request" that quotes it; EJSON in ``params``/``fields``/``result`` that cannot be decoded
-is a "Parse error". Only those three keys are EJSON-decoded.
+Parsing (``parse``) mirrors Meteor's parseDDP: invalid JSON (including the ``NaN`` and
+``Infinity`` tokens Python would accept and JavaScript's JSON.parse refuses) or a JSON
+scalar is a "Bad request" with no offending message; an object or array without ``msg``
+is a "Bad request" that quotes it; EJSON in ``params``/``fields``/``result`` that cannot
+be decoded is a "Parse error". Only those three keys are EJSON-decoded.
 
 Serialising (``serialize``) mirrors stringifyDDP: ``fields``/``params``/``result`` are
 EJSON-encoded, fields set to ``UNDEFINED`` become ``cleared``, an empty ``fields`` is
@@ -11,11 +12,14 @@ dropped, and keys whose value is ``UNDEFINED`` vanish (e.g. a result with no val
 Lone surrogates (a client may send ``"\\ud800"``, which JSON allows and Python decodes to
 a string UTF-8 cannot carry) are written as ``\\uXXXX`` escapes, as JavaScript's
 ``JSON.stringify`` does: the frame stays valid UTF-8 and the client gets its string back.
+Every frame is strict JSON: a non-finite number outside those keys (``1e400`` quoted in
+an ``offendingMessage``) is sent as ``null``, as JavaScript's JSON.stringify does.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -54,10 +58,14 @@ class BadFrame:
     offending: Any = UNDEFINED
 
 
+def _not_json(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON")
+
+
 def parse(text: str | bytes) -> dict[str, Any] | BadFrame:
     """A client message (a dict with a truthy ``msg``), or why it is not one."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_not_json)
     except (ValueError, RecursionError):
         return BadFrame("Bad request")
     if not isinstance(value, dict | list):
@@ -95,10 +103,26 @@ def serialize(message: dict[str, Any]) -> str:
             out[key] = ejson.to_json_value(value)
         else:
             out[key] = value
-    text = json.dumps(out, separators=(",", ":"), ensure_ascii=False, default=_plain)
+    try:
+        text = json.dumps(
+            out, separators=(",", ":"), ensure_ascii=False, default=_plain, allow_nan=False
+        )
+    except ValueError:  # a non-finite float outside the EJSON keys (rare: scan only then)
+        text = json.dumps(_finite(out), separators=(",", ":"), ensure_ascii=False, default=_plain)
     if text.isascii():  # the common case, checked in C: no scan for surrogates
         return text
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None (JSON.stringify's null), recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _plain(value: Any) -> Any:

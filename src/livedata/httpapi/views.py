@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -115,7 +116,8 @@ def _error_response(request: Any, exc: Exception) -> HttpResponse:
 
 
 def read_json(request: Any) -> Any:
-    """The request body parsed as JSON; 413 past ``HTTP_API_MAX_BODY_BYTES``, 400 if bad."""
+    """The request body parsed as strict JSON (no NaN or infinite numbers); 413 past
+    ``HTTP_API_MAX_BODY_BYTES``, 400 if bad."""
     limit = livedata_settings().HTTP_API_MAX_BODY_BYTES
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -132,6 +134,19 @@ def read_json(request: Any) -> Any:
     if not body:
         raise ApiError(400, "request body is empty: send a JSON object")
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_not_json, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
+
+
+def _not_json(token: str) -> Any:
+    """``NaN``/``Infinity`` are not JSON (Python accepts them; PostgreSQL's jsonb does not,
+    so a stored filter holding one was a 500)."""
+    raise ValueError(f"{token} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400
+        raise ValueError(f"number {text} out of range")
+    return value

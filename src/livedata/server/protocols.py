@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -79,6 +80,31 @@ class Connections:
 connections = Connections()
 
 
+class _Refusals:
+    """Refused connections counted per address, logged at most once per ``EVERY`` s: a
+    flood must not turn into a flood of log lines (a log pipe that fills blocks us)."""
+
+    EVERY = 10
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[float, int]] = {}  # address: (last logged, since)
+
+    def note(self, address: str) -> int:
+        """Count one refusal; how many to log now (0: not yet)."""
+        now = time.monotonic()
+        logged, since = self._seen.get(address, (now - self.EVERY, 0))
+        if now - logged >= self.EVERY:
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            self._seen[address] = (now, 0)
+            return since + 1
+        self._seen[address] = (logged, since + 1)
+        return 0
+
+
+_refusals = _Refusals()
+
+
 def _answer(status: bytes, text: str, extra: bytes = b"") -> bytes:
     body = text.encode()
     return (
@@ -114,11 +140,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         address = self.client[0] if self.client else ""
         count = connections.open(transport, address)
         if limits.max_per_address and count > limits.max_per_address:
-            logger.warning(
-                "livedata: refused a connection from %s: over %d open from that address",
-                address,
-                limits.max_per_address,
-            )
+            refused = _refusals.note(address)
+            if refused:
+                logger.warning(
+                    "livedata: refused %d connection(s) from %s: over %d open from that "
+                    "address (one line per address per %d s)",
+                    refused,
+                    address,
+                    limits.max_per_address,
+                    _Refusals.EVERY,
+                )
             text = f"Too many connections from your address (limit {limits.max_per_address})."
             transport.write(_answer(b"503 Service Unavailable", text, b"retry-after: 5\r\n"))
             transport.close()
