@@ -35,7 +35,7 @@ import multiprocessing
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ class PhaseResult:
     achieved_rate: float
     max_behind_schedule_ms: float
     latency_ms: dict[str, float]
+    samples_ms: list[float] = field(default_factory=list, repr=False)  # sorted
 
     @property
     def ok(self) -> bool:
@@ -195,6 +196,7 @@ async def run_phase(
         duplicates=sum(len(times) - 1 for times in received.values()),
         achieved_rate=len(commits) / (last_commit - start),
         max_behind_schedule_ms=max(c - s for _, s, c in commits) * 1000,
+        samples_ms=latencies,
         latency_ms={
             "min": latencies[0],
             "p50": percentile(latencies, 50),
@@ -293,7 +295,7 @@ def main() -> None:
     payload = {
         "server": info,
         "params": {"seconds_per_rate": seconds, "poll_interval_s": poll},
-        "phases": [{**asdict(r), "pass": r.ok} for r in results],
+        "phases": [{**asdict(r), "samples_ms": None, "pass": r.ok} for r in results],
     }
     RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"\nWrote {RESULTS}")

@@ -4,13 +4,15 @@ Side by side in one run, on the listener of this process (``Listener`` + one fol
 
 1. **Commit → consumer latency** at 100 and 1000 commits/s (one row per commit, writer
    processes on a fixed schedule, as ``listener_latency.py``), in three conditions,
-   interleaved per rate so that the machine's state is shared:
+   rotated in rounds per rate, samples pooled per condition, so that the machine's state
+   is shared:
    - ``none``: no other transaction open;
    - ``one long``: one unrelated transaction (it holds an xid) open for the whole phase;
    - ``N idle``: N sessions idle in transaction (each wrote a row of another table), N =
      100 or as many as ``max_connections`` leaves room for (PostgreSQL's default of 100
      leaves room for about 82; 100 needs ``max_connections`` of 115 or more).
-   Reported: p50/p99/max, the ratio of p99 to ``none``'s (goal: within 1.2x), the
+   Reported: p50/p99/max, the ratio of p99 to ``none``'s (goal: within 1.2x) pooled and
+   as the median of the rounds' ratios (each round runs every condition back to back), the
    listener's reads and this process's CPU per commit (listener, follower, collector).
 2. **Cost of one read** (an empty read at the head: what every wake-up pays) with 0, 1 and
    N transactions in flight: mean ms over 500 reads, and the buffers and rows that
@@ -37,7 +39,7 @@ from typing import Any
 import psycopg
 
 from benchlib import print_server, server_info, setup
-from listener_latency import MODEL, Collector, ensure_history, run_phase
+from listener_latency import MODEL, Collector, ensure_history, percentile, run_phase
 
 RESULTS = Path(__file__).resolve().parent / "results" / "read_path.json"
 WANTED_IDLE = 100
@@ -72,32 +74,64 @@ def idle_sessions(params: dict[str, Any]) -> int:
 
 
 async def latencies(
-    params: dict[str, Any], idle: int, seconds: float, listener: Any, collector: Collector
+    params: dict[str, Any],
+    idle: int,
+    seconds: float,
+    rounds: int,
+    listener: Any,
+    collector: Collector,
 ) -> list[dict[str, Any]]:
+    """Each rate's conditions in ``rounds`` rotations of ``seconds / rounds`` each, their
+    samples pooled: a p99 is the 1% worst of thousands of commits, and a few slow fsyncs
+    in one phase moved it 2x between runs when each condition ran once in a block."""
     out = []
+    conditions = (("none", 0), ("one long", 1), (f"{idle} idle", idle))
     for rate, writers in ((100, 1), (1000, 2)):
-        for name, n in (("none", 0), ("one long", 1), (f"{idle} idle", idle)):
-            with Open(params, n):
-                await asyncio.sleep(0.2)
-                reads, cpu = listener.reads, time.process_time()
-                r = await run_phase(params, collector, rate, seconds, writers)
-                cpu = time.process_time() - cpu
-                reads = listener.reads - reads
+        pooled: dict[str, dict[str, Any]] = {
+            name: {
+                "open": n,
+                "samples": [],
+                "committed": 0,
+                "delivered": 0,
+                "missing": 0,
+                "duplicates": 0,
+                "behind_ms": 0.0,
+                "reads": 0,
+                "cpu": 0.0,
+                "elapsed": 0.0,
+                "p99_rounds": [],
+            }
+            for name, n in conditions
+        }
+        for _ in range(rounds):
+            for name, n in conditions:
+                with Open(params, n):
+                    await asyncio.sleep(0.2)
+                    reads, cpu = listener.reads, time.process_time()
+                    r = await run_phase(params, collector, rate, seconds / rounds, writers)
+                    p = pooled[name]
+                    p["cpu"] += time.process_time() - cpu
+                    p["reads"] += listener.reads - reads
+                p["samples"] += r.samples_ms
+                p["p99_rounds"].append(r.latency_ms["p99"])
+                p["elapsed"] += r.committed / r.achieved_rate
+                p["behind_ms"] = max(p["behind_ms"], r.max_behind_schedule_ms)
+                for key in ("committed", "delivered", "missing", "duplicates"):
+                    p[key] += getattr(r, key)
+        for name, p in pooled.items():
+            samples = sorted(p.pop("samples"))
+            cpu, elapsed = p.pop("cpu"), p.pop("elapsed")
             out.append(
                 {
                     "rate": rate,
                     "condition": name,
-                    "open": n,
-                    "committed": r.committed,
-                    "delivered": r.delivered,
-                    "missing": r.missing,
-                    "duplicates": r.duplicates,
-                    "achieved_rate": r.achieved_rate,
-                    "behind_ms": r.max_behind_schedule_ms,
-                    "reads": reads,
+                    **p,
+                    "achieved_rate": p["committed"] / elapsed,
                     # this process: the listener, its follower and the collector
-                    "listener_cpu_us_per_commit": cpu / max(r.committed, 1) * 1e6,
-                    **{k: r.latency_ms[k] for k in ("p50", "p99", "max")},
+                    "listener_cpu_us_per_commit": cpu / max(p["committed"], 1) * 1e6,
+                    "p50": percentile(samples, 50),
+                    "p99": percentile(samples, 99),
+                    "max": samples[-1],
                 }
             )
     return out
@@ -169,7 +203,7 @@ async def reads_per_commit(params: dict[str, Any], listener: Any, collector: Col
     return (listener.reads - before) / (commits + 1)
 
 
-async def bench(params: dict[str, Any], idle: int, seconds: float) -> dict[str, Any]:
+async def bench(params: dict[str, Any], idle: int, seconds: float, rounds: int) -> dict[str, Any]:
     from livedata.capture.listener import Listener
 
     collector = Collector()
@@ -179,7 +213,7 @@ async def bench(params: dict[str, Any], idle: int, seconds: float) -> dict[str, 
     task = asyncio.create_task(listener.run())
     try:
         await asyncio.wait_for(listener.connected.wait(), timeout=30)
-        lat = await latencies(params, idle, seconds, listener, collector)
+        lat = await latencies(params, idle, seconds, rounds, listener, collector)
         per_commit = await reads_per_commit(params, listener, collector)
     finally:
         listener.stop()
@@ -189,32 +223,43 @@ async def bench(params: dict[str, Any], idle: int, seconds: float) -> dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1.5 s per phase instead of 5 s")
+    parser.add_argument("--quick", action="store_true", help="1.5 s per condition, in 1 round")
+    parser.add_argument("--rounds", type=int, default=5, help="rotations of the conditions")
     args = parser.parse_args()
-    seconds = 1.5 if args.quick else 5.0
+    seconds, rounds = (1.5, 1) if args.quick else (10.0, args.rounds)
     params = setup()
     ensure_history(params)
     info = server_info(params)
     print_server(info)
     idle = idle_sessions(params)
-    print(f"Runs: {seconds:g} s per phase, one row per commit; {idle} idle sessions\n")
+    print(
+        f"Runs: {seconds:g} s per condition in {rounds} rotation(s), one row per commit; "
+        f"{idle} idle sessions\n"
+    )
 
-    result = asyncio.run(bench(params, idle, seconds))
+    result = asyncio.run(bench(params, idle, seconds, rounds))
     cost = read_cost(params, idle)
 
     base = {r["rate"]: r for r in result["latency"] if r["condition"] == "none"}
     print(
         f"{'rate/s':>6} {'condition':<10} {'achieved/s':>10} {'behind ms':>9} {'delivered':>11} "
-        f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'p99 vs none':>11} {'reads':>6} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'p99 vs none':>11} {'per round':>9} "
+        f"{'reads':>6} "
         f"{'cpu us/commit':>13}"
     )
     for r in result["latency"]:
         r["p99_ratio"] = r["p99"] / base[r["rate"]]["p99"]
+        # the same ratio round by round (each round runs every condition side by side)
+        ratios = sorted(
+            a / b for a, b in zip(r["p99_rounds"], base[r["rate"]]["p99_rounds"], strict=True)
+        )
+        r["p99_ratio_median_round"] = ratios[len(ratios) // 2]
         ok = "ok" if not r["missing"] and not r["duplicates"] else "LOSS/DUP"
         print(
             f"{r['rate']:>6} {r['condition']:<10} {r['achieved_rate']:>10.1f} "
             f"{r['behind_ms']:>9.1f} {r['delivered']:>5}/{r['committed']:<5} "
             f"{r['p50']:>7.2f} {r['p99']:>7.2f} {r['max']:>7.2f} {r['p99_ratio']:>10.2f}x "
+            f"{r['p99_ratio_median_round']:>8.2f}x "
             f"{r['reads']:>6} {r['listener_cpu_us_per_commit']:>13.0f} {ok}"
         )
     print(f"\n{'in flight':>9} {'position chars':>14} {'ms/read':>8} {'rows':>5} {'buffers':>7}")
@@ -226,7 +271,14 @@ def main() -> None:
     print(f"\nreads per isolated commit: {result['reads_per_commit']:.2f}")
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"server": info, "seconds": seconds, "idle": idle, **result, "read_cost": cost}
+    payload = {
+        "server": info,
+        "seconds": seconds,
+        "rounds": rounds,
+        "idle": idle,
+        **result,
+        "read_cost": cost,
+    }
     RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"\nWrote {RESULTS}")
 
