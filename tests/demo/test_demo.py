@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import subprocess
+import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from livedata.demo.bookstore.models import Author, Book
 from tests.conftest import spawn_livedata
@@ -38,9 +44,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def demo_allowed_hosts() -> list[str]:
+    """The demo settings' ALLOWED_HOSTS (imported in a child: this process has settings)."""
+    code = "import livedata.demo.settings as s, json; print(json.dumps(s.ALLOWED_HOSTS))"
+    env = {k: v for k, v in os.environ.items() if k != "LIVEDATA_ALLOWED_HOSTS"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+def test_the_demo_serves_only_its_own_names():
+    assert demo_allowed_hosts() == ["localhost", "127.0.0.1", "[::1]"]
+
+
 def test_serves_the_site_over_http():
     port = free_port()
-    proc = spawn_livedata("demo", "--port", str(port), "--no-input", stderr=subprocess.STDOUT)
+    proc = spawn_livedata(
+        "demo",
+        "--port",
+        str(port),
+        "--no-input",
+        stderr=subprocess.STDOUT,
+        LIVEDATA_TEST_ALLOWED_HOSTS=json.dumps(demo_allowed_hosts()),
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -54,6 +81,22 @@ def test_serves_the_site_over_http():
         assert "Janet Evanovich" in body and "One for the Money" in body
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=5) as page:
             assert page.status == 200
+        # DNS rebinding (with the demo's ALLOWED_HOSTS): a page of evil.example resolved to
+        # this machine is refused, over HTTP and over the WebSocket its origin would allow
+        rebound = urllib.request.Request(
+            f"http://127.0.0.1:{port}/", headers={"Host": f"evil.example:{port}"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(rebound, timeout=5)
+        assert refused.value.code == 400
+        with pytest.raises(InvalidStatus) as ws_refused:
+            ws_connect(
+                f"ws://evil.example:{port}/websocket",
+                sock=socket.create_connection(("127.0.0.1", port), timeout=10),
+                origin=f"http://evil.example:{port}",
+                open_timeout=10,
+            )
+        assert ws_refused.value.response.status_code in (400, 403)
     finally:
         proc.terminate()
         out = proc.communicate(timeout=20)[0]

@@ -10,7 +10,14 @@ from livedata.dbconfig import database_config
 DEBUG = os.environ.get("LIVEDATA_DEBUG", "1") == "1"
 # The demo is a local example: this key is public. Real projects set their own secret.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "livedata-demo-not-secret")
-ALLOWED_HOSTS = ["*"]
+# Only the names the demo is reached by: with "*", a page of any site whose name resolves
+# to this machine (DNS rebinding) would be same-origin with the demo. `livedata demo`
+# adds its --host; LIVEDATA_ALLOWED_HOSTS (comma-separated) for other names.
+ALLOWED_HOSTS = [
+    h.strip()
+    for h in os.environ.get("LIVEDATA_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+    if h.strip()
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -52,6 +52,13 @@ class Command(BaseCommand):
 
         from livedata.management.commands.serve import serve
 
+        if host in ("0.0.0.0", "::"):
+            self.stdout.write(
+                f"  other names   only {', '.join(settings.ALLOWED_HOSTS)} are served: set "
+                "LIVEDATA_ALLOWED_HOSTS=name,... to reach the demo by another name\n"
+            )
+        elif host not in settings.ALLOWED_HOSTS:
+            settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, host]
         if "LIVEDATA_SITE_URL" not in os.environ:  # reset links point where the demo serves
             settings.LIVEDATA = {
                 **(getattr(settings, "LIVEDATA", None) or {}),
