@@ -111,6 +111,23 @@ def livedata_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def private_database(pg: Any, dbname: str, **extra: str) -> dict[str, str]:
+    """Migrate ``dbname`` on a throwaway embedded PostgreSQL (``pg``, which a test may
+    stop and start); returns the environment for livedata child processes using it.
+    ``extra`` adds variables (``LIVEDATA_SETTINGS``, ``LIVEDATA_TEST_OVERRIDES``...)."""
+    ignored = ("DATABASE_URL", "LIVEDATA_TEST_OVERRIDES", "LIVEDATA_SETTINGS")
+    env = {k: v for k, v in os.environ.items() if k not in ignored}
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        PYTHONPATH=CHILD_PYTHONPATH,
+        LIVEDATA_PGDATA=str(pg.data_dir),
+        LIVEDATA_DB_NAME=dbname,
+        **extra,
+    )
+    subprocess.run(livedata_cmd("migrate", "-v0"), env=env, check=True, cwd=ROOT, timeout=120)
+    return env
+
+
 def livedata_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "livedata", *args]
 

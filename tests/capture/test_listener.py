@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 from livedata.capture import log
 from livedata.capture.listener import Listener
 from livedata.capture.log import Batch, ChangeRow, MissingLogTable
-from tests.conftest import CHILD_PYTHONPATH, ROOT, livedata_cmd
+from tests.conftest import private_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -168,14 +167,7 @@ def test_survives_a_real_database_restart(tmp_path, caplog):
 
     server = ensure_server(tmp_path / "pgdata")
     dbname = "restart_test"
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": CHILD_PYTHONPATH,
-        "LIVEDATA_PGDATA": str(server.data_dir),
-        "LIVEDATA_DB_NAME": dbname,
-    }
-    subprocess.run(livedata_cmd("migrate", "-v0"), env=env, check=True, cwd=ROOT, timeout=120)
+    private_database(server, dbname)
     params = {"host": server.socket_dir, "dbname": dbname, "user": "postgres"}
     committed: list[str] = []
 

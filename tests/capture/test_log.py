@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from livedata.capture import log
 from livedata.capture.log import Position, PositionError, PositionExpired, Snapshot
-from tests.conftest import settle
+from tests.conftest import private_database, settle
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -120,13 +120,10 @@ def twophase(connect, db_params, tmp_path) -> Iterator[Callable[[], Any]]:
     if int(connect().execute("SHOW max_prepared_transactions").fetchone()[0]) > 0:
         yield connect
         return
-    import os
-    import subprocess
 
     import psycopg
 
     from livedata.embedded.server import ensure_server
-    from tests.conftest import CHILD_PYTHONPATH, ROOT, livedata_cmd
 
     server = ensure_server(tmp_path / "pgdata")
     try:
@@ -134,14 +131,7 @@ def twophase(connect, db_params, tmp_path) -> Iterator[Callable[[], Any]]:
             admin.execute("ALTER SYSTEM SET max_prepared_transactions = 4")
         server.stop()
         server.start()
-        env = {
-            **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "PYTHONPATH": CHILD_PYTHONPATH,
-            "LIVEDATA_PGDATA": str(server.data_dir),
-            "LIVEDATA_DB_NAME": "twophase",
-        }
-        subprocess.run(livedata_cmd("migrate", "-v0"), env=env, check=True, cwd=ROOT, timeout=120)
+        private_database(server, "twophase")
         opened: list[Any] = []
 
         def _connect(autocommit: bool = True) -> Any:

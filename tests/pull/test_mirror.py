@@ -5,7 +5,6 @@ mid-stream) and a restart of PostgreSQL."""
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import threading
@@ -15,7 +14,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from tests.conftest import CHILD_PYTHONPATH, ROOT, livedata_cmd, spawn_livedata
+from tests.conftest import ROOT, livedata_cmd, private_database, spawn_livedata
 from tests.server.conftest import free_port, stop, wait_listening
 
 SOURCE = "SELECT id, title, author_id FROM bookstore_book ORDER BY id"
@@ -206,15 +205,7 @@ def test_mirror_survives_a_postgresql_restart(tmp_path):
     from livedata.embedded.server import ensure_server
 
     pg = ensure_server(tmp_path / "pgdata")
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)},
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": CHILD_PYTHONPATH,
-        "LIVEDATA_PGDATA": str(pg.data_dir),
-        "LIVEDATA_DB_NAME": "restart_pull",
-        "LIVEDATA_TEST_OVERRIDES": "1",
-    }
-    subprocess.run(livedata_cmd("migrate", "-v0"), env=env, check=True, cwd=ROOT, timeout=120)
+    env = private_database(pg, "restart_pull", LIVEDATA_TEST_OVERRIDES="1")
     params = {"host": pg.socket_dir, "dbname": "restart_pull", "user": "postgres"}
     db = psycopg.connect(**params, autocommit=True)
     authors = _seed(db, 500)

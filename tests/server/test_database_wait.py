@@ -8,14 +8,13 @@ started again (never the machine's shared server)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 
 import psycopg
 import pytest
 
-from tests.conftest import CHILD_PYTHONPATH, ROOT, livedata_cmd
+from tests.conftest import ROOT, livedata_cmd, private_database
 from tests.server.conftest import free_port, wait_listening
 from tests.server.test_websocket import CONNECT, Client
 
@@ -61,19 +60,9 @@ def outage(tmp_path):
     from livedata.embedded.server import ensure_server
 
     pg = ensure_server(tmp_path / "pgdata")
-    env = {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("DATABASE_URL", "LIVEDATA_TEST_OVERRIDES")
-        },
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": CHILD_PYTHONPATH,
-        "LIVEDATA_PGDATA": str(pg.data_dir),
-        "LIVEDATA_DB_NAME": "database_wait",
-        "LIVEDATA_SETTINGS": json.dumps({"DATABASE_WAIT": WAIT}),
-    }
-    subprocess.run(livedata_cmd("migrate", "-v0"), env=env, check=True, cwd=ROOT, timeout=120)
+    env = private_database(
+        pg, "database_wait", LIVEDATA_SETTINGS=json.dumps({"DATABASE_WAIT": WAIT})
+    )
     with psycopg.connect(host=pg.socket_dir, dbname="database_wait", user="postgres") as db:
         db.execute("INSERT INTO bookstore_author (name, email) VALUES ('J', 'j@example.com')")
         db.execute(

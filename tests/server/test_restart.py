@@ -3,13 +3,12 @@ database's state (changes made while the listener reconnects are not lost)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 
 import psycopg
 
-from tests.conftest import CHILD_PYTHONPATH, ROOT, livedata_cmd
+from tests.conftest import ROOT, livedata_cmd, private_database
 from tests.server.conftest import free_port, stop, wait_listening
 from tests.server.test_websocket import CONNECT, Client
 
@@ -18,18 +17,7 @@ def test_clients_converge_to_the_database_after_a_restart(tmp_path):
     from livedata.embedded.server import ensure_server
 
     server = ensure_server(tmp_path / "pgdata")
-    env = {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("DATABASE_URL", "LIVEDATA_TEST_OVERRIDES")
-        },
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": CHILD_PYTHONPATH,
-        "LIVEDATA_PGDATA": str(server.data_dir),
-        "LIVEDATA_DB_NAME": "restart_serve",
-    }
-    subprocess.run(livedata_cmd("migrate", "-v0"), env=env, check=True, cwd=ROOT, timeout=120)
+    env = private_database(server, "restart_serve")
     params = {"host": server.socket_dir, "dbname": "restart_serve", "user": "postgres"}
     db = psycopg.connect(**params, autocommit=True)
     author_id = db.execute(

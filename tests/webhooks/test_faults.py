@@ -4,7 +4,6 @@ work, PostgreSQL restarted under a worker."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
@@ -14,7 +13,7 @@ import psycopg
 import pytest
 
 from livedata.webhooks.models import Delivery
-from tests.conftest import CHILD_PYTHONPATH, ROOT, livedata_cmd
+from tests.conftest import ROOT, livedata_cmd, private_database
 from tests.webhooks.conftest import Receiver, subscribe
 from tests.webhooks.test_delivery import add_author, add_book, wait_until
 
@@ -158,19 +157,8 @@ def test_delivery_resumes_after_postgresql_restarts(tmp_path, receiver) -> None:
     from livedata.embedded.server import ensure_server
 
     server = ensure_server(tmp_path / "pgdata")
-    env = {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("DATABASE_URL", "LIVEDATA_TEST_OVERRIDES", "LIVEDATA_SETTINGS")
-        },
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": CHILD_PYTHONPATH,
-        "LIVEDATA_PGDATA": str(server.data_dir),
-        "LIVEDATA_DB_NAME": "restart_webhooks",
-    }
+    env = private_database(server, "restart_webhooks")
     run = {"env": env, "cwd": ROOT, "check": True, "timeout": 120}
-    subprocess.run(livedata_cmd("migrate", "-v0"), **run)
     setup = f"""
 from django.contrib.auth.models import Permission, User
 from livedata.capture import log
