@@ -19,10 +19,11 @@ from bench.asgi_bench_app import MESSAGE  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 from livedata.publish.methods import MethodRegistry  # noqa: E402
-from livedata.server.app import LivedataApp, Runtime  # noqa: E402
+from livedata.runtime import Runtime  # noqa: E402
+from livedata.server.app import LivedataApp  # noqa: E402
 
 methods = MethodRegistry()
-runtime = Runtime(methods=methods, listen=False)
+runtime = Runtime(listen=False)
 
 
 def broadcast(call, k: int) -> int:
@@ -43,7 +44,7 @@ methods.register(broadcast, name="bench.broadcast", atomic=False)
 app_loop: dict = {}
 sessions = runtime.sessions  # every connected session (heartbeats are on)
 
-_inner = LivedataApp(get_asgi_application(), runtime=runtime)
+_inner = LivedataApp(get_asgi_application(), runtime=runtime, methods=methods)
 
 
 async def app(scope, receive, send):

@@ -5,6 +5,24 @@ DDP live queries for Meteor clients, webhooks, the pull feed and the audit trail
 
 Data flows one way: commit → change log → listener → (live queries | webhooks | pull) → clients.
 
+Layers, lowest first; a package imports only its own modules and lower layers, and
+packages of one layer do not import each other (``tests/test_layers.py`` checks it, with
+imports inside functions and under ``TYPE_CHECKING`` counted):
+
+1. ``conf``, ``dbthreads``, ``memory``, ``ddp`` (pure: no sockets, database or asyncio),
+   ``dbconfig``, ``embedded``: they import nothing of livedata;
+2. ``dbwait`` (waiting out a database that went away);
+3. ``capture`` (triggers, the change log, the listener and its followers);
+4. ``runtime`` (the hub one process shares: listener, pools, services, ticker, fence);
+5. ``publish`` (Collection/Publication declarations, methods, the live-query engine,
+   which talks to subscribers through ``publish.subscriber.Subscriber``);
+6. ``accounts`` (declares Meteor's methods and publications with ``publish``);
+7. ``httpapi`` (what the HTTP APIs share: authentication, JSON errors);
+8. ``webhooks``, ``pull``;
+9. ``server`` (transports, sessions, the ASGI app: the composition root);
+10. Django's entry points (``admin``, ``checks``, ``models``, ``urls``, ``api``,
+    ``migrations``), then ``apps``, ``management``, ``cli`` and ``demo``, ``__main__``.
+
 The names below are imported lazily so that ``import livedata`` works before Django is set up.
 """
 

@@ -30,8 +30,10 @@ class LivedataConfig(AppConfig):
         if livedata_settings().ACCOUNTS:
             from livedata.accounts import methods, publications  # noqa: F401  (Meteor's)
 
-        from livedata.server.app import Runtime
+        from livedata.pull.live import runtime_service as pull_service
+        from livedata.runtime import Runtime
         from livedata.webhooks.worker import runtime_service
 
-        if runtime_service not in Runtime.service_factories:
-            Runtime.service_factories.append(runtime_service)  # webhook delivery in serve
+        for factory in (runtime_service, pull_service):  # webhook delivery, the pull feed
+            if factory not in Runtime.service_factories:
+                Runtime.service_factories.append(factory)

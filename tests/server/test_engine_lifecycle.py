@@ -9,7 +9,8 @@ import pytest
 
 from livedata.api import API
 from livedata.demo.bookstore.models import Author, Book
-from livedata.server.app import Runtime
+from livedata.runtime import Runtime
+from livedata.server.app import DDPService
 from livedata.server.session import Session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,7 +30,7 @@ class Pipe:
         self.closed = (code, reason)
 
 
-async def open_session(runtime: Runtime) -> tuple[Session, Pipe]:
+async def open_session(runtime: DDPService) -> tuple[Session, Pipe]:
     pipe = Pipe()
     session = Session(runtime, send=pipe.send, close=pipe.close)
     session.start()
@@ -51,7 +52,7 @@ def test_shared_observers_and_baseline_after_disconnect():
     assert "BooksByAuthorEmail" in API.publications
 
     async def main() -> None:
-        runtime = Runtime(listen=False)
+        runtime = DDPService(Runtime(listen=False))
         sessions = [await open_session(runtime) for _ in range(20)]
         for i, (session, _) in enumerate(sessions):
             for j in range(5):  # 5 subs each, 3 distinct parameter sets in all
@@ -69,8 +70,8 @@ def test_shared_observers_and_baseline_after_disconnect():
         engine = runtime.engine
         assert engine.observers == {} and engine.by_model == {}
         assert engine.by_key == {} and engine.all_by_model == {}
-        assert runtime.sessions == set()
-        await runtime.stop()
+        assert runtime.runtime.sessions == set()
+        await runtime.runtime.stop()
 
     asyncio.run(main())
 
@@ -84,7 +85,7 @@ def test_observers_are_per_user_only_when_the_publication_reads_the_user():
         Book.objects.create(title=f"By {user.username}", author=author, added_by=user)
 
     async def main() -> None:
-        runtime = Runtime(listen=False)
+        runtime = DDPService(Runtime(listen=False))
         sessions = [await open_session(runtime) for _ in users]
         for (session, _), user in zip(sessions, users, strict=True):
             await session.set_user(user)
@@ -104,6 +105,6 @@ def test_observers_are_per_user_only_when_the_publication_reads_the_user():
         for session, _ in sessions:
             await session.stop()
         assert runtime.engine.observers == {}
-        await runtime.stop()
+        await runtime.runtime.stop()
 
     asyncio.run(main())

@@ -1,26 +1,10 @@
-"""The Django session cookie of a browser, as a DDP login (same origin only)."""
+"""The Django session cookie of a browser, as a DDP login (same origin only: the server
+checks that with ``livedata.server.origin.cookie_login_origin`` first)."""
 
 from __future__ import annotations
 
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
-
-
-def same_origin(headers: dict[str, str], site: str) -> bool:
-    """The page that opened the connection is the site's own (``site``: scheme, host and
-    port), or the request is not from a browser page at all.
-
-    ``DDP_ALLOWED_ORIGINS`` lets other sites' pages connect, but never as the browser's
-    logged-in user: that would let any allowed site act for the user. A browser that says
-    the request is cross-site (``Sec-Fetch-Site``: a navigation or a script tag of another
-    site, which send no Origin) is not logged in either.
-    """
-    from livedata.server.origin import same_origin as is_same
-
-    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        return False
-    origin = headers.get("origin")
-    return origin is None or is_same(origin, site)
 
 
 def cookie_user(cookie_header: str) -> Any | None:

@@ -60,8 +60,8 @@ from livedata.publish.matching import (
 )
 
 if TYPE_CHECKING:
-    from livedata.server.app import Runtime
-    from livedata.server.session import Session
+    from livedata.publish.subscriber import Subscriber
+    from livedata.runtime import Runtime
 
 logger = logging.getLogger("livedata.publish")
 
@@ -246,7 +246,7 @@ class Observer:
 
     key: tuple[str, str, Any]
     queries: list[QueryObserver]
-    subscribers: dict[tuple[Session, str], None] = field(default_factory=dict)
+    subscribers: dict[tuple[Subscriber, str], None] = field(default_factory=dict)
     #: get_queries read self.user: the key holds the user's pk (None: anonymous)
     per_user: bool = False
 
@@ -303,7 +303,9 @@ class Engine:
 
     # --- subscriptions ------------------------------------------------------------------
 
-    async def subscribe(self, session: Session, sub_id: str, name: str, params: list[Any]) -> None:
+    async def subscribe(
+        self, session: Subscriber, sub_id: str, name: str, params: list[Any]
+    ) -> None:
         """Start (or join) the observer, send its documents, then ``ready``.
 
         The documents enter the session's mergebox under the lock (so changes applied
@@ -320,9 +322,9 @@ class Engine:
             self._attach(session, sub_id, observer)
             session.publish_added(sub_id, observer.documents())
         await session.stream()
-        session.conn.ready(sub_id)
+        session.ready(sub_id)
 
-    async def _observer_for(self, name: str, params: list[Any], session: Session) -> Observer:
+    async def _observer_for(self, name: str, params: list[Any], session: Subscriber) -> Observer:
         """The observer the session's subscription joins, started if need be (lock held).
 
         The limits on what one client holds are checked before any cost is paid: the
@@ -354,7 +356,7 @@ class Engine:
         self.holdings.admit_documents(session, observer)
         return observer
 
-    def _attach(self, session: Session, sub_id: str, observer: Observer) -> None:
+    def _attach(self, session: Subscriber, sub_id: str, observer: Observer) -> None:
         observer.subscribers[(session, sub_id)] = None
         self.holdings.attach(session, sub_id, observer)
 
@@ -373,7 +375,7 @@ class Engine:
         return Observer(key=key, queries=queries, per_user=per_user)
 
     async def rerun(
-        self, session: Session, subs: dict[str, tuple[str, list[Any]]], universal: Any
+        self, session: Subscriber, subs: dict[str, tuple[str, list[Any]]], universal: Any
     ) -> list[tuple[str, BaseException]]:
         """The session's user changed: re-run its subscriptions as ``session.user``.
 
@@ -404,20 +406,20 @@ class Engine:
             session.replace_view(box)
         return failed
 
-    async def unsubscribe(self, session: Session, sub_id: str) -> None:
+    async def unsubscribe(self, session: Subscriber, sub_id: str) -> None:
         async with self._lock:
             observer = self.holdings.detach(session, sub_id)
             if observer is not None:
                 observer.subscribers.pop((session, sub_id), None)
                 self._maybe_drop(observer)
 
-    async def drop_session(self, session: Session) -> None:
+    async def drop_session(self, session: Subscriber) -> None:
         """A connection went away: forget its subscriptions (memory back to baseline)."""
         async with self._lock:
             for observer in self._detach(session):
                 self._maybe_drop(observer)
 
-    def _detach(self, session: Session) -> list[Observer]:
+    def _detach(self, session: Subscriber) -> list[Observer]:
         """Remove the session's subscriptions from their observers; the ones it was in."""
         touched = self.holdings.detach_all(session)
         for observer in touched:

@@ -25,7 +25,7 @@ from livedata.ddp.ratelimit import RateLimiter, Rule
 if TYPE_CHECKING:
     from livedata.conf import LivedataSettings
     from livedata.publish.engine import Observer
-    from livedata.server.session import Session
+    from livedata.publish.subscriber import Subscriber
 
 
 def too_many(reason: str) -> DDPError:
@@ -42,18 +42,18 @@ class Holdings:
             for spec in settings.DDP_OBSERVER_RATE_LIMITS
         )
         #: session → sub id → the observer serving it
-        self.subs: dict[Session, dict[str, Observer]] = {}
+        self.subs: dict[Subscriber, dict[str, Observer]] = {}
         #: session / client address → observer → subscriptions of it held there
-        self.by_session: dict[Session, Counter[Observer]] = {}
+        self.by_session: dict[Subscriber, Counter[Observer]] = {}
         self.by_address: dict[str, Counter[Observer]] = {}
 
     # --- checks (before the cost is paid) -----------------------------------------------
 
-    def holds(self, session: Session, keys: list[Hashable]) -> bool:
+    def holds(self, session: Subscriber, keys: list[Hashable]) -> bool:
         """Whether the session already holds an observer with one of these keys."""
         return any(o.key in keys for o in self.by_session.get(session, ()))
 
-    def admit(self, session: Session, candidates: list[Hashable]) -> None:
+    def admit(self, session: Subscriber, candidates: list[Hashable]) -> None:
         """Raise too-many-requests unless the session may hold the observer with one of
         the keys ``candidates`` (it holds it already, or may hold one more)."""
         if self.holds(session, candidates):
@@ -74,19 +74,19 @@ class Holdings:
                     f"(limit {self.max_per_address})"
                 )
 
-    def admit_start(self, session: Session, name: str, now: float) -> None:
+    def admit_start(self, session: Subscriber, name: str, now: float) -> None:
         """Count an observer start against the rate limits (refused ones too)."""
         limited = self.starts.check(
             name,
             now,
-            connection=session.conn.session or str(id(session)),
+            connection=session.connection_id,
             client_address=session.client_address,
             user=None,
         )
         if limited is not None:
             raise limited
 
-    def admit_documents(self, session: Session, observer: Observer) -> None:
+    def admit_documents(self, session: Subscriber, observer: Observer) -> None:
         """Raise too-many-requests when this subscription would take the documents the
         session's subscriptions hold past the cap (counted per subscription: each one is
         a provider in the connection's mergebox)."""
@@ -99,13 +99,13 @@ class Holdings:
 
     # --- bookkeeping --------------------------------------------------------------------
 
-    def attach(self, session: Session, sub_id: str, observer: Observer) -> None:
+    def attach(self, session: Subscriber, sub_id: str, observer: Observer) -> None:
         self.subs.setdefault(session, {})[sub_id] = observer
         self.by_session.setdefault(session, Counter())[observer] += 1
         if session.client_address is not None:
             self.by_address.setdefault(session.client_address, Counter())[observer] += 1
 
-    def detach(self, session: Session, sub_id: str) -> Observer | None:
+    def detach(self, session: Subscriber, sub_id: str) -> Observer | None:
         subs = self.subs.get(session)
         observer = subs.pop(sub_id, None) if subs is not None else None
         if observer is None:
@@ -117,7 +117,7 @@ class Holdings:
             _decrement(self.by_address, session.client_address, observer)
         return observer
 
-    def detach_all(self, session: Session) -> list[Observer]:
+    def detach_all(self, session: Subscriber) -> list[Observer]:
         """Forget every subscription of the session; the observers it was in."""
         touched = dict.fromkeys(self.subs.get(session, {}).values())
         for sub_id in list(self.subs.get(session, {})):

@@ -1,16 +1,16 @@
 """Holding live requests: the feed's in-memory view of the process's one listener.
 
 A ``live=true`` request (or an event stream) that is up to date waits here, not in the
-database. The ``Notifier`` is a follower of ``Runtime.current.listener`` (the process's
-one LISTEN connection): it gets the listener's batches gap-free on its own task
-(``livedata.capture.follower``: contiguity and catch-up are done there), keeps them in a
-short buffer, and hands each to every waiter of that model, which builds its messages
-in memory. A client that comes back right after an answer (long-polling) is answered
-from the buffer when its offset is inside it. So 1000 held clients cost one LISTEN
-connection and no query per change.
+database. The ``Notifier`` is a follower of the runtime's listener (the process's one
+LISTEN connection, lent to the feed by ``runtime_service`` when the runtime starts): it
+gets the listener's batches gap-free on its own task (``livedata.capture.follower``:
+contiguity and catch-up are done there), keeps them in a short buffer, and hands each to
+every waiter of that model, which builds its messages in memory. A client that comes
+back right after an answer (long-polling) is answered from the buffer when its offset is
+inside it. So 1000 held clients cost one LISTEN connection and no query per change.
 
-Waiters whose position the buffer does not cover read the database themselves. Without
-a runtime listener (another ASGI server), waiters poll the database every
+Waiters whose position the buffer does not cover read the database themselves. Without a
+runtime listener (another ASGI server), waiters poll the database every
 ``POLL_INTERVAL``.
 """
 
@@ -158,14 +158,37 @@ class Notifier:
 
 
 _notifiers: dict[int, Notifier] = {}
+#: the listener of this process's started runtime (set by its ``Service``; None before)
+_listener: Any = None
+
+
+class Service:
+    """Lends the runtime's listener to the feed's long-polls while the runtime runs
+    (the notifier itself is made on the first live request)."""
+
+    def __init__(self, listener: Any) -> None:
+        self.listener = listener
+
+    async def start(self) -> None:
+        global _listener
+        _listener = self.listener
+
+    async def stop(self) -> None:
+        global _listener
+        if _listener is self.listener:
+            _listener = None
+
+
+def runtime_service(runtime: Any) -> Service | None:
+    """The factory ``livedata.runtime.Runtime`` calls (registered by the app config)."""
+    if runtime.listener is None:
+        return None
+    return Service(runtime.listener)
 
 
 def notifier() -> Notifier | None:
     """This process's notifier, made on first use; None without a runtime listener."""
-    from livedata.server.app import Runtime
-
-    runtime = Runtime.current
-    listener = runtime.listener if runtime is not None else None
+    listener = _listener
     if listener is None:
         return None
     found = _notifiers.get(id(listener))

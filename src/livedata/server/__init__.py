@@ -1,7 +1,9 @@
 """The process that serves clients: an ASGI application with DDP over WebSocket and
 SockJS, Django for every other path, and one change-log listener per process.
 
-- ``app``: routing and the per-process runtime (listener, method threads).
+- ``app``: routing, and the composition root: makes the process's ``livedata.runtime``
+  hub and the ``DDPService`` sessions share (engine, registries, token watch).
+- ``tokens``: a deleted login token closes the sessions logged in with it.
 - ``session``: a DDP session over any transport: runs the protocol core, methods with
   their write fences, heartbeats, and bounded outgoing buffers.
 - ``websocket``: the raw DDP WebSocket transport at ``/websocket``.

@@ -102,3 +102,18 @@ def origin_allowed(origin: str | None, site: str, allowed: tuple[str, ...]) -> b
     if mine is not None and any(mine == _parts(entry) for entry in allowed):
         return True
     return same_origin(origin, site)
+
+
+def cookie_login_origin(headers: dict[str, str], site: str) -> bool:
+    """The page that opened the connection is the site's own (``site``: scheme, host and
+    port), or the request is not from a browser page at all.
+
+    ``DDP_ALLOWED_ORIGINS`` lets other sites' pages connect, but never as the browser's
+    logged-in user: that would let any allowed site act for the user. A browser that says
+    the request is cross-site (``Sec-Fetch-Site``: a navigation or a script tag of another
+    site, which send no Origin) is not logged in either.
+    """
+    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = headers.get("origin")
+    return origin is None or same_origin(origin, site)

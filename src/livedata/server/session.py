@@ -45,7 +45,7 @@ from livedata.publish.methods import ConnectionInfo, MethodCall
 
 if TYPE_CHECKING:
     from livedata.capture.position import Snapshot
-    from livedata.server.app import Runtime
+    from livedata.server.app import DDPService
 
 logger = logging.getLogger("livedata.server")
 
@@ -62,7 +62,7 @@ DRAIN_TIMEOUT = 5.0
 class Session:
     def __init__(
         self,
-        runtime: Runtime,
+        ddp: DDPService,
         *,
         send: SendText,
         close: CloseTransport,
@@ -72,14 +72,15 @@ class Session:
         cookie_login: bool = True,
         transport_room: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
-        conf = runtime.settings
-        self.runtime = runtime
+        conf = ddp.settings
+        self.ddp = ddp
+        self.runtime = ddp.runtime
         heartbeat = None
         if conf.DDP_HEARTBEAT_INTERVAL:
             heartbeat = Heartbeat(conf.DDP_HEARTBEAT_INTERVAL, conf.DDP_HEARTBEAT_TIMEOUT)
         self.conn = DDPConnection(
-            publications=runtime.publications,
-            methods=runtime.methods,
+            publications=ddp.publications,
+            methods=ddp.methods,
             heartbeat=heartbeat,
             max_subscriptions=conf.DDP_MAX_SUBSCRIPTIONS,
         )
@@ -149,8 +150,8 @@ class Session:
         self.closed.set()
         self._wake()
         self.runtime.sessions.discard(self)
-        self.runtime.track_token(self, self.login_token, None)
-        await self.runtime.engine.drop_session(self)
+        self.ddp.tokens.track_token(self, self.login_token, None)
+        await self.ddp.engine.drop_session(self)
         # freed now rather than at the next full GC (sessions are in reference cycles), and
         # the pages returned: a leaving client's memory goes back (issue 19)
         released = sum(len(docs) for docs in self.mergebox.collections.values())
@@ -246,7 +247,7 @@ class Session:
                         await self._subscribe(action)
                     elif isinstance(action, Unsubscribe):
                         self.subs.pop(action.id, None)
-                        await self.runtime.engine.unsubscribe(self, action.id)
+                        await self.ddp.engine.unsubscribe(self, action.id)
                         self._send_data(self.mergebox.remove_subscription(action.id))
                         self.conn.nosub(action.id)
                 except Exception:
@@ -258,7 +259,7 @@ class Session:
     async def _subscribe(self, action: Subscribe) -> None:
         self.subs[action.id] = (action.name, action.params)
         try:
-            await self.runtime.engine.subscribe(self, action.id, action.name, action.params)
+            await self.ddp.engine.subscribe(self, action.id, action.name, action.params)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -269,7 +270,7 @@ class Session:
         if unexpected:
             logger.error("livedata: publication %r failed", name, exc_info=exc)
         self.subs.pop(sub_id, None)
-        await self.runtime.engine.unsubscribe(self, sub_id)
+        await self.ddp.engine.unsubscribe(self, sub_id)
         self._send_data(self.mergebox.remove_subscription(sub_id))
         self.conn.nosub(sub_id, error)
 
@@ -277,15 +278,16 @@ class Session:
 
     async def _login_from_cookie(self) -> None:
         """A same-origin browser logged in to the Django site is logged in here too."""
-        from livedata.accounts.sessions import cookie_user, same_origin
+        from livedata.accounts.sessions import cookie_user
         from livedata.dbthreads import with_connection
+        from livedata.server.origin import cookie_login_origin
 
         headers = self.http_headers
         if not self.runtime.settings.DDP_SESSION_LOGIN or "cookie" not in headers:
             return
         if not self.cookie_login:
             return  # another client could drive this session: never with this cookie
-        if not same_origin(headers, self.site_origin):
+        if not cookie_login_origin(headers, self.site_origin):
             return  # another site's page must not act with this browser's cookie
         try:
             user = await asyncio.get_running_loop().run_in_executor(
@@ -311,10 +313,10 @@ class Session:
         from django.contrib.auth.models import AnonymousUser
 
         # first, before any await: a revocation of the old token must not close us now
-        self.runtime.track_token(self, self.login_token, login_token)
+        self.ddp.tokens.track_token(self, self.login_token, login_token)
         self.login_token = login_token
         self.user = user if user is not None else AnonymousUser()
-        failed = await self.runtime.engine.rerun(self, dict(self.subs), self._universal())
+        failed = await self.ddp.engine.rerun(self, dict(self.subs), self._universal())
         await self.stream()
         for sub_id, exc in failed:
             await self._sub_failed(sub_id, self.subs.get(sub_id, ("?",))[0], exc)
@@ -333,7 +335,16 @@ class Session:
         self.mergebox = box
         self._begin_stream(messages)
 
-    # --- data from the live-query engine ------------------------------------------------
+    # --- data from the live-query engine (``publish.subscriber.Subscriber``) ----------
+
+    @property
+    def connection_id(self) -> str:
+        """This connection's DDP session id (its object id before ``connect``)."""
+        return self.conn.session or str(id(self))
+
+    def ready(self, sub_id: str) -> None:
+        """The subscription's initial documents were sent: tell the client."""
+        self.conn.ready(sub_id)
 
     def publish_added(self, sub_id: str, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
         """A subscription's initial documents (through the mergebox), to be streamed by
@@ -370,7 +381,7 @@ class Session:
         self.flush()
 
     async def _call(self, action: CallMethod) -> None:
-        method = self.runtime.methods.get(action.name)
+        method = self.ddp.methods.get(action.name)
         if method is None:  # unregistered since the connection checked: same 404
             self.conn.method_result(action.id, error=not_found_method(action.name))
             self.conn.method_updated(action.id)

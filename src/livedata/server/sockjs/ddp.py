@@ -19,7 +19,7 @@ from livedata.server.sockjs.endpoint import SockJSEndpoint
 from livedata.server.sockjs.session import SockJSSession
 
 if TYPE_CHECKING:
-    from livedata.server.app import Runtime
+    from livedata.server.app import DDPService
 
 PREFIX = "/sockjs"
 
@@ -36,7 +36,7 @@ def sockjs_close(code: int, reason: str) -> tuple[int, str]:
 class DDPHandler:
     """The handler of one SockJS session: a DDP session fed with its messages."""
 
-    def __init__(self, runtime: Runtime, sockjs: SockJSSession) -> None:
+    def __init__(self, runtime: DDPService, sockjs: SockJSSession) -> None:
         self.sockjs = sockjs
         self.limit = runtime.settings.DDP_MAX_MESSAGE_BYTES
         self.session = Session(
@@ -66,7 +66,7 @@ class DDPHandler:
         await self.session.stop()
 
 
-def ddp_endpoint(runtime: Runtime, prefix: str = PREFIX) -> SockJSEndpoint:
+def ddp_endpoint(runtime: DDPService, prefix: str = PREFIX) -> SockJSEndpoint:
     conf = runtime.settings
     return SockJSEndpoint(
         prefix,

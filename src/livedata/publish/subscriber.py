@@ -1,0 +1,42 @@
+"""What the live-query engine needs of a subscriber (a DDP session satisfies it).
+
+The engine (``engine``, ``limits``) talks to connections only through this protocol,
+so it does not know the server, its transports or their outboxes:
+``livedata.server.session.Session`` is the one implementation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from livedata.ddp.mergebox import Mergebox
+
+
+class Subscriber(Protocol):
+    """One client connection holding subscriptions."""
+
+    #: who is asking (``get_queries`` may read it; a per-user observer is keyed on it)
+    user: Any
+    #: the client's address, for the per-address limits (None: unknown)
+    client_address: str | None
+
+    @property
+    def connection_id(self) -> str:
+        """A stable id of the connection, for the observer-start rate limits."""
+        ...
+
+    def publish_added(self, sub_id: str, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """A subscription's initial documents, to be streamed by ``stream``."""
+
+    async def stream(self) -> None:
+        """Send the documents queued by ``publish_added``, at the client's pace."""
+
+    def ready(self, sub_id: str) -> None:
+        """The subscription's initial documents are out: tell the client."""
+
+    def publish_diffs(self, sub_id: str, diffs: list[list[Any]]) -> None:
+        """Changes of an observer, for one of its subscriptions on this connection."""
+
+    def replace_view(self, box: Mergebox) -> None:
+        """Swap in a rebuilt view (the user changed); the client gets the difference."""

@@ -1,0 +1,62 @@
+"""Login tokens being deleted close the connections logged in with them.
+
+A follower of the runtime's listener on the login-token table: a token deleted (logout
+elsewhere, password change, the admin, expiry) closes every session logged in with it,
+in every process (as Meteor does), and forgets the HTTP APIs' cached lookup of it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from livedata.capture.log import Batch
+from livedata.runtime import Runtime
+
+if TYPE_CHECKING:
+    from livedata.server.session import Session
+
+TOKEN_MODEL = "livedata.logintoken"
+
+
+class TokenWatch:
+    """Which sessions are logged in with which token, and closing them on its deletion."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        #: login token hash → sessions logged in with it (closed when it is deleted)
+        self.token_sessions: dict[str, set[Session]] = {}
+        runtime.follow(self.on_token_changes, name="login tokens", models=[TOKEN_MODEL])
+
+    def track_token(self, session: Session, old: str | None, new: str | None) -> None:
+        if old is not None and old in self.token_sessions:
+            self.token_sessions[old].discard(session)
+            if not self.token_sessions[old]:
+                del self.token_sessions[old]
+        if new is not None:
+            self.token_sessions.setdefault(new, set()).add(session)
+
+    async def on_token_changes(self, batch: Batch) -> None:
+        """A login token was deleted (logout elsewhere, password change, the admin,
+        expiry): close the connections logged in with it, in every process (Meteor), and
+        forget the HTTP APIs' cached lookup of it."""
+        from livedata.httpapi.auth import forget_tokens
+
+        doomed: set[Session] = set()
+        for row in batch.rows:
+            if row.model != TOKEN_MODEL:
+                continue
+            if row.op == "truncate":
+                forget_tokens()
+                doomed.update(
+                    s
+                    for hashed, group in self.token_sessions.items()
+                    for s in group
+                    if not s.leaving_token(hashed)
+                )
+            elif row.old is not None:  # deleted, or changed (its expiry, say)
+                hashed = row.old.get("hashed_token")
+                forget_tokens([hashed])
+                if row.op == "delete":
+                    group = self.token_sessions.get(hashed, ())
+                    doomed.update(s for s in group if not s.leaving_token(hashed))
+        for session in doomed:
+            await session.shutdown(1000, "logged out by the server")
