@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from django.core.exceptions import PermissionDenied, ValidationError
 
@@ -16,6 +17,12 @@ from tests.testapp.models import Gadget, Note
 @method(name="test.echo")
 def echo(call, *args):
     return {"args": list(args), "seed": call.random_seed, "session": call.connection.id}
+
+
+@method(name="test.pid")
+def pid(call):
+    """The serving process's id: which ``--workers`` process this connection reached."""
+    return os.getpid()
 
 
 @method(name="test.fail")
