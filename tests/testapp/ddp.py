@@ -7,10 +7,8 @@ import os
 
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from livedata.api import API, Collection, Publication
-from livedata.ddp.errors import DDPError
+from livedata.api import API, Collection, DDPError, Publication, method
 from livedata.demo.bookstore.models import Book
-from livedata.publish.methods import method
 from tests.testapp.models import Gadget, Note
 
 
