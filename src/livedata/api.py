@@ -1,6 +1,32 @@
-"""The import line django-ddp projects change: ``from livedata.api import API, Collection,
-Publication`` (was ``from dddp.api import ...``)."""
+"""The public import surface for projects: everything an app's ``ddp.py`` (and its models)
+needs, from one module.
 
+    from livedata.api import API, Collection, DDPError, MethodCall, Publication, method
+
+These are re-exports: the names keep living where they are defined (``publish.api``,
+``publish.methods``, ``ddp.errors``, ``capture``), and those import paths keep working.
+Import this module once Django is set up (in ``ddp.py``, views, commands); in
+``models.py`` use ``import livedata`` and ``@livedata.track``, which work before.
+``from livedata.api import API, Collection, Publication`` is also the line django-ddp
+projects change (was ``from dddp.api import ...``).
+"""
+
+from livedata.capture.context import context
+from livedata.capture.declare import track
+from livedata.capture.history import history
+from livedata.ddp.errors import DDPError
 from livedata.publish.api import API, Collection, Publication, publish
+from livedata.publish.methods import MethodCall, method
 
-__all__ = ["API", "Collection", "Publication", "publish"]
+__all__ = [
+    "API",
+    "Collection",
+    "DDPError",
+    "MethodCall",
+    "Publication",
+    "context",
+    "history",
+    "method",
+    "publish",
+    "track",
+]

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from livedata.api import API, Collection, Publication
-from livedata.ddp.errors import DDPError
+from livedata.api import API, Collection, DDPError, Publication, method
 from livedata.demo.bookstore.models import Book
-from livedata.publish.methods import method
 from tests.testapp.models import Gadget, Note
 
 
 @method(name="test.echo")
 def echo(call, *args):
     return {"args": list(args), "seed": call.random_seed, "session": call.connection.id}
+
+
+@method(name="test.pid")
+def pid(call):
+    """The serving process's id: which ``--workers`` process this connection reached."""
+    return os.getpid()
 
 
 @method(name="test.fail")

@@ -98,8 +98,9 @@ class LivedataApp:
     async def _ddp(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """DDP's WebSockets and SockJS: Django never sees these requests, so its Host
         validation (ALLOWED_HOSTS) is done here, before anything is accepted."""
+        from livedata.server.headers import headers_of
         from livedata.server.origin import host_allowed
-        from livedata.server.websocket import headers_of, refuse
+        from livedata.server.websocket import refuse
 
         kind = scope["type"]
         if not host_allowed(scope, headers_of(scope)):

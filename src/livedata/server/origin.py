@@ -8,6 +8,7 @@ port): a page of ``https://site`` is not the same origin as ``http://site``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,7 +16,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SECURE_SCHEMES = ("https", "wss")
 
 
-def request_host(scope: dict[str, Any], headers: dict[str, str]) -> str:
+def request_host(scope: dict[str, Any], headers: Mapping[str, str]) -> str:
     """The Host the client asked for, as Django's ``HttpRequest.get_host`` reads it."""
     from django.conf import settings
 
@@ -32,7 +33,7 @@ def request_host(scope: dict[str, Any], headers: dict[str, str]) -> str:
     return f"{host}:{port}"
 
 
-def host_allowed(scope: dict[str, Any], headers: dict[str, str]) -> bool:
+def host_allowed(scope: dict[str, Any], headers: Mapping[str, str]) -> bool:
     """``Host`` passes ``ALLOWED_HOSTS`` (with Django's defaults when DEBUG and empty)."""
     from django.conf import settings
     from django.http.request import split_domain_port, validate_host
@@ -48,7 +49,7 @@ def _http_scheme(scope: dict[str, Any]) -> str:
     return "https" if scope.get("scheme", "http") in _SECURE_SCHEMES else "http"
 
 
-def is_secure(scheme: str, headers: dict[str, str]) -> bool:
+def is_secure(scheme: str, headers: Mapping[str, str]) -> bool:
     """Served over TLS: the ASGI scheme, or Django's ``SECURE_PROXY_SSL_HEADER``."""
     from django.conf import settings
 
@@ -63,7 +64,7 @@ def is_secure(scheme: str, headers: dict[str, str]) -> bool:
     return False
 
 
-def site_origin(scope: dict[str, Any], headers: dict[str, str]) -> str:
+def site_origin(scope: dict[str, Any], headers: Mapping[str, str]) -> str:
     """The origin of this site as the request sees it: ``http(s)://host[:port]``."""
     web = "https" if is_secure(scope.get("scheme", "http"), headers) else "http"
     return f"{web}://{request_host(scope, headers)}"

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from livedata.dbwait import DatabaseUnavailable, is_database_error
@@ -67,7 +67,7 @@ class Session:
         send: SendText,
         close: CloseTransport,
         client_address: str | None = None,
-        http_headers: dict[str, str] | None = None,
+        http_headers: Mapping[str, str] | None = None,
         site_origin: str = "",
         cookie_login: bool = True,
         transport_room: Callable[[int], Awaitable[None]] | None = None,

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from livedata.ddp import messages
+from livedata.server.headers import headers_of
 from livedata.server.origin import origin_allowed, site_origin
 from livedata.server.session import Session
 
@@ -15,10 +16,6 @@ logger = logging.getLogger("livedata.server")
 
 #: Seconds to get a close frame out before giving up on the client.
 CLOSE_TIMEOUT = 5.0
-
-
-def headers_of(scope: dict[str, Any]) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
 
 async def refuse(scope: dict[str, Any], receive: Any, send: Any, status: int, text: str) -> None:

@@ -5,10 +5,8 @@ The collections and publications are the seed's, unchanged but for the import li
 
 from __future__ import annotations
 
-from livedata.api import API, Collection, Publication
-from livedata.ddp.errors import DDPError
+from livedata.api import API, Collection, DDPError, MethodCall, Publication, method
 from livedata.demo.bookstore import models
-from livedata.publish.methods import MethodCall, method
 
 
 class Book(Collection):

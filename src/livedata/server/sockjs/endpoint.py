@@ -33,12 +33,13 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs
 
 from livedata.server.bodies import declared_length
+from livedata.server.headers import headers_of
 from livedata.server.sockjs.session import (
     HandlerFactory,
     Receiver,
@@ -143,7 +144,7 @@ class SockJSEndpoint:
         max_message_bytes: int | None = 1024 * 1024,
         max_queue_bytes: int = 16 * 1024 * 1024,
         sockjs_url: str = DEFAULT_SOCKJS_URL,
-        origin_allowed: Callable[[Scope, dict[str, str]], bool] | None = None,
+        origin_allowed: Callable[[Scope, Mapping[str, str]], bool] | None = None,
         jsonp: bool = False,
         bind_sessions: bool = False,
         max_sessions_per_address: int | None = None,
@@ -214,7 +215,7 @@ class SockJSEndpoint:
         self,
         session_id: str | None,
         scope: Scope,
-        headers: dict[str, str],
+        headers: Mapping[str, str],
         transport: str,
         binding: str | None = None,
     ) -> SockJSSession:
@@ -246,7 +247,7 @@ class SockJSEndpoint:
             raise HTTPError(429, f"Too many SockJS sessions from this address (limit {cap}).")
 
     def _receiving_session(
-        self, scope: Scope, headers: dict[str, str], session_id: str, transport: str
+        self, scope: Scope, headers: Mapping[str, str], session_id: str, transport: str
     ) -> tuple[SockJSSession, Headers]:
         """The session a receiving request is for (opened now if new), and the headers
         binding it to its client; a request of another client is refused (403)."""
@@ -260,7 +261,9 @@ class SockJSEndpoint:
             self._check_client(session, scope, headers)
         return session, self._bind_cookie(session, scope)
 
-    def _check_client(self, session: SockJSSession, scope: Scope, headers: dict[str, str]) -> None:
+    def _check_client(
+        self, session: SockJSSession, scope: Scope, headers: Mapping[str, str]
+    ) -> None:
         """Only the client that opened a session may use it (with ``bind_sessions``)."""
         if not self.bind_sessions:
             return
@@ -303,7 +306,12 @@ class SockJSEndpoint:
     # --- HTTP ---------------------------------------------------------------------------
 
     async def _http(
-        self, scope: Scope, receive: Receive, send: Send, rest: str | None, headers: dict[str, str]
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        rest: str | None,
+        headers: Mapping[str, str],
     ) -> None:
         session_id: str | None = None
         if rest is None:
@@ -346,7 +354,9 @@ class SockJSEndpoint:
         out = [(b"content-type", b"application/json; charset=UTF-8"), NO_CACHE, *cors(h)]
         await respond(send, 200, body, out)
 
-    async def _options(self, send: Send, h: dict[str, str], methods: str, *, cookie: bool) -> None:
+    async def _options(
+        self, send: Send, h: Mapping[str, str], methods: str, *, cookie: bool
+    ) -> None:
         out = [
             *cache_for(),
             (b"access-control-max-age", str(ONE_YEAR).encode()),
@@ -444,7 +454,7 @@ class SockJSEndpoint:
     # sending transports
 
     async def _xhr_send(
-        self, scope: Scope, receive: Receive, send: Send, h: dict[str, str], sid: str
+        self, scope: Scope, receive: Receive, send: Send, h: Mapping[str, str], sid: str
     ) -> None:
         bind = self._sending_client(scope, h, sid)
         messages = _messages(await self._read(receive, sid, scope))
@@ -453,7 +463,7 @@ class SockJSEndpoint:
         await respond(send, 204, b"", out)
 
     async def _jsonp_send(
-        self, scope: Scope, receive: Receive, send: Send, h: dict[str, str], sid: str
+        self, scope: Scope, receive: Receive, send: Send, h: Mapping[str, str], sid: str
     ) -> None:
         bind = self._sending_client(scope, h, sid)
         body = await self._read(receive, sid, scope)
@@ -464,7 +474,7 @@ class SockJSEndpoint:
         out = [(b"content-type", TEXT), NO_CACHE, *self._cookie(h), *bind]
         await respond(send, 200, b"ok", out)
 
-    def _sending_client(self, scope: Scope, headers: dict[str, str], session_id: str) -> Headers:
+    def _sending_client(self, scope: Scope, headers: Mapping[str, str], session_id: str) -> Headers:
         """A send to an existing session must come from its client (checked before the
         body is read: another client cannot even close it with an oversized body)."""
         session = self.sessions.get(session_id)
@@ -497,7 +507,7 @@ class SockJSEndpoint:
             raise HTTPError(404)
         await session.deliver(messages)
 
-    def _cookie(self, headers: dict[str, str], applies: bool = True) -> Headers:
+    def _cookie(self, headers: Mapping[str, str], applies: bool = True) -> Headers:
         """JSESSIONID for load balancers' sticky sessions, when ``cookie_needed``."""
         if not (self.cookie_needed and applies):
             return []
@@ -511,7 +521,7 @@ class SockJSEndpoint:
     # --- WebSocket ----------------------------------------------------------------------
 
     async def _websocket(
-        self, scope: Scope, receive: Receive, send: Send, rest: str | None, h: dict[str, str]
+        self, scope: Scope, receive: Receive, send: Send, rest: str | None, h: Mapping[str, str]
     ) -> None:
         match = _SESSION_URL.fullmatch(rest) if rest is not None else None
         raw = rest in ("/websocket", "/websocket/")
@@ -704,16 +714,7 @@ def _valid_close_code(code: int) -> bool:
 _REASONS = {404: "Not found.", 405: "", 500: "Internal server error."}
 
 
-def headers_of(scope: Scope) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in scope.get("headers", []):
-        name = key.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        out[name] = f"{out[name]}, {text}" if name in out else text
-    return out
-
-
-def _cookies(headers: dict[str, str], name: str) -> list[str]:
+def _cookies(headers: Mapping[str, str], name: str) -> list[str]:
     """Every value of cookie ``name`` in the Cookie header (paths can make several)."""
     values = []
     for part in headers.get("cookie", "").split(";"):
@@ -723,7 +724,7 @@ def _cookies(headers: dict[str, str], name: str) -> list[str]:
     return values
 
 
-def cors(headers: dict[str, str]) -> Headers:
+def cors(headers: Mapping[str, str]) -> Headers:
     origin = headers.get("origin")
     out = [
         (b"access-control-allow-origin", (origin if origin and origin != "null" else "*").encode()),

@@ -24,7 +24,7 @@ import json
 import logging
 import re
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ class SockJSSession:
         *,
         transport: str,
         client_address: str | None,
-        http_headers: dict[str, str],
+        http_headers: Mapping[str, str],
         scheme: str = "http",
         binding: str | None = None,
     ) -> None:
