@@ -19,10 +19,10 @@ from django.db import models
 from django.db.models import Q
 
 from livedata.conf import livedata_settings
+from livedata.exposure.lookups import LookupValueError, check_value
+from livedata.exposure.matching import Matcher, compile_matcher
 from livedata.httpapi import ApiError
 from livedata.publish.api import API, SECRET_FIELDS, Collection
-from livedata.publish.lookups import LookupValueError, check_value
-from livedata.publish.matching import Matcher, compile_matcher
 
 #: Query parameters of the protocol; every other parameter is a filter.
 RESERVED = frozenset({"offset", "handle", "live", "limit", "fields", "cursor"})

@@ -6,8 +6,8 @@ sent and what its ``data`` is:
 
 - models: only those exposed with ``webhooks = True`` on their ``Collection``;
 - filter: Django lookups on the model's own columns, limited to the Collection's
-  ``filters``, their values checked per lookup (``livedata.publish.lookups``), evaluated
-  on the row by ``livedata.publish.matching`` (the live queries' in-memory matcher).
+  ``filters``, their values checked per lookup (``livedata.exposure.lookups``), evaluated
+  on the row by ``livedata.exposure.matching`` (the live queries' in-memory matcher).
   An insert is sent when its new row matches, a delete when its old row did, an update
   when either did (so the receiver also learns that a row left the filter); a TRUNCATE
   is always sent (receivers refetch);
@@ -34,9 +34,9 @@ from django.core.exceptions import FieldDoesNotExist, FieldError, ValidationErro
 from django.db import models
 
 from livedata.capture.log import ChangeRow
+from livedata.exposure.lookups import LookupValueError, check_value
+from livedata.exposure.matching import Matcher, compile_matcher
 from livedata.publish.api import API, Collection
-from livedata.publish.lookups import LookupValueError, check_value
-from livedata.publish.matching import Matcher, compile_matcher
 
 OPERATIONS = ("insert", "update", "delete", "truncate")
 
