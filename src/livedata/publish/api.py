@@ -13,10 +13,9 @@ A project written for django-ddp works after changing its import line::
 
     API.register([Book, BooksByAuthorEmail])
 
-- A ``Collection`` publishes a model as collection ``app_label.model_name``: document id
-  = primary key as a string; fields = the model's concrete fields (foreign keys as
-  ``<name>_id``), minus ``exclude`` and always minus secrets (password hashes); ``fields``
-  limits them and ``rename`` maps field → published name.
+- A ``Collection`` publishes a model as collection ``app_label.model_name`` (what it
+  exposes, to DDP, webhooks and pull alike, is defined in ``livedata.exposure``; the
+  class is re-exported here).
 - A ``Publication`` is subscribed by its class name (or ``name``) with a static
   ``queries`` list or ``get_queries(self, *params)``; ``self.user`` is the connection's
   Django user (``AnonymousUser`` when not logged in): Django permissions work
@@ -29,10 +28,6 @@ A project written for django-ddp works after changing its import line::
 - Subscribers share an observer when the publication and parameters are the same and,
   only if ``get_queries`` read ``self.user``, the user too.
 - Registering a model's Collection declares its change capture (``@livedata.track``).
-- A Collection is also how a model is exposed to services over HTTP, and nothing is
-  unless it says so: ``webhooks = True`` (services may subscribe to its changes),
-  ``pull = True`` (services may pull its rows and changes), ``filters`` (the columns
-  their filters may use). The same field choice applies to those payloads.
 
 Each installed app's ``ddp.py`` is imported when Django starts (like ``admin.py``).
 """
@@ -47,63 +42,11 @@ from django.db import models
 from django.db.models import QuerySet
 
 from livedata.ddp.errors import DDPError
+from livedata.exposure import registry
+from livedata.exposure.collection import SECRET_FIELDS, Collection
 from livedata.publish.access import as_perms, require_access
 
-#: Never published, whatever a Collection says.
-SECRET_FIELDS = frozenset({"password"})
-
-
-class Collection:
-    model: ClassVar[type[models.Model]]
-    #: Only these fields (model field names); None: all concrete fields.
-    fields: ClassVar[Iterable[str] | None] = None
-    exclude: ClassVar[Iterable[str]] = ()
-    #: {"field_name": "publishedName"}
-    rename: ClassVar[dict[str, str]] = {}
-    #: Services may subscribe to this model's changes (``livedata.webhooks``).
-    webhooks: ClassVar[bool] = False
-    #: Services may pull this model's rows, then its changes (``livedata.pull``).
-    pull: ClassVar[bool] = False
-    #: Field names that webhook and pull filters may use (lookups on the model's columns).
-    filters: ClassVar[Iterable[str]] = ()
-    #: Webhook deliveries of this model's changes carry their audit context (who made the
-    #: change: user, address, request path) to owners holding the
-    #: ``livedata.view_change_context`` permission. Off: ``context`` is null for everyone.
-    audit_context: ClassVar[bool] = False
-
-    @classmethod
-    def name(cls) -> str:
-        return cls.model._meta.label_lower
-
-    @classmethod
-    def columns(cls) -> list[tuple[str, str, models.Field]]:
-        """(attribute, published name, field) of every published field, id excluded."""
-        allowed = set(cls.fields) if cls.fields is not None else None
-        excluded = set(cls.exclude) | SECRET_FIELDS
-        out = []
-        for field in cls.model._meta.concrete_fields:
-            if field.primary_key or field.name in excluded or field.attname in excluded:
-                continue
-            if allowed is not None and field.name not in allowed and field.attname not in allowed:
-                continue
-            published = cls.rename.get(field.name) or cls.rename.get(field.attname) or field.attname
-            out.append((field.attname, published, field))
-        return out
-
-    @classmethod
-    def shape(cls, values: dict[str, Any] | None) -> dict[str, Any] | None:
-        """A change-log row's ``old``/``new`` (table columns, JSON) as published fields.
-
-        The primary key is kept under its published name (``id`` unless renamed).
-        """
-        if values is None:
-            return None
-        pk = cls.model._meta.pk
-        out = {cls.rename.get(pk.name, pk.attname): values.get(pk.column)}
-        for _attname, published, field in cls.columns():
-            if field.column in values:
-                out[published] = values[field.column]
-        return out
+__all__ = ["API", "SECRET_FIELDS", "Collection", "Publication", "publish"]
 
 
 class Publication:
@@ -170,43 +113,31 @@ class Publication:
 
 
 class _API:
-    """The registry of collections and publications the server serves."""
+    """The registry of collections and publications the server serves.
+
+    Collections live in ``livedata.exposure.registry`` (webhooks and pull read them
+    there); ``collections`` is that same dict."""
 
     def __init__(self) -> None:
-        self.collections: dict[str, type[Collection]] = {}
+        self.collections: dict[str, type[Collection]] = registry.COLLECTIONS
         self.publications: dict[str, type[Publication]] = {}
 
     def register(self, items: Iterable[type[Collection] | type[Publication]]) -> None:
-        from livedata.capture.declare import is_captured, track
-
         for item in items:
             if issubclass(item, Collection):
-                model = item.model
-                self.collections[item.name()] = item
-                if not is_captured(model):
-                    track(model)
+                registry.register(item)
             elif issubclass(item, Publication):
                 self.publications[item.publication_name()] = item
             else:
                 raise TypeError(f"cannot register {item!r}: not a Collection or Publication")
 
     def collection_for(self, model: type[models.Model]) -> type[Collection]:
-        name = model._meta.label_lower
-        found = self.collections.get(name)
-        if found is None:
-            # a developer error: logged with this text, the client sees a plain 500
-            raise LookupError(
-                f"a publication returned {name} rows but no Collection of {name} is registered"
-            )
-        return found
+        return registry.collection_for(model)
 
-    def exposed(self, label: str, channel: str) -> type[Collection] | None:
+    def exposed(self, label: str, channel: registry.Channel) -> type[Collection] | None:
         """The Collection of model ``label`` if it is exposed on ``channel``
         (``"webhooks"`` or ``"pull"``), else None."""
-        found = self.collections.get(label.lower())
-        if found is None or not getattr(found, channel, False):
-            return None
-        return found
+        return registry.exposed(label, channel)
 
     def clear(self) -> None:
         self.collections.clear()

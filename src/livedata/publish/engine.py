@@ -47,10 +47,7 @@ from livedata.capture.log import ChangeRow
 from livedata.dbthreads import with_connection
 from livedata.dbwait import run_waiting
 from livedata.ddp.messages import UNDEFINED
-from livedata.memory import give_back
-from livedata.publish.api import API, Collection, Publication
-from livedata.publish.limits import Holdings, size
-from livedata.publish.matching import (
+from livedata.exposure.matching import (
     Matcher,
     compile_matcher,
     route_key,
@@ -58,6 +55,9 @@ from livedata.publish.matching import (
     supported,
     to_python,
 )
+from livedata.memory import give_back
+from livedata.publish.api import API, Collection, Publication
+from livedata.publish.limits import Holdings, size
 
 if TYPE_CHECKING:
     from livedata.publish.subscriber import Subscriber

@@ -57,7 +57,7 @@ read returns the rows of the transactions that became visible since, in id order
    hold and an older change of a row had to be skipped as stale; that is gone.)
 
 5. **Filters.** A row is in a filtered feed while its values match (matched in memory
-   on the log row, ``publish.matching.compile_matcher``; the snapshot filters in SQL
+   on the log row, ``exposure.matching.compile_matcher``; the snapshot filters in SQL
    and, for rows turned back to S1, in memory). A change whose new value matches is an
    insert or update; one whose new value does not match is a delete when the old value
    matched. Otherwise the client never had the row and nothing is sent.

@@ -20,8 +20,8 @@ from django.db.models.functions import Cast
 
 from livedata.capture import log
 from livedata.capture.log import ChangeRow, Position, PositionExpired
+from livedata.exposure.matching import Matcher
 from livedata.httpapi import ApiError
-from livedata.publish.matching import Matcher
 from livedata.pull.position import Handle, Offset, Snapshot
 from livedata.pull.spec import FeedSpec
 

@@ -1,8 +1,9 @@
 """What one feed request asks for: the exposed model, its fields and filters, the limit.
 
 Parsed from the query string and checked against what the developer exposed on the
-model's ``Collection`` (``pull = True``, ``filters``, the published fields), so every
-mistake becomes a precise 4xx before any database work. The spec also knows how to
+model's ``Collection`` (``pull = True``, ``filters``, the published fields: the checks
+are ``livedata.exposure``'s, shared with webhooks), so every mistake becomes a precise
+4xx before any database work. The spec also knows how to
 turn table rows and change-log rows into the feed's messages, and fingerprints the
 model's published shape (a change of it makes old handles answer must-refetch).
 """
@@ -14,25 +15,24 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import EmptyResultSet, FieldError, ValidationError
 from django.db import models
 from django.db.models import Q
 
 from livedata.conf import livedata_settings
+from livedata.exposure import registry
+from livedata.exposure.collection import (
+    Collection,
+    Column,
+    ExposureError,
+    narrow,
+    published_columns,
+)
+from livedata.exposure.filters import NotAFilter, compile_filter
+from livedata.exposure.matching import Matcher, compile_matcher
 from livedata.httpapi import ApiError
-from livedata.publish.api import API, SECRET_FIELDS, Collection
-from livedata.publish.lookups import LookupValueError, check_value
-from livedata.publish.matching import Matcher, compile_matcher
 
 #: Query parameters of the protocol; every other parameter is a filter.
 RESERVED = frozenset({"offset", "handle", "live", "limit", "fields", "cursor"})
-
-
-@dataclass(frozen=True)
-class Column:
-    attname: str  # model attribute (``author_id``)
-    column: str  # table column, the key in the change log's old/new
-    published: str  # name in the feed's values
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class FeedSpec:
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
     def collection_columns(self) -> list[Column]:
-        return exposed_columns(self.collection)
+        return published_columns(self.collection)
 
     def shape(self, values: dict[str, Any] | None) -> dict[str, Any] | None:
         """A change-log row's ``old``/``new`` (table columns) as this feed's value."""
@@ -104,17 +104,8 @@ class FeedSpec:
         return {c.published: values.get(c.column) for c in self.columns}
 
 
-def exposed_columns(collection: type[Collection]) -> list[Column]:
-    """The pk, then every published field of the Collection, in model order."""
-    pk = collection.model._meta.pk
-    out = [Column(pk.attname, pk.column, collection.rename.get(pk.name, pk.attname))]
-    for attname, published, field in collection.columns():
-        out.append(Column(attname, field.column, published))
-    return out
-
-
 def find_collection(label: str) -> type[Collection]:
-    collection = API.exposed(label, "pull")
+    collection = registry.exposed(label, "pull")
     if collection is None:
         # one answer for unknown and unexposed models: existence is not disclosed
         raise ApiError(404, f"no pullable model {label!r}", code="unknown-model")
@@ -128,26 +119,7 @@ def parse(label: str, query: Any) -> FeedSpec:
     limit, capped = _limit(query.get("limit"), conf.PULL_PAGE_SIZE, conf.PULL_MAX_PAGE_SIZE)
     columns = _columns(collection, query.get("fields"))
     filters = _filters(collection, query)
-    spec = FeedSpec(collection, tuple(columns), filters, limit, capped)
-    if filters:
-        try:
-            matcher = compile_matcher(spec.queryset())
-        except (ValidationError, ValueError, TypeError) as exc:
-            raise ApiError(400, f"invalid filter value: {_message(exc)}") from None
-        if matcher is None:
-            raise ApiError(
-                400,
-                "these filters cannot be followed live: use lookups on the model's own "
-                "columns (exact, iexact, in, range, isnull, gt/gte/lt/lte on non-text, "
-                "contains/startswith/endswith and their i- forms)",
-            )
-    return spec
-
-
-def _message(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(exc.messages)
-    return str(exc)
+    return FeedSpec(collection, tuple(columns), filters, limit, capped)
 
 
 def _limit(raw: str | None, default: int, cap: int) -> tuple[int, bool]:
@@ -165,31 +137,17 @@ def _limit(raw: str | None, default: int, cap: int) -> tuple[int, bool]:
 
 
 def _columns(collection: type[Collection], raw: str | None) -> list[Column]:
-    exposed = exposed_columns(collection)
     if raw is None or raw.strip() == "":
-        return exposed
-    by_name = {c.published: c for c in exposed}
-    wanted = [name.strip() for name in raw.split(",") if name.strip()]
-    unknown = [name for name in wanted if name not in by_name]
-    if unknown:
-        raise ApiError(
-            400,
-            f"not an exposed field of {collection.name()}: {', '.join(unknown)} "
-            f"(exposed: {', '.join(by_name)})",
-            field="fields",
-        )
-    keep = set(wanted) | {exposed[0].published}  # the key always comes along
-    return [c for c in exposed if c.published in keep]
+        return published_columns(collection)
+    try:
+        return narrow(collection, [name.strip() for name in raw.split(",") if name.strip()])
+    except ExposureError as exc:
+        raise ApiError(400, exc.message, field="fields") from None
 
 
-def _filters(collection: type[Collection], query: Any) -> tuple[tuple[str, str], ...]:
-    model = collection.model
-    allowed: set[str] = set()
-    for name in collection.filters:
-        field = model._meta.get_field(name)
-        allowed |= {field.name, getattr(field, "attname", field.name)}
-    allowed -= SECRET_FIELDS
-    out: list[tuple[str, str]] = []
+def _filters(collection: type[Collection], query: Any) -> tuple[tuple[str, Any], ...]:
+    """The filters of the query string, checked (4xx naming the parameter at fault)."""
+    lookups: dict[str, Any] = {}
     for key in query:
         if key in RESERVED:
             continue
@@ -198,58 +156,28 @@ def _filters(collection: type[Collection], query: Any) -> tuple[tuple[str, str],
             raise ApiError(
                 400, f"give filter {key!r} once (use __in for several values)", field=key
             )
-        name, _, lookup = key.partition("__")
-        if name not in allowed:
-            listed = ", ".join(sorted(allowed)) or "none"
-            raise ApiError(
-                400,
-                f"{key!r} is not a parameter of the feed nor an allowed filter of "
-                f"{collection.name()} (filters allowed on: {listed})",
-                field=key,
-            )
-        field = model._meta.get_field(name)
-        if "__" in lookup or (lookup and field.get_lookup(lookup) is None):
-            raise ApiError(
-                400,
-                f"filter {key!r}: only lookups on the model's own columns "
-                "(author=7, title__startswith=A, id__in=1,2)",
-                field=key,
-            )
-        value = _value(model, name, lookup, values[0], key)
-        try:
-            check_value(field, lookup, value, key)
-        except LookupValueError as exc:
-            raise ApiError(400, exc.message, field=key) from None
-        out.append((key, value))
-    out.sort()
-    for key, value in out:  # each alone, for a precise error
-        try:
-            # compiled too: a number past its column's range makes Django give up on the
-            # query (EmptyResultSet), which would otherwise be a 500 on every page
-            model._base_manager.filter(**{key: value}).query.sql_with_params()
-        except EmptyResultSet:
-            raise ApiError(
-                400,
-                f"filter {key!r} can match no row (an empty list, or a number out of the "
-                "column's range)",
-                field=key,
-            ) from None
-        except FieldError as exc:
-            raise ApiError(400, f"filter {key!r}: {exc}", field=key) from None
-        except (ValidationError, ValueError, TypeError) as exc:
-            raise ApiError(400, f"filter {key!r}: {_message(exc)}", field=key) from None
-    return tuple(out)
+        lookups[key] = _value(key, values[0])
+    try:
+        compile_filter(collection, lookups)
+    except NotAFilter as exc:
+        # every parameter that is not the protocol's is taken for a filter
+        raise ApiError(
+            400,
+            f"{exc.key!r} is not a parameter of the feed nor an allowed filter of "
+            f"{exc.label} (filters allowed on: {exc.allowed})",
+            field=exc.key,
+        ) from None
+    except ExposureError as exc:
+        raise ApiError(400, exc.message, field=exc.key) from None
+    return tuple(sorted(lookups.items()))
 
 
-def _value(model: type[models.Model], name: str, lookup: str, raw: str, key: str) -> Any:
-    """Query-string text as the lookup's value: lists for in/range, booleans for isnull."""
+def _value(key: str, raw: str) -> Any:
+    """Query-string text as the lookup's value: a list for in/range (split at commas),
+    a boolean for isnull when it is one; ``compile_filter`` checks what it makes."""
+    lookup = key.partition("__")[2]
     if lookup in ("in", "range"):
-        parts = [p for p in raw.split(",")] if raw else []
-        if lookup == "range" and len(parts) != 2:
-            raise ApiError(400, f"filter {key!r}: give two values, low,high", field=key)
-        return parts  # type: ignore[return-value]
-    if lookup == "isnull":
-        if raw.lower() not in ("true", "false", "1", "0"):
-            raise ApiError(400, f"filter {key!r}: give true or false", field=key)
-        return raw.lower() in ("true", "1")  # type: ignore[return-value]
+        return raw.split(",") if raw else []
+    if lookup == "isnull" and raw.lower() in ("true", "false", "1", "0"):
+        return raw.lower() in ("true", "1")
     return raw

@@ -6,13 +6,14 @@ sent and what its ``data`` is:
 
 - models: only those exposed with ``webhooks = True`` on their ``Collection``;
 - filter: Django lookups on the model's own columns, limited to the Collection's
-  ``filters``, their values checked per lookup (``livedata.publish.lookups``), evaluated
-  on the row by ``livedata.publish.matching`` (the live queries' in-memory matcher).
+  ``filters``, checked as the pull feed's are (``livedata.exposure.filters``), evaluated
+  on the row by ``livedata.exposure.matching`` (the live queries' in-memory matcher).
   An insert is sent when its new row matches, a delete when its old row did, an update
   when either did (so the receiver also learns that a row left the filter); a TRUNCATE
   is always sent (receivers refetch);
 - fields: ``Collection.shape`` applies the developer's field choice (exclusions,
-  renames, never passwords); ``fields`` narrows it further. An update that changed none
+  renames, never ``SECRET_FIELDS``); ``fields`` narrows it further
+  (``livedata.exposure.collection.narrow``). An update that changed none
   of the fields sent is not sent at all;
 - context: the change's audit context (username, user id, address, request path) is
   sent only for models whose Collection says ``audit_context = True``, and only to an
@@ -30,13 +31,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import FieldDoesNotExist, FieldError, ValidationError
 from django.db import models
 
 from livedata.capture.log import ChangeRow
-from livedata.publish.api import API, Collection
-from livedata.publish.lookups import LookupValueError, check_value
-from livedata.publish.matching import Matcher, compile_matcher
+from livedata.exposure import registry
+from livedata.exposure.collection import Collection, ExposureError, narrow, published_columns
+from livedata.exposure.filters import compile_filter
+from livedata.exposure.matching import Matcher
 
 OPERATIONS = ("insert", "update", "delete", "truncate")
 
@@ -103,17 +104,24 @@ class Selection:
         narrowing = _per_model(self.labels, fields, "fields", list) if fields is not None else {}
         self.models: dict[str, ModelSelection] = {}
         for label in self.labels:
-            collection = API.exposed(label, "webhooks")
+            collection = registry.exposed(label, "webhooks")
             if collection is None:
                 raise SelectionError(
                     "models", f"{label!r} is not a model exposed for webhooks (app_label.model)"
                 )
+            try:
+                matcher = compile_filter(collection, filters.get(label) or {})
+                keep = None
+                if label in narrowing:
+                    keep = frozenset(c.published for c in narrow(collection, narrowing[label]))
+            except ExposureError as exc:
+                raise SelectionError(exc.part, exc.message) from None
             self.models[label] = ModelSelection(
                 label=label,
                 collection=collection,
-                matcher=_compile_filter(collection, filters.get(label) or {}),
-                keep=_keep(collection, narrowing[label]) if label in narrowing else None,
-                published=_published(collection),
+                matcher=matcher,
+                keep=keep,
+                published={c.column: c.published for c in published_columns(collection)},
                 context=context and collection.audit_context,
             )
 
@@ -202,76 +210,7 @@ def _per_model(labels: list[str], value: Any, name: str, kind: type) -> dict[str
     return {labels[0]: value}
 
 
-def _compile_filter(collection: type[Collection], lookups: dict[str, Any]) -> Matcher | None:
-    if not lookups:
-        return None
-    model = collection.model
-    allowed = _filterable(collection)
-    for key in lookups:
-        if not isinstance(key, str) or not key:
-            raise SelectionError("filter", "filter keys are Django lookups like 'author_id__in'")
-        name = key.split("__", 1)[0]
-        if name == "pk":
-            name = model._meta.pk.name
-        if name not in allowed:
-            raise SelectionError(
-                "filter",
-                f"{key!r}: filters on {collection.name()} may use "
-                + (", ".join(sorted(allowed)) if allowed else "no field (none allowed)"),
-            )
-        lookup = key.partition("__")[2]
-        if "__" not in lookup:  # joins and transforms are refused below
-            try:
-                check_value(model._meta.get_field(name), lookup, lookups[key], key)
-            except LookupValueError as exc:
-                raise SelectionError("filter", exc.message) from None
-    try:
-        qs = model._default_manager.filter(**lookups)
-        matcher = compile_matcher(qs)
-    except (FieldError, FieldDoesNotExist, ValueError, TypeError, ValidationError) as exc:
-        message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-        raise SelectionError("filter", f"invalid filter: {message}") from None
-    if matcher is None:
-        raise SelectionError(
-            "filter",
-            "the filter must use the model's own columns with exact, iexact, in, range, "
-            "isnull, gt/gte/lt/lte (not on text), contains, startswith or endswith",
-        )
-    return matcher
-
-
-def _filterable(collection: type[Collection]) -> set[str]:
-    """Field names (and FK attnames) the Collection lets filters use."""
-    names: set[str] = set()
-    for field in collection.model._meta.concrete_fields:
-        if field.name in collection.filters or field.attname in collection.filters:
-            if field.name in ("password",):
-                continue
-            names.update({field.name, field.attname})
-    return names
-
-
-def _published(collection: type[Collection]) -> dict[str, str]:
-    pk = collection.model._meta.pk
-    out = {pk.column: collection.rename.get(pk.name, pk.attname)}
-    for _attname, published, field in collection.columns():
-        out[field.column] = published
-    return out
-
-
-def _keep(collection: type[Collection], names: list[Any]) -> frozenset[str]:
-    available = set(_published(collection).values())
-    for name in names:
-        if not isinstance(name, str) or name not in available:
-            raise SelectionError(
-                "fields",
-                f"{name!r} is not a field of {collection.name()}: use {sorted(available)}",
-            )
-    pk = _published(collection)[collection.model._meta.pk.column]
-    return frozenset([*names, pk])
-
-
 def model_of(label: str) -> type[models.Model]:
-    collection = API.exposed(label, "webhooks")
+    collection = registry.exposed(label, "webhooks")
     assert collection is not None
     return collection.model

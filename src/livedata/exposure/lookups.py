@@ -1,11 +1,11 @@
 """The values a filter lookup accepts, checked before Django sees them.
 
 Webhook subscriptions (JSON) and the pull feed (query strings) both take Django lookups
-from services, and Django is lenient in ways that turn a mistake into a filter that
-silently selects the wrong rows: ``title__in={"a": 1}`` iterates the dict's keys,
-``author=1.9`` is truncated to 1, ``title=None`` becomes ``isnull``, an empty ``in`` never
-matches. ``check_value`` refuses each of these with a message that says what the lookup
-needs, per lookup:
+from services (checked by ``livedata.exposure.filters``), and Django is lenient in ways
+that turn a mistake into a filter that silently selects the wrong rows:
+``title__in={"a": 1}`` iterates the dict's keys, ``author=1.9`` is truncated to 1,
+``title=None`` becomes ``isnull``, an empty ``in`` never matches. ``check_value``
+refuses each of these with a message that says what the lookup needs, per lookup:
 
 - ``isnull``: a boolean;
 - ``in``: a non-empty list of scalars, each a valid value of the field;
@@ -24,19 +24,19 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from livedata.exposure.collection import ExposureError
+
 #: Lookups whose value is text matched against text.
 TEXT_LOOKUPS = frozenset(
     {"iexact", "contains", "icontains", "startswith", "istartswith", "endswith", "iendswith"}
 )
 
 
-class LookupValueError(ValueError):
+class LookupValueError(ExposureError):
     """A lookup's value that does not fit it; ``message`` says what it needs."""
 
     def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"filter {key!r}: {message}")
-        self.key = key
-        self.message = f"filter {key!r}: {message}"
+        super().__init__("filter", key, f"filter {key!r}: {message}")
 
 
 def check_value(field: models.Field, lookup: str, value: Any, key: str) -> None:

@@ -1,0 +1,47 @@
+"""The registered Collections, and which are exposed on a channel.
+
+``livedata.api.API.register`` puts Collections here (``publish.api`` keeps the
+publications beside them); webhooks and the pull feed only ask ``exposed``, so they
+need nothing of DDP's registry.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from django.db import models
+
+from livedata.exposure.collection import Collection
+
+Channel = Literal["webhooks", "pull"]
+
+#: label_lower -> Collection; the one dict (``API.collections`` is this object).
+COLLECTIONS: dict[str, type[Collection]] = {}
+
+
+def register(collection: type[Collection]) -> None:
+    """Publish ``collection``'s model, declaring its change capture if not yet."""
+    from livedata.capture.declare import is_captured, track
+
+    COLLECTIONS[collection.name()] = collection
+    if not is_captured(collection.model):
+        track(collection.model)
+
+
+def collection_for(model: type[models.Model]) -> type[Collection]:
+    name = model._meta.label_lower
+    found = COLLECTIONS.get(name)
+    if found is None:
+        # a developer error: logged with this text, the client sees a plain 500
+        raise LookupError(
+            f"a publication returned {name} rows but no Collection of {name} is registered"
+        )
+    return found
+
+
+def exposed(label: str, channel: Channel) -> type[Collection] | None:
+    """The Collection of model ``label`` if it is exposed on ``channel``, else None."""
+    found = COLLECTIONS.get(label.lower())
+    if found is None or not getattr(found, channel, False):
+        return None
+    return found
