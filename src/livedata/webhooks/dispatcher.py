@@ -26,9 +26,14 @@ number of hosts cooperate through PostgreSQL only:
   subscriptions concurrently (a slow receiver only holds its own runner). Retries
   follow ``WEBHOOK_RETRY_SCHEDULE``; runners waiting long for a retry are handed back.
 - **Recording**: acknowledged positions, retry state and the delivery log are written
-  by the flusher every ``WEBHOOK_FLUSH_INTERVAL`` in one statement (``progress``): the
-  durable position only moves forward, and only for the subscription's current
+  by the flusher every ``WEBHOOK_FLUSH_INTERVAL`` in one statement (``store.write``):
+  the durable position only moves forward, and only for the subscription's current
   ``generation`` (a position set through the API wins).
+
+The dispatcher is a driver: what each subscription sends and writes is decided by its
+``DeliveryState`` (``state``, pure), every statement is in ``store``, and the runners
+(``runner``) only send and wait. Imports go one way: dispatcher -> runner -> state, and
+dispatcher -> store -> state.
 """
 
 from __future__ import annotations
@@ -51,28 +56,19 @@ from livedata.capture.follower import ConnectionLimit, Follower, first_line
 from livedata.capture.listener import Listener, connection_params
 from livedata.capture.position import Position
 from livedata.conf import LivedataSettings, livedata_settings
-from livedata.webhooks.progress import DELIVERY_TABLE, SUB_TABLE, write
-from livedata.webhooks.runner import Attempt, Config, Progress, Runner
+from livedata.webhooks import store
+from livedata.webhooks.owners import Owners
+from livedata.webhooks.runner import Runner
 from livedata.webhooks.selection import Selection
+from livedata.webhooks.state import Attempt, Config, DeliveryState, Update
 from livedata.webhooks.transport import Transport
 
 logger = logging.getLogger("livedata.webhooks")
 
-#: advisory lock namespaces (the two-int4 form): one lock per subscription, and a shared
-#: presence lock every live dispatcher holds (to count workers for the fair share)
-#: Owners holding it receive the audit context of models whose Collection exposes it.
-CONTEXT_PERMISSION = "livedata.view_change_context"
-LOCK_SUBSCRIPTION = 0x6C647768  # "ldwh"
-LOCK_PRESENCE = 0x6C647777  # "ldww"
 PRUNE_EVERY = 600.0
 #: catch-up connections a dispatcher's followers share (claiming 100 subscriptions at
 #: once must not open 100 connections)
 CATCH_UP_CONNECTIONS = 2
-
-SUB_COLUMNS = (
-    "id, owner_id, url, model_labels, operations, filter, fields, batch, secret, "
-    "position, generation, epoch, attempts, next_attempt_at, updated"
-)
 
 #: dispatchers running in this process (the API pokes them after a change)
 RUNNING: set[Dispatcher] = set()
@@ -81,6 +77,11 @@ RUNNING: set[Dispatcher] = set()
 def poke_all() -> None:
     for dispatcher in list(RUNNING):
         dispatcher.poke_threadsafe()
+
+
+def fair_share(subscriptions: int, workers: int, concurrency: int) -> int:
+    """How many subscriptions one of ``workers`` live workers may hold."""
+    return min(concurrency, math.ceil(subscriptions / workers))
 
 
 class Dispatcher:
@@ -112,7 +113,7 @@ class Dispatcher:
         self._poke = asyncio.Event()
         self._flush = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._checked: dict[int, tuple[tuple[int, datetime], float, Selection | str]] = {}
+        self.owners = Owners()
         self._last_prune = 0.0
         self._last_recheck = time.monotonic()
         self.recheck_every = self.conf.WEBHOOK_PERMISSION_RECHECK
@@ -150,17 +151,7 @@ class Dispatcher:
 
     async def _connect(self) -> psycopg.AsyncConnection:
         params = self._params or await asyncio.to_thread(connection_params)
-        options = " ".join(
-            filter(None, [params.get("options"), "-c plan_cache_mode=force_generic_plan"])
-        )
-        conn = await psycopg.AsyncConnection.connect(
-            **{**params, "options": options},
-            autocommit=True,
-            application_name=f"livedata webhooks {self.name}"[:63],
-        )
-        await conn.execute("SET synchronous_commit = off")
-        await conn.execute("SELECT pg_advisory_lock_shared(%s, 0)", [LOCK_PRESENCE])
-        return conn
+        return await store.connect(params, self.name)
 
     # --- main loop ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -246,76 +237,20 @@ class Dispatcher:
 
     # --- claiming ---------------------------------------------------------------------------
     async def _reload(self) -> None:
+        """Read the subscriptions, hand back what changed or is more than the fair
+        share, claim what is free (or take turns), re-check permissions, prune."""
         assert self.conn is not None
-        rows = await (
-            await self.conn.execute(
-                f"SELECT {SUB_COLUMNS} FROM {SUB_TABLE} WHERE state = 'active' ORDER BY id"
-            )
-        ).fetchall()
-        active = {r[0]: Config.from_row(r) for r in rows}
+        active = await store.active(self.conn)
         self.horizon = await log.ahorizon(self.conn)
-        workers_row = await (
-            await self.conn.execute(
-                "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' "
-                "AND classid = %s AND objid = 0 AND database = "
-                "(SELECT oid FROM pg_database WHERE datname = current_database())",
-                [LOCK_PRESENCE],
-            )
-        ).fetchone()
-        workers = max(1, int(workers_row[0]) if workers_row else 1)
-        locked_anywhere = {
-            r[0]
-            for r in await (
-                await self.conn.execute(
-                    "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' "
-                    "AND classid = %s AND objsubid = 2 AND granted AND database = "
-                    "(SELECT oid FROM pg_database WHERE datname = current_database())",
-                    [LOCK_SUBSCRIPTION],
-                )
-            ).fetchall()
-        }
-        restart = False
-        for sub_id, runner in list(self.runners.items()):
-            config = active.get(sub_id)
-            if runner.stopping:
-                continue
-            follower = runner.follower
-            if follower is not None and follower.position is not None:
-                reason = self._expired(follower.position)
-                if reason is not None:  # pruned while it was catching up
-                    runner.progress.disable = reason
-                    runner.dirty = True
-                    runner.stop()
-                    logger.warning(
-                        "livedata webhooks: subscription %s disabled: %s", sub_id, reason
-                    )
-                    continue
-            if config is None or config.version != runner.config.version:
-                runner.stop()  # deleted, disabled or changed: hand it back
-                restart = restart or config is not None
-        share = min(self.concurrency, math.ceil(len(active) / workers))
-        held = [r for r in self.runners.values() if not r.stopping]
-        if len(held) > share:  # another worker joined: hand back idle extras
-            for runner in [r for r in held if not r.buffer and not r.inflight][: len(held) - share]:
-                runner.stop()
-            held = [r for r in self.runners.values() if not r.stopping]
+        workers = await store.workers(self.conn)
+        locked = await store.locked_anywhere(self.conn)
+        restart = self._hand_back_changed(active)
+        share = fair_share(len(active), workers, self.concurrency)
+        held = self._hand_back_extras(share)
+        candidates = self._candidates(active, locked)
         room = share - len(held)
-        now = datetime.now(UTC)
-        candidates = [
-            c
-            for i, c in active.items()
-            if i not in self.runners and i % 2**31 not in locked_anywhere and c.due(now)
-        ]
         if room <= 0 and candidates:
-            # more subscriptions than this worker may hold and nobody holds these: take
-            # turns, handing back the ones idle the longest
-            clock = time.monotonic()
-            idle = sorted(
-                (r for r in held if r.idle_for(clock) > self.conf.WEBHOOK_REFRESH_INTERVAL),
-                key=lambda r: -r.idle_for(clock),
-            )
-            for runner in idle[: len(candidates)]:
-                runner.stop()
+            self._take_turns(held, len(candidates))
         if room > 0 and candidates:
             random.shuffle(candidates)  # workers starting together spread out
             await self._claim([c.id for c in candidates[:room]])
@@ -325,6 +260,59 @@ class Dispatcher:
         if restart:
             self.poke()
 
+    def _held(self) -> list[Runner]:
+        return [r for r in self.runners.values() if not r.stopping]
+
+    def _hand_back_changed(self, active: dict[int, Config]) -> bool:
+        """Stop runners whose subscription was deleted, disabled or changed (or pruned
+        from under a catch-up: disabled). True: one changed, reload soon to restart it."""
+        restart = False
+        for sub_id, runner in list(self.runners.items()):
+            config = active.get(sub_id)
+            if runner.stopping:
+                continue
+            follower = runner.follower
+            if follower is not None and follower.position is not None:
+                reason = self._expired(follower.position)
+                if reason is not None:  # pruned while it was catching up
+                    runner.disable(reason)
+                    continue
+            if config is None or config.version != runner.config.version:
+                runner.stop()  # deleted, disabled or changed: hand it back
+                restart = restart or config is not None
+        return restart
+
+    def _hand_back_extras(self, share: int) -> list[Runner]:
+        """Another worker joined: hand back idle runners above ``share``. Returns the
+        runners still held."""
+        held = self._held()
+        if len(held) > share:
+            idle = [r for r in held if not r.state.buffer and not r.state.inflight]
+            for runner in idle[: len(held) - share]:
+                runner.stop()
+            held = self._held()
+        return held
+
+    def _candidates(self, active: dict[int, Config], locked: set[int]) -> list[Config]:
+        """Subscriptions nobody holds, due now (not waiting for a far retry)."""
+        now = datetime.now(UTC)
+        return [
+            c
+            for i, c in active.items()
+            if i not in self.runners and i % 2**31 not in locked and c.due(now)
+        ]
+
+    def _take_turns(self, held: list[Runner], waiting: int) -> None:
+        """More subscriptions than this worker may hold, and nobody holds ``waiting`` of
+        them: hand back the ones idle the longest (up to ``waiting``)."""
+        clock = time.monotonic()
+        idle = sorted(
+            (r for r in held if r.state.idle_for(clock) > self.conf.WEBHOOK_REFRESH_INTERVAL),
+            key=lambda r: -r.state.idle_for(clock),
+        )
+        for runner in idle[:waiting]:
+            runner.stop()
+
     async def _recheck(self, held: list[Runner]) -> None:
         """Owners' permissions (and the models' exposure) again, now and then: a lost
         ``view`` disables, a lost (or new) context permission applies from then on."""
@@ -332,100 +320,57 @@ class Dispatcher:
             return
         self._last_recheck = time.monotonic()
         self.recheck_every = self.conf.WEBHOOK_PERMISSION_RECHECK
-        outcomes = await asyncio.to_thread(self._selections, [r.config for r in held])
+        outcomes = await asyncio.to_thread(
+            self.owners.check, [r.config for r in held], self.recheck_every
+        )
         for runner in held:
             reason = outcomes.get(runner.config.id)
             if isinstance(reason, Selection):
                 runner.selection = reason  # the owner's context permission may have changed
             elif isinstance(reason, str) and not runner.stopping:
-                runner.progress.disable = reason
-                runner.dirty = True
-                runner.stop()
-                logger.warning(
-                    "livedata webhooks: subscription %s disabled: %s", runner.config.id, reason
-                )
+                runner.disable(reason)
 
     async def _claim(self, ids: list[int]) -> None:
+        """Lock what is free of ``ids``, read it again under the lock, and start it (or
+        disable it: its owner lost the permission, its position was pruned)."""
         assert self.conn is not None
-        locked = [
-            r[0]
-            for r in await (
-                await self.conn.execute(
-                    "SELECT k FROM unnest(%s::bigint[]) AS k "
-                    "WHERE pg_try_advisory_lock(%s, (k %% 2147483648)::int)",
-                    [ids, LOCK_SUBSCRIPTION],
-                )
-            ).fetchall()
-        ]
+        locked = await store.try_lock(self.conn, ids)
         if not locked:
             return
         # read again under the lock: the previous holder may have moved on meanwhile
-        rows = await (
-            await self.conn.execute(
-                f"SELECT {SUB_COLUMNS} FROM {SUB_TABLE} WHERE id = ANY(%s) AND state = 'active'",
-                [locked],
-            )
-        ).fetchall()
-        fresh = {r[0]: Config.from_row(r) for r in rows}
-        selections = await asyncio.to_thread(self._selections, list(fresh.values()))
+        fresh = await store.read_active(self.conn, locked)
+        selections = await asyncio.to_thread(
+            self.owners.check, list(fresh.values()), self.recheck_every
+        )
         for sub_id in locked:
             config = fresh.get(sub_id)
             outcome = selections.get(sub_id)
             if config is not None and isinstance(outcome, Selection):
                 outcome = self._expired(config.position) or outcome
             if config is None or outcome is None:
-                await self._unlock(sub_id)
+                await store.unlock(self.conn, sub_id)
             elif isinstance(outcome, str):
-                await self._disable_now(config, outcome)
-                await self._unlock(sub_id)
+                logger.warning(
+                    "livedata webhooks: subscription %s disabled: %s", config.id, outcome
+                )
+                await store.disable(self.conn, config, outcome)
+                await store.unlock(self.conn, sub_id)
             else:
                 self._start(config, outcome)
 
-    def _selections(self, configs: list[Config]) -> dict[int, Selection | str]:
-        """Compile each subscription, and check its owner may still see its models
-        (Django permissions; in a thread). A string says why it must be disabled. Whether
-        audit contexts are sent is decided here too, from the owner's permission."""
-        from django.contrib.auth import get_user_model
-        from django.db import connections
-
-        from livedata.webhooks.selection import SelectionError, model_of
-
-        out: dict[int, Selection | str] = {}
-        try:
-            users = get_user_model()._default_manager.in_bulk({c.owner_id for c in configs})
-            clock = time.monotonic()
-            for config in configs:
-                cached = self._checked.get(config.id)
-                fresh = clock - cached[1] < self.recheck_every if cached else False
-                if cached and cached[0] == config.version and fresh:
-                    out[config.id] = cached[2]
-                    continue
-                user = users.get(config.owner_id)
-                try:
-                    selection: Selection | str = Selection(
-                        config.labels,
-                        config.operations,
-                        config.filter,
-                        config.fields,
-                        context=user is not None and user.has_perm(CONTEXT_PERMISSION),
-                    )
-                except SelectionError as exc:
-                    selection = f"its {exc.field} are no longer valid: {exc.message}"
-                else:
-                    for label in selection.labels:
-                        model = model_of(label)
-                        perm = f"{model._meta.app_label}.view_{model._meta.model_name}"
-                        if user is None or not user.is_active or not user.has_perm(perm):
-                            selection = f"its owner no longer has the {perm} permission"
-                            break
-                self._checked[config.id] = (config.version, clock, selection)
-                out[config.id] = selection
-        finally:
-            connections.close_all()
-        return out
-
     def _start(self, config: Config, selection: Selection) -> None:
-        runner = Runner(self, config, selection)
+        state = DeliveryState(
+            config,
+            buffer_limit=self.buffer_limit,
+            retry_schedule=self.conf.WEBHOOK_RETRY_SCHEDULE,
+        )
+        runner = Runner(
+            state,
+            selection,
+            transport=self.transport,
+            record=self.record,
+            flush_soon=self.flush_soon,
+        )
         self.runners[config.id] = runner
         runner.follower = self._follow(runner)
         runner.task = asyncio.create_task(runner.run())
@@ -451,21 +396,6 @@ class Dispatcher:
             f"below {self.horizon} were pruned); set a position (PUT .../position) to continue"
         )
 
-    async def _unlock(self, sub_id: int) -> None:
-        assert self.conn is not None
-        await self.conn.execute(
-            "SELECT pg_advisory_unlock(%s, (%s %% 2147483648)::int)", [LOCK_SUBSCRIPTION, sub_id]
-        )
-
-    async def _disable_now(self, config: Config, reason: str) -> None:
-        assert self.conn is not None
-        logger.warning("livedata webhooks: subscription %s disabled: %s", config.id, reason)
-        await self.conn.execute(
-            f"UPDATE {SUB_TABLE} SET state = 'disabled', disabled_reason = %s "
-            "WHERE id = %s AND generation = %s",
-            [reason, config.id, config.generation],
-        )
-
     async def _drop_all(self) -> None:
         """The connection is gone (so are the locks): stop every runner at once."""
         runners, self.runners = list(self.runners.values()), {}
@@ -488,12 +418,7 @@ class Dispatcher:
         if time.monotonic() - self._last_prune < PRUNE_EVERY:
             return
         self._last_prune = time.monotonic()
-        cutoff = datetime.now(UTC) - self.conf.WEBHOOK_DELIVERY_RETENTION
-        await self.conn.execute(
-            f"DELETE FROM {DELIVERY_TABLE} WHERE id IN "
-            f"(SELECT id FROM {DELIVERY_TABLE} WHERE at < %s LIMIT 10000)",
-            [cutoff],
-        )
+        await store.prune(self.conn, datetime.now(UTC) - self.conf.WEBHOOK_DELIVERY_RETENTION)
 
     # --- writing back -------------------------------------------------------------------------
     def record(self, attempt: Attempt) -> None:
@@ -507,20 +432,17 @@ class Dispatcher:
         assert self.conn is not None
         finished, self._finished = self._finished, []
         ended = {id(r) for r in finished}
-        updates: list[tuple[Runner, Progress, Position]] = []
+        updates: list[tuple[Runner, Update]] = []
         clock = time.monotonic()
         for runner in list(self.runners.values()):
-            position = runner.position()
-            moved = position != runner.flushed
-            # positions that only moved past non-matching rows are written lazily
-            if runner.dirty or (moved and (id(runner) in ended or clock - runner.flushed_at > 1)):
-                progress, position = runner.take_progress()
-                updates.append((runner, progress, position))
+            followed = None if runner.follower is None else runner.follower.position
+            if runner.state.wants_write(followed, clock, id(runner) in ended):
+                updates.append((runner, runner.state.take_update(followed)))
         attempts, self._attempts = self._attempts, []
         if updates or attempts:
-            refused = await write(self.conn, updates, attempts, self.name)
-            for runner, _progress, position in updates:
-                if runner.config.id in refused and position != runner.flushed:
+            refused = await store.write(self.conn, [u for _, u in updates], attempts, self.name)
+            for runner, update in updates:
+                if runner.config.id in refused and update.position != runner.state.flushed:
                     logger.warning(
                         "livedata webhooks: subscription %s: its stored position is not the "
                         "one this worker wrote; handing it back",
@@ -528,17 +450,15 @@ class Dispatcher:
                     )
                     runner.stop()
                     continue
-                runner.flushed = position
-                runner.flushed_text = str(position)
-                runner.flushed_at = clock
+                runner.state.flushed_to(update.position, clock)
         for runner in finished:
             await self._unfollow(runner)
-            await self._unlock(runner.config.id)
+            await store.unlock(self.conn, runner.config.id)
             if self.runners.get(runner.config.id) is runner:
                 del self.runners[runner.config.id]
-            if runner.parked:
+            if runner.state.parked:
                 logger.info(
                     "livedata webhooks: subscription %s waits for its retry at %s",
                     runner.config.id,
-                    runner.next_attempt_at,
+                    runner.state.next_attempt_at,
                 )
