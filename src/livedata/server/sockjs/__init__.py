@@ -22,6 +22,20 @@ xhr_streaming, eventsource, htmlfile, jsonp (with xhr_send / jsonp_send), plus `
 and ``iframe.html``. Sessions live in this process's memory; with several worker
 processes, the polling and streaming transports need sticky sessions (``cookie_needed``
 sets the ``JSESSIONID`` cookie load balancers key on). Pure asyncio, no dependency.
+
+Modules, h11-style: a sans-I/O core (no asyncio, no sockets) and drivers around it.
+
+- ``frames``: the frames, SockJS's JSON escaping, how each transport wraps a frame, and
+  the parsing of ``xhr_send``/``jsonp_send`` bodies and WebSocket messages (pure);
+- ``protocol``: the URL -> route rules, CORS/caching/cookie headers, callbacks (pure);
+- ``core``: a session's state machine and bounded outgoing queue (pure);
+- ``session``: drives a core for a handler (timers, wake-ups, heartbeats, callbacks);
+- ``receivers``: what carries frames to the client (HTTP response, WebSocket);
+- ``transports``: one driver per transport (xhr, xhr_streaming, eventsource,
+  htmlfile, jsonp, the two sends, websocket);
+- ``http``: ASGI plumbing (responses, bounded bodies, disconnects);
+- ``endpoint``: the ASGI app: the route table, sessions by id and their binding;
+- ``ddp``: DDP over it.
 """
 
 from livedata.server.sockjs.endpoint import SockJSEndpoint

@@ -1,15 +1,12 @@
-"""SockJS sessions: frames, the bounded outgoing buffer, and the receivers that carry it.
+"""SockJS sessions: the driver of a session's core (``core.py``) and its handler.
 
 A session outlives the requests that carry it: polling transports attach one receiver per
 request, streaming ones one per response (until its size limit), WebSockets one for their
 whole life. At most one receiver is attached at a time; a second one gets
 ``c[2010,"Another connection still open"]``. A session without a receiver for
-``disconnect_delay`` seconds expires. Frames to the client (SockJS 0.3.3):
-
-    o                open (first frame of a session)
-    h                heartbeat (after ``heartbeat_delay`` seconds without frames)
-    a["m1","m2"]     messages, each a JSON string
-    c[3000,"Go away!"]  close; served to every request until the session expires
+``disconnect_delay`` seconds expires. The frames are those of ``frames.py``; the state and
+the bounded outgoing queue are ``core.SessionCore``'s, and this module adds what needs a
+loop: the receiver's wake-ups and heartbeats, the expiry timer, the handler's callbacks.
 
 An idle session owns no task: only a timer for its expiry. Handler callbacks run one at a
 time, in order (``on_open``, then ``on_message`` for each message, then ``on_close``).
@@ -18,37 +15,30 @@ time, in order (``on_open``, then ``on_message`` for each message, then ``on_clo
 from __future__ import annotations
 
 import asyncio
-import enum
 import hashlib
-import json
 import logging
-import re
-from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
+
+from livedata.server.sockjs.core import Closing, Messages, Queued, SessionCore, State
+from livedata.server.sockjs.frames import close_frame, dumps, message_frame
+from livedata.server.sockjs.receivers import Receiver
 
 if TYPE_CHECKING:
     from livedata.server.sockjs.endpoint import SockJSEndpoint
 
+__all__ = [
+    "Handler",
+    "HandlerFactory",
+    "Receiver",
+    "SockJSSession",
+    "State",
+    "close_frame",
+    "dumps",
+    "message_frame",
+]
+
 logger = logging.getLogger("livedata.server.sockjs")
-
-# Characters a server must escape in JSON (sockjs-protocol 0.3.3, "JSON Unicode
-# Encoding"): browsers mangle them, and lone surrogates cannot be encoded as UTF-8.
-_ESCAPED = re.compile("[\u200c-\u200f\u2028-\u202f\u2060-\u206f\ufff0-\uffff\ud800-\udfff]")
-
-
-def dumps(value: Any) -> str:
-    """JSON as SockJS servers write it: compact, UTF-8, with the unsafe characters escaped."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return _ESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
-def message_frame(messages: list[str]) -> str:
-    return "a" + dumps(messages)
-
-
-def close_frame(code: int, reason: str) -> str:
-    return "c" + dumps([code, reason])
 
 
 class Handler(Protocol):
@@ -60,51 +50,6 @@ class Handler(Protocol):
 
 
 HandlerFactory = Callable[["SockJSSession"], Handler]
-
-
-class State(enum.Enum):
-    CONNECTING = "connecting"  # no receiver has been attached yet
-    OPEN = "open"
-    CLOSED = "closed"  # the close frame is served until the session expires
-
-
-class Receiver:
-    """One request or WebSocket carrying frames to the client while it is attached."""
-
-    #: send ``h`` after ``heartbeat_delay`` idle seconds (not on raw WebSockets)
-    heartbeats = True
-
-    def __init__(self) -> None:
-        self.wakeup = asyncio.Event()
-        self.finished = False  # the receiver ended (response complete, socket closed)
-        self.stopped = False  # the client went away, or the transport must stop now
-
-    def stop(self) -> None:
-        """The client went away (or the transport is aborted): detach at once."""
-        if not self.finished:
-            self.stopped = True
-            self.wakeup.set()
-
-    async def frame(self, frame: str) -> bool:
-        """Write one frame; True when the receiver is finished after it."""
-        raise NotImplementedError
-
-    async def finish(self) -> None:
-        """End the response or close the socket (idempotent)."""
-        self.finished = True
-
-    async def open(self) -> bool:
-        return await self.frame("o")
-
-    async def heartbeat(self) -> bool:
-        return await self.frame("h")
-
-    async def messages(self, messages: list[str]) -> bool:
-        return await self.frame(message_frame(messages))
-
-    async def closing(self, code: int, reason: str) -> None:
-        await self.frame(close_frame(code, reason))
-        self.finished = True
 
 
 class SockJSSession:
@@ -137,10 +82,7 @@ class SockJSSession:
         #: the secret the session's requests must carry (``sockjs_bind`` cookie), or None
         self.binding = binding
         self.handler: Handler | None = None
-        self.state = State.CONNECTING
-        self.close_status: tuple[int, str] = (3000, "Go away!")
-        self._outbox: deque[str] = deque()
-        self._outbox_bytes = 0
+        self.core = SessionCore(endpoint.max_queue_bytes)
         self._receiver: Receiver | None = None
         self._lock = asyncio.Lock()  # handler callbacks run one at a time, in order
         self._expiry: asyncio.TimerHandle | None = None
@@ -164,8 +106,16 @@ class SockJSSession:
         return self.session_id is None or self.binding is not None
 
     @property
+    def state(self) -> State:
+        return self.core.state
+
+    @property
+    def close_status(self) -> tuple[int, str]:
+        return self.core.close_status
+
+    @property
     def closed(self) -> bool:
-        return self.state is State.CLOSED
+        return self.core.closed
 
     # --- the handler's interface --------------------------------------------------------
 
@@ -175,28 +125,22 @@ class SockJSSession:
         A client that does not take its messages fast enough (the queue passes
         ``max_queue_bytes``) is disconnected, so one slow client cannot hold unbounded
         memory."""
-        if self.state is State.CLOSED:
-            return
-        self._outbox.append(text)
-        self._outbox_bytes += len(text)
-        if self._outbox_bytes > self.endpoint.max_queue_bytes:
+        queued = self.core.queue(text)
+        if queued is Queued.OVERFLOW:
             logger.warning(
                 "sockjs: session %s exceeded %d queued bytes: disconnecting a slow client",
                 self.log_name,
-                self.endpoint.max_queue_bytes,
+                self.core.max_queue_bytes,
             )
-            self._outbox.clear()
-            self._outbox_bytes = 0
-            self._set_closed(1008, "Outgoing buffer limit")
-            return
-        if self._receiver is not None:
+            self._closed_now()
+        elif queued is Queued.QUEUED and self._receiver is not None:
             self._receiver.wakeup.set()
 
     async def drained(self, below: int) -> None:
         """Wait until at most ``below`` bytes are queued for the client (or the session
         closed): how a producer of much data (a subscription's initial documents) keeps
         to the client's pace instead of filling the queue past ``max_queue_bytes``."""
-        while self._outbox_bytes > below and self.state is not State.CLOSED:
+        while self.core.queued_bytes > below and not self.core.closed:
             if self._drained is None:
                 self._drained = asyncio.Event()
             self._drained.clear()
@@ -220,8 +164,7 @@ class SockJSSession:
         self._cancel_expiry()
         self._receiver = receiver  # closed too: messages queued before the close go first
         try:
-            if self.state is State.CONNECTING:
-                self.state = State.OPEN
+            if self.core.attached():
                 async with self._lock:  # messages wait for the open frame and on_open
                     done = await receiver.open()
                     on_open = getattr(self.handler, "on_open", None)
@@ -233,8 +176,8 @@ class SockJSSession:
         finally:
             if self._receiver is receiver:
                 self._receiver = None
-            if receiver.stopped and self.state is State.OPEN:
-                self._set_closed(1002, "Connection interrupted")
+            if receiver.stopped and self.core.interrupted():
+                self._closed_now()
             self._schedule_expiry()
 
     async def _carry(self, receiver: Receiver) -> None:
@@ -243,16 +186,14 @@ class SockJSSession:
             receiver.wakeup.clear()
             if receiver.stopped:
                 return
-            if self._outbox:
-                messages = list(self._outbox)
-                self._outbox.clear()
-                self._outbox_bytes = 0
+            frame = self.core.next_frame()
+            if isinstance(frame, Messages):
                 self._taken()
-                if await receiver.messages(messages):
+                if await receiver.messages(frame.messages):
                     return
                 continue
-            if self.state is State.CLOSED:
-                await receiver.closing(*self.close_status)
+            if isinstance(frame, Closing):
+                await receiver.closing(frame.code, frame.reason)
                 return
             try:
                 async with asyncio.timeout(delay):
@@ -263,11 +204,11 @@ class SockJSSession:
 
     async def deliver(self, messages: list[str]) -> None:
         """Messages from the client, to the handler in order (dropped unless open)."""
-        if self.state is State.CLOSED or not messages:
+        if self.core.closed or not messages:
             return
         async with self._lock:
             for text in messages:
-                if self.state is not State.OPEN or self.handler is None:
+                if not self.core.is_open or self.handler is None:
                     return
                 await self._call(self.handler.on_message, text)
 
@@ -280,10 +221,11 @@ class SockJSSession:
     # --- internals ----------------------------------------------------------------------
 
     def _set_closed(self, code: int, reason: str) -> None:
-        if self.state is State.CLOSED:
-            return
-        self.state = State.CLOSED
-        self.close_status = (code, reason)
+        if self.core.close(code, reason):
+            self._closed_now()
+
+    def _closed_now(self) -> None:
+        """What follows the core's closing: wake whoever waits, and tell the handler."""
         self._taken()
         if self._receiver is not None:
             self._receiver.wakeup.set()
@@ -320,6 +262,5 @@ class SockJSSession:
         if self._receiver is not None:
             return
         self.endpoint.forget(self)
-        self._outbox.clear()
-        self._outbox_bytes = 0
-        self._set_closed(1000, "Session expired")
+        if self.core.expire():
+            self._closed_now()

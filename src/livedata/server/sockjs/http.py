@@ -1,0 +1,78 @@
+"""ASGI plumbing of the SockJS endpoint: complete responses, bounded request bodies, a
+client's disconnect, and refusing a WebSocket handshake.
+
+The driver side of ``protocol.py``: this moves bytes over ASGI, the rules are there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from livedata.server.bodies import declared_length
+from livedata.server.sockjs.protocol import REASONS, TEXT, Headers
+
+if TYPE_CHECKING:
+    from livedata.server.sockjs.receivers import Receiver
+
+Scope = dict[str, Any]
+Receive = Callable[[], Coroutine[Any, Any, dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+
+
+async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:
+    """A complete response, with Content-Length (none for 204 and 304)."""
+    out = list(headers)
+    if status not in (204, 304):
+        out.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def read_body(
+    receive: Receive, limit: int | None, scope: Scope | None = None
+) -> bytes | None:
+    """The request body, or None as soon as it passes ``limit`` bytes (0 or None: no
+    limit): the rest is never read (answer with ``connection: close``), so an oversized
+    body costs at most ``limit`` bytes, not its whole length (issue 19). A declared
+    ``Content-Length`` over the limit (``scope`` given) is refused before reading."""
+    if limit and scope is not None and (declared_length(scope) or 0) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and limit and size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def watch_disconnect(receive: Receive, receiver: Receiver) -> None:
+    """Stop ``receiver`` when the client goes away (a streaming or polling response)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            receiver.stop()
+            return
+
+
+async def deny_websocket(scope: Scope, receive: Receive, send: Send, status: int) -> None:
+    """Refuse a WebSocket handshake with ``status`` (an HTTP answer where the server
+    supports it, else a close with 4000 + status)."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        body = REASONS.get(status, "Forbidden.").encode() if status != 403 else b"Forbidden."
+        start = {"type": "websocket.http.response.start", "status": status}
+        start["headers"] = [(b"content-type", TEXT), (b"content-length", str(len(body)).encode())]
+        await send(start)
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 4000 + status})
