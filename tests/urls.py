@@ -8,5 +8,6 @@ urlpatterns = [
     path("t/write-async/", views.write_async),
     path("t/api/", views.api_echo),
     path("t/api-async/", views.api_echo_async),
+    path("t/pull-waiters/", views.pull_waiters),
     *demo_urls,
 ]

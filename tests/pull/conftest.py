@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -42,6 +43,26 @@ def feed(server: str, token: str) -> Iterator[Callable[..., httpx.Response]]:
 
     yield get
     http.close()
+
+
+@pytest.fixture
+def held(server: str) -> Callable[[], int]:
+    """How many pull requests the test server holds now (``tests.testapp.views``)."""
+
+    def count() -> int:
+        response = httpx.get(f"http://{server}/t/pull-waiters/", timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()["held"]
+
+    return count
+
+
+def wait_until(predicate: Callable[[], bool], message: str, timeout: float = 20.0) -> None:
+    """Poll ``predicate`` until it holds; fail with ``message`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.02)
 
 
 def follow(get: Callable[..., httpx.Response], **params: Any) -> tuple[list[dict], str, str]:

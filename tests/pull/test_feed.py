@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -14,7 +14,14 @@ import pytest
 from livedata.capture import log
 from livedata.demo.bookstore.models import Author, Book
 from tests.conftest import settle
-from tests.pull.conftest import follow, state_of
+from tests.pull.conftest import follow, state_of, wait_until
+
+
+def add_book(db, title: str, author: int) -> int:
+    return db.execute(
+        "INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s) RETURNING id",
+        [title, author],
+    ).fetchone()[0]
 
 
 def books() -> dict:
@@ -42,7 +49,7 @@ def test_snapshot_in_pages_then_changes(feed, author, connect):
     db.execute("UPDATE bookstore_book SET title = 'changed' WHERE title = 'b3'")
     db.execute("DELETE FROM bookstore_book WHERE title = 'b4'")
     db.execute("INSERT INTO bookstore_book (title, author_id) VALUES ('new', %s)", [author])
-    time.sleep(0.3)
+    settle(db)  # the three are below every reader's horizon: one read returns them all
     response = feed(offset=offset, handle=handle)
     changes = response.json()
     assert [m.get("op") or m["control"] for m in changes] == [
@@ -57,33 +64,42 @@ def test_snapshot_in_pages_then_changes(feed, author, connect):
     assert state_of(changes, state_of(messages)) == books()
 
 
-def test_live_long_poll_wakes_on_commit(feed, author, connect):
+def test_live_long_poll_wakes_on_commit(feed, author, connect, held):
     _, handle, offset = follow(feed)
-    db = connect()
-
-    def write():
-        time.sleep(0.5)
-        db.execute("INSERT INTO bookstore_book (title, author_id) VALUES ('live', %s)", [author])
-
-    threading.Thread(target=write).start()
-    started = time.monotonic()
-    response = feed(offset=offset, handle=handle, live="true")
-    took = time.monotonic() - started
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(feed, offset=offset, handle=handle, live="true")
+        # held: the server found nothing new and registered the request to wait
+        wait_until(lambda: held() == 1, "the long-poll was not held")
+        assert not answer.done()
+        # committed only now, so the request can only have it by being woken up
+        connect().execute(
+            "INSERT INTO bookstore_book (title, author_id) VALUES ('live', %s)", [author]
+        )
+        response = answer.result(timeout=30)
     assert response.status_code == 200
+    # the change, not the empty answer PULL_LIVE_TIMEOUT (2 s) would have given
     assert [m.get("op") for m in response.json()] == ["insert", None]
-    assert 0.4 < took < 3.0, took
+    assert response.json()[0]["value"]["title"] == "live"
+    assert held() == 0
     assert response.headers["Cache-Control"] == "no-store"
     # coming back at the same offset is answered at once (from the notifier's memory)
     again = feed(offset=offset, handle=handle, live="true")
     assert again.json() == response.json()
 
 
-def test_live_long_poll_times_out_up_to_date(feed, author):
+def test_live_long_poll_times_out_up_to_date(feed, author, held):
     _, handle, offset = follow(feed)
-    started = time.monotonic()
-    response = feed(offset=offset, handle=handle, live="true")
-    # tests.settings: PULL_LIVE_TIMEOUT 2 s for servers started by tests
-    assert 1.5 < time.monotonic() - started < 6
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        answer = pool.submit(feed, offset=offset, handle=handle, live="true")
+        wait_until(lambda: held() == 1, "the long-poll was not held")
+        # answered, within a deadline: it does not hang
+        response = answer.result(timeout=30)
+    # tests.settings: PULL_LIVE_TIMEOUT 2 s for servers started by tests; the server's
+    # deadline starts after the request was sent, so it cannot answer sooner (this bound
+    # cannot fail on a slow machine)
+    assert time.monotonic() - started >= 1.9
+    assert held() == 0  # let go at its timeout
     assert response.json() == [{"control": "up-to-date"}]
     assert response.headers["Livedata-Up-To-Date"] == "true"
 
@@ -128,11 +144,15 @@ def test_filters_and_fields(feed, author, connect):
     db.execute("UPDATE bookstore_book SET author_id = %s WHERE id = %s", [other, alpha])
     db.execute("UPDATE bookstore_book SET author_id = %s WHERE id = %s", [author, beta])
     db.execute("UPDATE bookstore_book SET title = 'Gamma' WHERE id = %s", [alpha])  # not ours
-    time.sleep(0.3)
+    # committed last, so after the Gamma update in log order: a read that has the marker
+    # has read past Gamma, so Gamma's absence means it was not sent (not "not yet")
+    marker = str(add_book(db, "Marker", author))
+    settle(db)  # the four are below every reader's horizon: one read returns them all
     changes = feed(offset=offset, handle=handle, author=str(author), fields="title").json()
     assert [(m.get("op"), m.get("pk")) for m in changes] == [
         ("delete", alpha),  # stopped matching
         ("insert", beta),  # started matching
+        ("insert", marker),
         (None, None),
     ]
     assert changes[1]["value"] == {"id": int(beta), "title": "Beta"}
@@ -140,7 +160,7 @@ def test_filters_and_fields(feed, author, connect):
     starts, *_ = follow(feed, title__startswith="Be")
     assert [m["value"]["title"] for m in starts] == ["Beta"]
     inside, *_ = follow(feed, author__in=f"{author},{other}")
-    assert len(inside) == 2
+    assert len(inside) == 3  # Gamma (ex-Alpha), Beta, Marker
 
 
 def test_permissions_and_exposure(server, feed, transactional_db):
@@ -231,7 +251,7 @@ def test_shape_change_and_pruned_log_answer_must_refetch(feed, author, connect):
 
     db = connect()
     db.execute("INSERT INTO bookstore_book (title, author_id) VALUES ('y', %s)", [author])
-    time.sleep(0.2)
+    settle(db)  # the insert is below the horizon the prune marks
     assert log.prune(db, older_than=None) > 0
     response = feed(offset=offset, handle=raw)
     assert response.status_code == 409
@@ -253,8 +273,9 @@ def test_truncate_answers_must_refetch(feed, author, connect):
     assert page.status_code == 200, page.text
     assert state_of(first.json() + page.json()) == books()
     offset = page.headers["Livedata-Offset"]
-    connect().execute("TRUNCATE bookstore_book")
-    time.sleep(0.2)
+    db = connect()
+    db.execute("TRUNCATE bookstore_book")
+    settle(db)  # the TRUNCATE is below every reader's horizon
     response = feed(offset=offset, handle=handle)
     assert response.status_code == 409 and response.json()["error"] == "must-refetch"
 

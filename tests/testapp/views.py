@@ -1,4 +1,4 @@
-"""Views that write, for the audit-context tests."""
+"""Views that write, for the audit-context tests; and a probe of the pull feed's held requests."""
 
 import asyncio
 
@@ -45,3 +45,19 @@ def api_echo(request: HttpRequest) -> JsonResponse:
 @api_view("GET")
 async def api_echo_async(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"user": request.api_user.get_username()})
+
+
+async def pull_waiters(request: HttpRequest) -> JsonResponse:
+    """How many pull requests this server process holds right now (long-polls and event
+    streams registered with the feed's notifier): lets a test prove a request is *held*
+    (registered, waiting for a change) before it commits the change that must wake it.
+
+    Async, so it runs on the server's event loop, where the notifier lives. It only
+    looks: a process that has not held any request yet has no notifier (0).
+    """
+    from livedata.pull import live
+
+    listener = live._listener
+    note = live._notifiers.get(id(listener)) if listener is not None else None
+    held = note.count if note is not None and note.listener is listener else 0
+    return JsonResponse({"held": held})

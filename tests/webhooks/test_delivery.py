@@ -37,6 +37,51 @@ def wait_until(predicate: Any, timeout: float = 20.0, message: str = "") -> None
         time.sleep(0.05)
 
 
+def claimed(db: Any, sub_id: int) -> bool:
+    """Whether a worker holds the subscription: its advisory lock (see the dispatcher's
+    docstring, "Claiming"), which a worker holds for as long as it runs a runner of it."""
+    from livedata.webhooks.dispatcher import LOCK_SUBSCRIPTION
+
+    return db.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+        "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 2 AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+        [LOCK_SUBSCRIPTION, sub_id % 2**31],
+    ).fetchone()[0]
+
+
+def assert_nothing_more_delivered(db: Any, sub_id: int, receiver: Any, make_receiver: Any):
+    """Prove the worker sends nothing more of the disabled subscription ``sub_id`` to
+    ``receiver`` (a disabled subscription gives no signal of its own: nothing runs for it).
+
+    1. Its runner is gone: no worker holds its lock (a runner ends, then unlocks).
+    2. A witness subscription (another owner, authors only, its own receiver) is made now,
+       after the disable was committed, and a witness change committed after everything
+       the test committed before: the witness receiving it proves the worker claimed the
+       witness in a reload that began after both, so that reload's one read of the
+       subscriptions saw ``sub_id`` disabled; and that its listener has read past every
+       earlier change (log order).
+    3. Then ``sub_id`` is still not held, and ``receiver`` got nothing more. A worker that
+       took ``sub_id`` again in that reload (or before) would hold its lock while its
+       runner runs, and a runner that had ended already would have sent its first change
+       (the one it had not got acknowledged, or the first committed after it).
+    """
+    from django.contrib.auth.models import Permission, User
+
+    sent = len(receiver.requests)
+    wait_until(lambda: not claimed(db, sub_id), message="the disabled runner kept its lock")
+    owner = User.objects.create_user("witness")
+    owner.user_permissions.add(Permission.objects.get(codename="view_author"))
+    witness = make_receiver()
+    subscribe(owner, "witness", witness.url, models=["bookstore.author"])
+    marker = add_author(db, "witness@example.com", "Witness")
+    got = witness.wait_for(1)
+    assert got[0].event["data"]["new"]["id"] == marker
+    assert not claimed(db, sub_id), "a worker took the disabled subscription again"
+    assert len(receiver.requests) == sent, receiver.requests[sent:]
+    Subscription.objects.filter(owner=owner).delete()
+
+
 def test_signed_puts_in_log_order(svc, receiver, start_worker, connect) -> None:
     sub = subscribe(svc, "books", receiver.url, models=["bookstore.book", "bookstore.author"])
     start_worker()
@@ -167,7 +212,7 @@ def test_410_disables_and_a_put_continues_from_there(svc, make_receiver, start_w
     state = api_call(svc, "GET", "books").json()
     assert "410" in state["disabled_reason"] and state["lag"]["changes"] == 1
     add_book(db, "Two", author)  # committed while disabled: kept for later
-    time.sleep(1)
+    assert_nothing_more_delivered(db, Subscription.objects.get().pk, receiver, make_receiver)
     assert len(receiver.requests) == 1
     gone["yes"] = False
     subscribe(svc, "books", receiver.url)  # the same PUT re-enables
@@ -189,7 +234,7 @@ def test_exhausted_schedule_disables_never_drops(svc, make_receiver, start_worke
     wait_until(lambda: Subscription.objects.get().state == "disabled")
     sub = Subscription.objects.get()
     assert sub.attempts == 5 and "5 attempts failed" in sub.disabled_reason
-    time.sleep(0.8)
+    assert_nothing_more_delivered(db, sub.pk, receiver, make_receiver)
     assert len(receiver.requests) == 5
     down["yes"] = False
     api_call(svc, "PUT", "books", {"url": receiver.url, "models": ["bookstore.book"]})
@@ -333,7 +378,7 @@ def titles_of(requests: list[Any]) -> list[str]:
     return [r.event["data"]["new"]["title"] for r in requests]
 
 
-def test_lost_permission_disables(svc, receiver, start_worker, connect) -> None:
+def test_lost_permission_disables(svc, receiver, make_receiver, start_worker, connect) -> None:
     subscribe(svc, "books", receiver.url)
     svc.user_permissions.clear()
     start_worker()
@@ -341,11 +386,13 @@ def test_lost_permission_disables(svc, receiver, start_worker, connect) -> None:
     assert "view_book" in Subscription.objects.get().disabled_reason
     db = connect()
     add_book(db, "Hidden", add_author(db))
-    time.sleep(1)
+    assert_nothing_more_delivered(db, Subscription.objects.get().pk, receiver, make_receiver)
     assert receiver.requests == []
 
 
-def test_permission_revoked_while_delivering_disables(svc, receiver, start_worker, connect):
+def test_permission_revoked_while_delivering_disables(
+    svc, receiver, make_receiver, start_worker, connect
+):
     subscribe(svc, "books", receiver.url)
     start_worker(settings={"WEBHOOK_PERMISSION_RECHECK": 0.5})
     db = connect()
@@ -356,7 +403,8 @@ def test_permission_revoked_while_delivering_disables(svc, receiver, start_worke
     wait_until(lambda: Subscription.objects.get().state == "disabled")
     assert "view_book" in Subscription.objects.get().disabled_reason
     add_book(db, "Not seen", author)
-    time.sleep(1)
+    sub_id = Subscription.objects.get().pk
+    assert_nothing_more_delivered(db, sub_id, receiver, make_receiver)
     assert titles_of(receiver.requests) == ["Seen"]
 
 
