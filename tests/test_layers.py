@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"conf", "dbthreads", "memory", "ddp", "dbconfig", "embedded"},  # import nothing of ours
     {"dbwait"},
     {"capture"},
-    {"runtime"},
+    {"runtime", "exposure"},  # peers: neither imports the other
     {"publish"},
     {"accounts"},
     {"httpapi"},

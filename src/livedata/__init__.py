@@ -13,8 +13,10 @@ imports inside functions and under ``TYPE_CHECKING`` counted):
    ``dbconfig``, ``embedded``: they import nothing of livedata;
 2. ``dbwait`` (waiting out a database that went away);
 3. ``capture`` (triggers, the change log, the listener and its followers);
-4. ``runtime`` (the hub one process shares: listener, pools, services, ticker, fence);
-5. ``publish`` (Collection/Publication declarations, methods, the live-query engine,
+4. ``runtime`` (the hub one process shares: listener, pools, services, ticker, fence),
+   ``exposure`` (what a model exposes to DDP, webhooks and pull: Collection, fields,
+   filters and their checks, in-memory matching);
+5. ``publish`` (Publication declarations, methods, the live-query engine,
    which talks to subscribers through ``publish.subscriber.Subscriber``);
 6. ``accounts`` (declares Meteor's methods and publications with ``publish``);
 7. ``httpapi`` (what the HTTP APIs share: authentication, JSON errors);

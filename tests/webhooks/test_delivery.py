@@ -40,7 +40,7 @@ def wait_until(predicate: Any, timeout: float = 20.0, message: str = "") -> None
 def claimed(db: Any, sub_id: int) -> bool:
     """Whether a worker holds the subscription: its advisory lock (see the dispatcher's
     docstring, "Claiming"), which a worker holds for as long as it runs a runner of it."""
-    from livedata.webhooks.dispatcher import LOCK_SUBSCRIPTION
+    from livedata.webhooks.store import LOCK_SUBSCRIPTION
 
     return db.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
