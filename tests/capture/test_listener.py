@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -362,9 +363,17 @@ def test_one_read_per_isolated_commit(db_params):
             await asyncio.sleep(0.05)  # a second read would follow at once
             per_commit.append(listener.reads - before)
         before = listener.reads
-        async with await psycopg.AsyncConnection.connect(**db_params, autocommit=True) as c:
-            for i in range(200):
-                await c.execute(INSERT, [f"burst{i}", f"burst{i}@example.com"])
+
+        def burst() -> None:
+            with psycopg.connect(**db_params, autocommit=True) as c:
+                for i in range(200):
+                    c.execute(INSERT, [f"burst{i}", f"burst{i}@example.com"])
+
+        # the listener is busy elsewhere (its event loop held) while 200 transactions
+        # commit one by one: their 200 NOTIFYs wait, and must cost one read, not 200
+        writer = threading.Thread(target=burst)
+        writer.start()
+        writer.join()
         await until(lambda: len(got) == 210)
         burst_reads = listener.reads - before
         listener.stop()
@@ -373,7 +382,9 @@ def test_one_read_per_isolated_commit(db_params):
 
     per_commit, burst_reads, _ = asyncio.run(main())
     assert per_commit == [1] * 10
-    assert burst_reads < 200
+    # 1, or 2-3 when the last NOTIFYs reach the listener's socket after its first read
+    # began (PostgreSQL forwards them asynchronously, after each COMMIT has returned)
+    assert burst_reads <= 3, burst_reads
 
 
 def test_write_fence_does_not_wait_for_a_long_transaction(db_params):

@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 
 from livedata.api import API, Collection, Publication, publish
 from livedata.ddp.errors import DDPError
-from livedata.demo.bookstore.models import Book
+from livedata.demo.bookstore.models import Author, Book
 from tests.testapp.models import Widget
 
 
@@ -93,14 +93,21 @@ def test_exposure_to_services_is_explicit_and_shapes_log_rows():
         rename = {"author": "writer"}
         pull = True
 
-    saved = API.collections.get("bookstore.book")
+    class Authors(Collection):  # says nothing: exposed to DDP only
+        model = Author
+
+    saved = API.collections.get("bookstore.book"), API.collections.get("bookstore.author")
     try:
-        API.register([Books])
+        API.register([Books, Authors])
         assert API.exposed("bookstore.book", "pull") is Books
         assert API.exposed("bookstore.book", "webhooks") is None  # not said: not exposed
         assert API.exposed("bookstore.author", "pull") is None
         row = {"id": 7, "title": "secret", "author_id": 3}
         assert Books.shape(row) == {"id": 7, "writer": 3}
         assert Books.shape(None) is None
-    finally:
-        API.collections["bookstore.book"] = saved
+    finally:  # the registrations of the demo's ddp.py (whatever ran before)
+        for label, collection in zip(("bookstore.book", "bookstore.author"), saved, strict=True):
+            if collection is None:
+                API.collections.pop(label, None)
+            else:
+                API.collections[label] = collection
