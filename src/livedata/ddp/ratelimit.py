@@ -23,7 +23,7 @@ successful attempt back).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,14 +95,8 @@ class RateLimiter:
         """Count this call; the error to answer it with when a limit is exceeded.
 
         ``own``: the rules the method declared itself (``@method(rate_limits=...)``)."""
-        who = {"connection": connection, "client_address": client_address, "user": user}
         refused: float | None = None
-        ruled = [(("settings", i), r) for i, r in enumerate(self.rules)]
-        ruled += [(("own", i), r) for i, r in enumerate(own)]
-        for index, rule in ruled:
-            if not rule.covers(method) or who[rule.per] is None:
-                continue
-            key = (index, method, who[rule.per])
+        for key, rule in self._applying(method, connection, client_address, user, own):
             bucket = self._buckets.get(key)
             if bucket is None or now - bucket[0] >= rule.seconds:
                 bucket = self._buckets[key] = [now, 0, rule.seconds]
@@ -134,13 +128,27 @@ class RateLimiter:
         """Give back a call counted by ``check`` (still in its window): for limits on
         failures, such as wrong passwords, where each attempt is counted as it starts (so
         concurrent attempts cannot all slip in) and one that succeeded is returned."""
-        who = {"connection": connection, "client_address": client_address, "user": user}
-        for index, rule in enumerate(self.rules):
-            if not rule.covers(method) or who[rule.per] is None:
-                continue
-            bucket = self._buckets.get((("settings", index), method, who[rule.per]))
+        for key, rule in self._applying(method, connection, client_address, user, ()):
+            bucket = self._buckets.get(key)
             if bucket is not None and now - bucket[0] < rule.seconds and bucket[1] > 0:
                 bucket[1] -= 1
+
+    def _applying(
+        self,
+        method: str,
+        connection: str | None,
+        client_address: str | None,
+        user: Any,
+        own: Iterable[Rule],
+    ) -> Iterator[tuple[tuple[Any, ...], Rule]]:
+        """The rules that count this call, each with its bucket's key: one definition for
+        ``check`` and ``refund``, so a refund always finds the bucket it gives back to."""
+        who = {"connection": connection, "client_address": client_address, "user": user}
+        ruled = [(("settings", i), r) for i, r in enumerate(self.rules)]
+        ruled += [(("own", i), r) for i, r in enumerate(own)]
+        for index, rule in ruled:
+            if rule.covers(method) and who[rule.per] is not None:
+                yield (index, method, who[rule.per]), rule
 
     def _prune(self, now: float) -> None:
         # a bucket's window is kept in it: drop those whose window has passed
