@@ -132,11 +132,17 @@ def livedata_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "livedata", *args]
 
 
-def spawn_livedata(*args: str, stderr: int = subprocess.PIPE, **env: str) -> subprocess.Popen:
-    """Start a ``livedata`` child process on the test database (text pipes)."""
+def spawn_livedata(
+    *args: str,
+    stderr: int = subprocess.PIPE,
+    environ: dict[str, str] | None = None,
+    **env: str,
+) -> subprocess.Popen:
+    """Start a ``livedata`` child process (text pipes) on the test database, or in
+    ``environ`` when given (``private_database``'s, for a throwaway PostgreSQL)."""
     return subprocess.Popen(
         livedata_cmd(*args),
-        env=livedata_env(**env),
+        env=livedata_env(**env) if environ is None else {**environ, **env},
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,

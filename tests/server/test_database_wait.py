@@ -14,7 +14,7 @@ import time
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, livedata_cmd, private_database
+from tests.conftest import private_database, spawn_livedata
 from tests.server.conftest import free_port, wait_listening
 from tests.server.test_websocket import CONNECT, Client
 
@@ -72,13 +72,14 @@ def outage(tmp_path):
             [make_password("demo-password")],
         )
     port = free_port()
-    proc = subprocess.Popen(
-        livedata_cmd("serve", "--port", str(port), "--log-level", "warning"),
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
+    proc = spawn_livedata(
+        "serve",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
         stderr=subprocess.STDOUT,
-        text=True,
+        environ=env,
     )
     output: list[str] = []
 

@@ -8,7 +8,7 @@ import time
 
 import psycopg
 
-from tests.conftest import ROOT, livedata_cmd, private_database
+from tests.conftest import private_database, spawn_livedata
 from tests.server.conftest import free_port, stop, wait_listening
 from tests.server.test_websocket import CONNECT, Client
 
@@ -24,13 +24,14 @@ def test_clients_converge_to_the_database_after_a_restart(tmp_path):
         "INSERT INTO bookstore_author (name, email) VALUES ('J', 'j@example.com') RETURNING id"
     ).fetchone()[0]
     port = free_port()
-    proc = subprocess.Popen(
-        livedata_cmd("serve", "--port", str(port), "--log-level", "warning"),
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
+    proc = spawn_livedata(
+        "serve",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
         stderr=subprocess.STDOUT,
-        text=True,
+        environ=env,
     )
     view: dict[tuple[str, str], dict] = {}
 

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from livedata.webhooks.models import Delivery
-from tests.conftest import ROOT, livedata_cmd, private_database
+from tests.conftest import ROOT, livedata_cmd, private_database, spawn_livedata
 from tests.webhooks.conftest import Receiver, subscribe
 from tests.webhooks.test_delivery import add_author, add_book, wait_until
 
@@ -178,14 +178,7 @@ s.save()
 """
     subprocess.run(livedata_cmd("shell", "-c", setup), **run)
     params = {"host": server.socket_dir, "dbname": "restart_webhooks", "user": "postgres"}
-    worker = subprocess.Popen(
-        livedata_cmd("deliver"),
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    worker = spawn_livedata("deliver", stderr=subprocess.STDOUT, environ=env)
     db = psycopg.connect(**params, autocommit=True)
     try:
         author = add_author(db)
