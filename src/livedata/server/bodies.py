@@ -49,6 +49,26 @@ async def too_large(send: Send, limit: int, *, body: bytes | None = None) -> Non
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+async def read_up_to(receive: Receive, limit: int | None) -> tuple[bytes | None, Any]:
+    """Read a request body to its end, stopping as soon as it passes ``limit`` bytes
+    (None: no limit): ``(None, None)`` then, the rest never read. Else ``(body,
+    None)``, or ``(what came so far, event)`` when another event (a disconnect) ended it
+    first."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), message
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            return None, None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), None
+
+
 async def bounded_body(
     scope: dict[str, Any], receive: Receive, send: Send, limit: int
 ) -> Receive | None:
@@ -61,22 +81,16 @@ async def bounded_body(
     if declared is not None and declared > limit:
         await too_large(send, limit)
         return None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":  # gone: let the application see it
-            first: dict[str, Any] | None = message
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            await too_large(send, limit)
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            first = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            break
+    body, ended = await read_up_to(receive, limit)
+    if body is None:
+        await too_large(send, limit)
+        return None
+    # gone before its end (a disconnect): let the application see that instead
+    first: dict[str, Any] | None = ended or {
+        "type": "http.request",
+        "body": body,
+        "more_body": False,
+    }
 
     async def replay() -> dict[str, Any]:
         nonlocal first

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from livedata.server.bodies import declared_length
+from livedata.server.bodies import declared_length, read_up_to
 from livedata.server.sockjs.protocol import REASONS, TEXT, Headers
 
 if TYPE_CHECKING:
@@ -38,20 +38,8 @@ async def read_body(
     ``Content-Length`` over the limit (``scope`` given) is refused before reading."""
     if limit and scope is not None and (declared_length(scope) or 0) > limit:
         return None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if limit is not None and limit and size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+    body, _ = await read_up_to(receive, limit or None)
+    return body
 
 
 async def watch_disconnect(receive: Receive, receiver: Receiver) -> None:
