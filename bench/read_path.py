@@ -3,17 +3,23 @@
 Side by side in one run, on the listener of this process (``Listener`` + one follower):
 
 1. **Commit → consumer latency** at 100 and 1000 commits/s (one row per commit, writer
-   processes on a fixed schedule, as ``listener_latency.py``), in three conditions,
+   processes on a fixed schedule, as ``listener_latency.py``), in four conditions,
    rotated in rounds per rate, samples pooled per condition, so that the machine's state
    is shared:
    - ``none``: no other transaction open;
    - ``one long``: one unrelated transaction (it holds an xid) open for the whole phase;
+   - ``N conn``: N more sessions connected, in no transaction (the control for the next);
    - ``N idle``: N sessions idle in transaction (each wrote a row of another table), N =
      100 or as many as ``max_connections`` leaves room for (PostgreSQL's default of 100
      leaves room for about 82; 100 needs ``max_connections`` of 115 or more).
+   The sessions are held by a child process, as a deployment's belong to other processes.
    Reported: p50/p99/max, the ratio of p99 to ``none``'s (goal: within 1.2x) pooled and
    as the median of the rounds' ratios (each round runs every condition back to back), the
-   listener's reads and this process's CPU per commit (listener, follower, collector).
+   ``N idle`` p99 over ``N conn``'s (what the open transactions cost, apart from the
+   sessions' number: 100 connected backends alone delay PostgreSQL's NOTIFY delivery by
+   3-4 ms on about 1% of commits on this machine, without livedata: a bare LISTEN client
+   shows it), the listener's reads and this process's CPU per commit (listener, follower,
+   collector).
 2. **Cost of one read** (an empty read at the head: what every wake-up pays) with 0, 1 and
    N transactions in flight: mean ms over 500 reads, and the buffers and rows that
    ``EXPLAIN (ANALYZE, BUFFERS)`` reports for one.
@@ -32,6 +38,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -46,24 +54,55 @@ WANTED_IDLE = 100
 
 
 class Open:
-    """Transactions held open while measuring (each has an xid)."""
+    """Transactions held open while measuring (each has an xid), by a child process.
 
-    def __init__(self, params: dict[str, Any], n: int) -> None:
-        self.params, self.n = params, n
-        self.conns: list[psycopg.Connection] = []
+    A deployment's idle sessions belong to other processes; held here, their 100
+    connections' objects sat in this process's heap, which the listener's garbage
+    collections then walked.
+    """
+
+    def __init__(self, params: dict[str, Any], n: int, *, transaction: bool = True) -> None:
+        self.params, self.n, self.transaction = params, n, transaction
+        self.child: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> Open:
-        for _ in range(self.n):
-            conn = psycopg.connect(**self.params)
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS held (x int)")
-            conn.execute("INSERT INTO held VALUES (1)")  # an xid; then idle in transaction
-            self.conns.append(conn)
+        if self.n:
+            self.child = subprocess.Popen(
+                [sys.executable, "-c", _HOLDER, json.dumps(self.params), str(self.n)]
+                + (["xid"] if self.transaction else []),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert self.child.stdout is not None
+            if self.child.stdout.readline().strip() != "ready":
+                raise RuntimeError("the process holding idle transactions failed")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for conn in self.conns:
-            conn.rollback()
-            conn.close()
+        if self.child is not None:
+            assert self.child.stdin is not None
+            self.child.stdin.close()  # it rolls back and exits
+            self.child.wait(timeout=30)
+
+
+_HOLDER = """
+import json, sys, psycopg
+params, n, xid = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3:] == ["xid"]
+conns = []
+with psycopg.connect(**params, autocommit=True) as c:
+    c.execute("CREATE TABLE IF NOT EXISTS bench_held (x int)")
+for _ in range(n):
+    conn = psycopg.connect(**params)
+    if xid:
+        conn.execute("INSERT INTO bench_held VALUES (1)")  # an xid; then idle in transaction
+    conns.append(conn)
+print("ready", flush=True)
+sys.stdin.read()
+for conn in conns:
+    conn.rollback()
+    conn.close()
+"""
 
 
 def idle_sessions(params: dict[str, Any]) -> int:
@@ -85,7 +124,13 @@ async def latencies(
     samples pooled: a p99 is the 1% worst of thousands of commits, and a few slow fsyncs
     in one phase moved it 2x between runs when each condition ran once in a block."""
     out = []
-    conditions = (("none", 0), ("one long", 1), (f"{idle} idle", idle))
+    conditions = (
+        ("none", 0, False),
+        ("one long", 1, True),
+        # the control for the next: as many sessions, connected but in no transaction
+        (f"{idle} conn", idle, False),
+        (f"{idle} idle", idle, True),
+    )
     for rate, writers in ((100, 1), (1000, 2)):
         # a discarded warm-up phase: the first seconds of a run carried 600 ms stalls
         # (plan caching, the first checkpoint after setup) into whichever condition ran first
@@ -104,11 +149,11 @@ async def latencies(
                 "elapsed": 0.0,
                 "p99_rounds": [],
             }
-            for name, n in conditions
+            for name, n, _ in conditions
         }
         for _ in range(rounds):
-            for name, n in conditions:
-                with Open(params, n):
+            for name, n, transaction in conditions:
+                with Open(params, n, transaction=transaction):
                     await asyncio.sleep(0.2)
                     reads, cpu = listener.reads, time.process_time()
                     r = await run_phase(params, collector, rate, seconds / rounds, writers)
@@ -245,10 +290,11 @@ def main() -> None:
     cost = read_cost(params, idle)
 
     base = {r["rate"]: r for r in result["latency"] if r["condition"] == "none"}
+    conn = {r["rate"]: r for r in result["latency"] if r["condition"] == f"{idle} conn"}
     print(
         f"{'rate/s':>6} {'condition':<10} {'achieved/s':>10} {'behind ms':>9} {'delivered':>11} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'p99 vs none':>11} {'per round':>9} "
-        f"{'reads':>6} "
+        f"{'vs conn':>7} {'reads':>6} "
         f"{'cpu us/commit':>13}"
     )
     for r in result["latency"]:
@@ -258,12 +304,13 @@ def main() -> None:
             a / b for a, b in zip(r["p99_rounds"], base[r["rate"]]["p99_rounds"], strict=True)
         )
         r["p99_ratio_median_round"] = ratios[len(ratios) // 2]
+        r["p99_vs_conn"] = r["p99"] / conn[r["rate"]]["p99"]
         ok = "ok" if not r["missing"] and not r["duplicates"] else "LOSS/DUP"
         print(
             f"{r['rate']:>6} {r['condition']:<10} {r['achieved_rate']:>10.1f} "
             f"{r['behind_ms']:>9.1f} {r['delivered']:>5}/{r['committed']:<5} "
             f"{r['p50']:>7.2f} {r['p99']:>7.2f} {r['max']:>7.2f} {r['p99_ratio']:>10.2f}x "
-            f"{r['p99_ratio_median_round']:>8.2f}x "
+            f"{r['p99_ratio_median_round']:>8.2f}x {r['p99_vs_conn']:>6.2f}x "
             f"{r['reads']:>6} {r['listener_cpu_us_per_commit']:>13.0f} {ok}"
         )
     print(f"\n{'in flight':>9} {'position chars':>14} {'ms/read':>8} {'rows':>5} {'buffers':>7}")
