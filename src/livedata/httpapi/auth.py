@@ -127,7 +127,7 @@ async def acheck_basic(request: Any) -> bool:
     the view): the outcome is kept on the request for ``authenticate``. False when the
     request does not use Basic."""
     if getattr(request, "_livedata_basic", None) is not None:
-        return True  # checked already (server.apiroute, then the async view's wrapper)
+        return True  # checked already (server.without_middleware, then the async view's wrapper)
     try:
         credentials = basic_credentials(request)
         if credentials is None:

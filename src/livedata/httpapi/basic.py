@@ -14,7 +14,7 @@ request of another user took 12 s. Now:
   process.
 - **Their own threads** (``HTTP_API_BASIC_THREADS``): checks never run on the threads of
   the database work of other requests, nor, under ``livedata serve``, on Django's one
-  sync thread (``server.apiroute`` checks before the view runs).
+  sync thread (``server.without_middleware`` checks before the view runs).
 - **In turns across client addresses**: each address has its own queue and the threads
   take one check from each in turn, so a flood from one address delays another
   address's check by at most the checks already running. At most

@@ -82,7 +82,7 @@ def api_view(*methods: str, login_required: bool = True) -> Callable[[View], Vie
                 except Exception as exc:
                     return _error_response(request, exc)
 
-            async_wrapper.livedata_api = True  # type: ignore[attr-defined]  (see server.apiroute)
+            async_wrapper.livedata_api = True  # type: ignore[attr-defined]  (see server.without_middleware)
             return csrf_exempt(async_wrapper)
 
         @functools.wraps(view)

@@ -19,9 +19,9 @@ from livedata.publish.engine import Engine
 from livedata.publish.methods import MethodRegistry
 from livedata.publish.methods import registry as default_methods
 from livedata.runtime import Runtime
-from livedata.server.apiroute import ViewOnlyHandler, is_api_request
 from livedata.server.bodies import bounded_body
 from livedata.server.tokens import TokenWatch
+from livedata.server.without_middleware import ViewOnlyHandler, is_api_request
 
 logger = logging.getLogger("livedata.server")
 
@@ -90,7 +90,7 @@ class LivedataApp:
             bounded = await bounded_body(scope, receive, send, limit)
             if bounded is None:
                 return  # answered 413
-            # without the project's middleware (see apiroute), unless asked otherwise
+            # without the project's middleware (see without_middleware), unless asked otherwise
             await (self._api_handler or self.django_app)(scope, bounded, send)
         else:
             await self.django_app(scope, receive, send)

@@ -1,5 +1,6 @@
-"""livedata's own HTTP API views (the pull feed, webhook subscriptions), served without
-the project's middleware.
+"""Serving livedata's own HTTP API views (the pull feed, webhook subscriptions) without
+the project's middleware: ``is_api_request`` tells their requests apart, and
+``ViewOnlyHandler`` is Django's ASGI handler with an empty middleware chain.
 
 Those views authenticate themselves (``livedata.httpapi``) and need none of what
 middleware adds. Under ASGI every sync middleware is one hop to Django's single sync
