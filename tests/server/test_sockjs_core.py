@@ -29,6 +29,7 @@ ALLOWED = {
     "typing",
     "urllib.parse",
     "livedata.server.sockjs.frames",
+    "livedata.server.outbox",  # pure too: tests/server/test_outbox.py
 }
 
 

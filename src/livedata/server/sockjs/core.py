@@ -1,4 +1,4 @@
-"""A SockJS session's state, sans-I/O: its lifecycle and its bounded outgoing queue.
+"""A SockJS session's state, sans-I/O: its lifecycle, around the connection's one outbox.
 
 Pure (no asyncio, no sockets), in the manner of h11: the driver (``session.py``) tells the
 core what happened (a message queued, a receiver attached, a close) and asks it what to
@@ -6,8 +6,10 @@ write next (:meth:`SessionCore.next_frame`); timers, locks and handler callbacks
 the driver. So the rules can be tested by feeding values:
 
 - CONNECTING until the first receiver attaches, which gets the open frame (OPEN);
-- messages queue in order; past ``max_queue_bytes`` the queue is dropped and the session
-  closes with ``1008 Outgoing buffer limit`` (a slow client holds no unbounded memory);
+- messages queue in order in the session's ``outbox`` (``livedata.server.outbox``: the
+  only one of the connection, which a DDP session over SockJS queues into directly);
+  past ``max_queue_bytes`` it is dropped and the session closes with ``1008 Outgoing
+  buffer limit`` (a slow client holds no unbounded memory);
 - once CLOSED, nothing more queues; what was queued before the close is still written,
   then the close frame, to every receiver until the session expires.
 """
@@ -15,22 +17,15 @@ the driver. So the rules can be tested by feeding values:
 from __future__ import annotations
 
 import enum
-from collections import deque
 from dataclasses import dataclass
+
+from livedata.server.outbox import Outbox, Queued
 
 
 class State(enum.Enum):
     CONNECTING = "connecting"  # no receiver has been attached yet
     OPEN = "open"
     CLOSED = "closed"  # the close frame is served until the session expires
-
-
-class Queued(enum.Enum):
-    """What :meth:`SessionCore.queue` did with a message."""
-
-    QUEUED = "queued"
-    DROPPED = "dropped"  # the session was closed already
-    OVERFLOW = "overflow"  # the queue passed its bound: dropped, and the session closed
 
 
 @dataclass(frozen=True)
@@ -57,14 +52,18 @@ EXPIRED = (1000, "Session expired")
 
 
 class SessionCore:
-    """The state and the outgoing queue of one SockJS session."""
+    """The state and the outbox of one SockJS session."""
 
     def __init__(self, max_queue_bytes: int) -> None:
         self.max_queue_bytes = max_queue_bytes
         self.state = State.CONNECTING
         self.close_status: tuple[int, str] = (3000, "Go away!")
-        self._outbox: deque[str] = deque()
-        self.queued_bytes = 0
+        self.outbox = Outbox(max_queue_bytes)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of the messages the next receiver takes (a stream's held ones aside)."""
+        return self.outbox.bytes
 
     @property
     def closed(self) -> bool:
@@ -78,13 +77,10 @@ class SessionCore:
     def queue(self, text: str) -> Queued:
         if self.state is State.CLOSED:
             return Queued.DROPPED
-        self._outbox.append(text)
-        self.queued_bytes += len(text)
-        if self.queued_bytes > self.max_queue_bytes:
-            self.clear()
+        queued = self.outbox.put((text,))
+        if queued is Queued.OVERFLOW:
             self.close(*OUTBOX_LIMIT)
-            return Queued.OVERFLOW
-        return Queued.QUEUED
+        return queued
 
     def close(self, code: int, reason: str) -> bool:
         """Close with ``c[code,reason]``; False if it was closed already (the first
@@ -93,6 +89,7 @@ class SessionCore:
             return False
         self.state = State.CLOSED
         self.close_status = (code, reason)
+        self.outbox.close()
         return True
 
     def attached(self) -> bool:
@@ -105,10 +102,8 @@ class SessionCore:
     def next_frame(self) -> Messages | Closing | None:
         """What the attached receiver writes next: every queued message, else the close
         frame once closed; None: nothing now (wait, or write a heartbeat)."""
-        if self._outbox:
-            messages = list(self._outbox)
-            self.clear()
-            return Messages(messages)
+        if self.outbox:
+            return Messages(self.outbox.take())
         if self.state is State.CLOSED:
             return Closing(*self.close_status)
         return None
@@ -124,5 +119,4 @@ class SessionCore:
         return self.close(*EXPIRED)
 
     def clear(self) -> None:
-        self._outbox.clear()
-        self.queued_bytes = 0
+        self.outbox.clear()
