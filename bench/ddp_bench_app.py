@@ -1,7 +1,7 @@
 """livedata's DDP server with one bench-only method, for bench/ddp_server.py.
 
 ``bench.broadcast(k)`` sends k precomputed ``changed`` frames to every connected session
-through the same path live queries use (``Session.send_frames``: outbox and writer).
+through the same path live queries use (``DDPSession.send_frames``: outbox and writer).
 """
 
 from __future__ import annotations

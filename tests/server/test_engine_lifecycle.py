@@ -11,7 +11,8 @@ from livedata.api import API
 from livedata.demo.bookstore.models import Author, Book
 from livedata.runtime import Runtime
 from livedata.server.app import DDPService
-from livedata.server.session import Session
+from livedata.server.ddp_session import DDPSession
+from livedata.server.outgoing import Writer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,9 +31,10 @@ class Pipe:
         self.closed = (code, reason)
 
 
-async def open_session(runtime: DDPService) -> tuple[Session, Pipe]:
+async def open_session(runtime: DDPService) -> tuple[DDPSession, Pipe]:
     pipe = Pipe()
-    session = Session(runtime, send=pipe.send, close=pipe.close)
+    limit = runtime.settings.DDP_MAX_OUTGOING_BYTES
+    session = DDPSession(runtime, Writer(pipe.send, pipe.close, limit))
     session.start()
     await session.feed('{"msg":"connect","version":"1","support":["1"]}')
     return session, pipe

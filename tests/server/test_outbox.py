@@ -45,6 +45,7 @@ def test_a_closed_outbox_queues_nothing_but_keeps_what_it_has():
     box.put(["last words"])
     box.close()
     assert box.put(["late"]) is Queued.DROPPED
+    box.put_ahead("streamed late")
     assert box.take() == ["last words"]
 
 

@@ -222,7 +222,7 @@ def test_a_failed_negotiation_is_a_sockjs_close_frame(server, kind):
     assert c.recv() == {"msg": "failed", "version": "1"}
     with pytest.raises(Closed) as closed:
         c.recv()
-    # Session.shutdown(1000, reason) is SockJS's normal close, 3000, keeping the reason
+    # DDPSession.shutdown(1000, reason) is SockJS's normal close, 3000, keeping the reason
     assert (closed.value.code, closed.value.reason) == (3000, "DDP version negotiation failed")
     c.close()
 

@@ -2,7 +2,7 @@
 
 The engine (``engine``, ``limits``) talks to connections only through this protocol,
 so it does not know the server, its transports or their outboxes:
-``livedata.server.session.Session`` is the one implementation.
+``livedata.server.ddp_session.DDPSession`` is the one implementation.
 """
 
 from __future__ import annotations

@@ -5,9 +5,13 @@ SockJS, Django for every other path, and one change-log listener per process.
   hub and the ``DDPService`` sessions share (engine, registries, token watch).
 - ``without_middleware``: livedata's HTTP API views, served without the project's
   middleware.
-- ``tokens``: a deleted login token closes the sessions logged in with it.
-- ``session``: a DDP session over any transport: runs the protocol core, methods with
-  their write fences, heartbeats, and bounded outgoing buffers.
+- ``tokens``: a deleted login token closes the DDP sessions logged in with it.
+- ``ddp_session``: a DDP session over any transport, the protocol pump: feeds the pure
+  protocol core, runs subscriptions and methods (with their write fences), heartbeats;
+- ``login``: who a DDP session's client is (the Django session cookie, the user's own
+  document);
+- ``outbox`` (pure) and ``outgoing``: the connection's one bounded outbox, whatever the
+  transport, how it is carried to the client (``Carrier``, ``Writer``) and streaming.
 - ``websocket``: the raw DDP WebSocket transport at ``/websocket``.
 - ``sockjs``: SockJS 0.3 (generic; DDP is mounted at ``/sockjs``).
 """

@@ -29,7 +29,8 @@ DDP_PATHS = ("/websocket", "/sockjs/websocket")
 
 
 class DDPService:
-    """What every DDP session of this process shares, on top of the runtime hub."""
+    """What every DDP session of this process shares, on top of the runtime hub (the
+    ``ddp_session.Services`` that sessions are given: they do not import this module)."""
 
     def __init__(self, runtime: Runtime, *, methods: MethodRegistry | None = None) -> None:
         self.runtime = runtime

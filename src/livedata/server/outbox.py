@@ -80,7 +80,9 @@ class Outbox:
 
     def put_ahead(self, frame: str) -> None:
         """A streamed frame: ahead of the held ones, not checked against the bound (the
-        stream keeps to the client's pace itself)."""
+        stream keeps to the client's pace itself); dropped once closed."""
+        if self.closed:
+            return
         self._ahead.append(frame)
         self.bytes += len(frame)
 

@@ -1,32 +1,38 @@
 """Login tokens being deleted close the connections logged in with them.
 
 A follower of the runtime's listener on the login-token table: a token deleted (logout
-elsewhere, password change, the admin, expiry) closes every session logged in with it,
+elsewhere, password change, the admin, expiry) closes every DDP session logged in with it,
 in every process (as Meteor does), and forgets the HTTP APIs' cached lookup of it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from livedata.capture.log import Batch
 from livedata.runtime import Runtime
 
-if TYPE_CHECKING:
-    from livedata.server.session import Session
-
 TOKEN_MODEL = "livedata.logintoken"
 
 
+class LoggedIn(Protocol):
+    """A DDP session as the token watch sees it (``ddp_session.DDPSession``)."""
+
+    def leaving_token(self, hashed: str) -> bool: ...
+
+    async def shutdown(self, code: int, reason: str) -> None: ...
+
+
 class TokenWatch:
-    """Which sessions are logged in with which token, and closing them on its deletion."""
+    """Which DDP sessions are logged in with which token, and closing them on its
+    deletion."""
 
     def __init__(self, runtime: Runtime) -> None:
-        #: login token hash → sessions logged in with it (closed when it is deleted)
-        self.token_sessions: dict[str, set[Session]] = {}
+        #: login token hash → DDP sessions logged in with it (closed when it is deleted)
+        self.token_sessions: dict[str, set[LoggedIn]] = {}
         runtime.follow(self.on_token_changes, name="login tokens", models=[TOKEN_MODEL])
 
-    def track_token(self, session: Session, old: str | None, new: str | None) -> None:
+    def track_token(self, session: LoggedIn, old: str | None, new: str | None) -> None:
         if old is not None and old in self.token_sessions:
             self.token_sessions[old].discard(session)
             if not self.token_sessions[old]:
@@ -40,7 +46,7 @@ class TokenWatch:
         forget the HTTP APIs' cached lookup of it."""
         from livedata.httpapi.auth import forget_tokens
 
-        doomed: set[Session] = set()
+        doomed: set[LoggedIn] = set()
         for row in batch.rows:
             if row.model != TOKEN_MODEL:
                 continue

@@ -8,9 +8,10 @@ import logging
 from typing import Any
 
 from livedata.ddp import messages
+from livedata.server.ddp_session import DDPSession, Services
 from livedata.server.headers import headers_of
 from livedata.server.origin import origin_allowed, site_origin
-from livedata.server.session import Session
+from livedata.server.outgoing import Writer
 
 logger = logging.getLogger("livedata.server")
 
@@ -37,10 +38,13 @@ async def refuse(scope: dict[str, Any], receive: Any, send: Any, status: int, te
         await send({"type": "websocket.close", "code": 4000 + status})
 
 
-async def serve_websocket(runtime: Any, scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def serve_websocket(
+    services: Services, scope: dict[str, Any], receive: Any, send: Any
+) -> None:
+    conf = services.settings
     headers = headers_of(scope)
     site = site_origin(scope, headers)
-    if not origin_allowed(headers.get("origin"), site, runtime.settings.DDP_ALLOWED_ORIGINS):
+    if not origin_allowed(headers.get("origin"), site, conf.DDP_ALLOWED_ORIGINS):
         logger.info("livedata: refused DDP connection from origin %s", headers.get("origin"))
         await receive()  # websocket.connect
         await send({"type": "websocket.close", "code": 4003})
@@ -76,15 +80,14 @@ async def serve_websocket(runtime: Any, scope: dict[str, Any], receive: Any, sen
                 handler.cancel()
 
     client = scope.get("client")
-    session = Session(
-        runtime,
-        send=send_text,
-        close=close,
+    session = DDPSession(
+        services,
+        Writer(send_text, close, conf.DDP_MAX_OUTGOING_BYTES),  # send waits for the socket
         client_address=client[0] if client else None,
         http_headers=headers,
         site_origin=site,
     )
-    limit = runtime.settings.DDP_MAX_MESSAGE_BYTES
+    limit = conf.DDP_MAX_MESSAGE_BYTES
     session.start()
     try:
         await _receive_loop(session, receive, limit)
@@ -96,7 +99,7 @@ async def serve_websocket(runtime: Any, scope: dict[str, Any], receive: Any, sen
         await session.stop()
 
 
-async def _receive_loop(session: Session, receive: Any, limit: int) -> None:
+async def _receive_loop(session: DDPSession, receive: Any, limit: int) -> None:
     while not session.closed.is_set():
         message = await receive()
         kind = message["type"]
@@ -109,7 +112,7 @@ async def _receive_loop(session: Session, receive: Any, limit: int) -> None:
             data = message.get("bytes") or b""
             text = data.decode("utf-8", errors="replace")
         if len(text) > limit:
-            session.conn.send(messages.error(f"Message too big (limit {limit} bytes)"))
+            session.protocol.send(messages.error(f"Message too big (limit {limit} bytes)"))
             session.flush()
             await session.shutdown(1009, "message too big")
             break

@@ -28,7 +28,8 @@ Modules, h11-style: a sans-I/O core (no asyncio, no sockets) and drivers around 
 - ``frames``: the frames, SockJS's JSON escaping, how each transport wraps a frame, and
   the parsing of ``xhr_send``/``jsonp_send`` bodies and WebSocket messages (pure);
 - ``protocol``: the URL -> route rules, CORS/caching/cookie headers, callbacks (pure);
-- ``core``: a session's state machine and bounded outgoing queue (pure);
+- ``core``: a session's state machine around its bounded outbox (pure;
+  ``livedata.server.outbox``, the connection's only one: DDP queues into it too);
 - ``session``: drives a core for a handler (timers, wake-ups, heartbeats, callbacks);
 - ``receivers``: what carries frames to the client (HTTP response, WebSocket);
 - ``transports``: one driver per transport (xhr, xhr_streaming, eventsource,

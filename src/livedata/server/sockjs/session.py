@@ -5,8 +5,11 @@ request, streaming ones one per response (until its size limit), WebSockets one 
 whole life. At most one receiver is attached at a time; a second one gets
 ``c[2010,"Another connection still open"]``. A session without a receiver for
 ``disconnect_delay`` seconds expires. The frames are those of ``frames.py``; the state and
-the bounded outgoing queue are ``core.SessionCore``'s, and this module adds what needs a
-loop: the receiver's wake-ups and heartbeats, the expiry timer, the handler's callbacks.
+the session's one outbox (``livedata.server.outbox``, bounded) are ``core.SessionCore``'s,
+and this module adds what needs a loop: the receiver's wake-ups and heartbeats, the
+expiry timer, the handler's callbacks. A handler queues with ``send``, or puts in
+``outbox`` itself and calls ``carry`` (the DDP handler does, so that a DDP session over
+SockJS has one outbox, not one of its own in front of this one).
 
 An idle session owns no task: only a timer for its expiry. Handler callbacks run one at a
 time, in order (``on_open``, then ``on_message`` for each message, then ``on_close``).
@@ -20,6 +23,7 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from livedata.server.outbox import Outbox
 from livedata.server.sockjs.core import Closing, Messages, Queued, SessionCore, State
 from livedata.server.sockjs.frames import close_frame, dumps, message_frame
 from livedata.server.sockjs.receivers import Receiver
@@ -134,6 +138,17 @@ class SockJSSession:
             )
             self._closed_now()
         elif queued is Queued.QUEUED and self._receiver is not None:
+            self._receiver.wakeup.set()
+
+    @property
+    def outbox(self) -> Outbox:
+        """The session's one outbox, which a handler may also fill itself (the DDP
+        session does: ``ddp.SockJSCarrier``), followed by ``carry``."""
+        return self.core.outbox
+
+    def carry(self) -> None:
+        """Messages were put in ``outbox`` directly: the attached receiver takes them."""
+        if self._receiver is not None:
             self._receiver.wakeup.set()
 
     async def drained(self, below: int) -> None:

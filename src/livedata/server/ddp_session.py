@@ -1,0 +1,454 @@
+"""One client's DDP session over any transport (WebSocket, SockJS): the protocol pump.
+
+It feeds the client's text frames to the pure protocol core (``ddp.connection``), runs
+the subscriptions and methods that come out of it, one at a time in arrival order, as
+Meteor does (ping is answered at once), and is the live-query engine's
+``publish.subscriber.Subscriber``: documents and changes go through the session's
+mergebox (``ddp.mergebox``, pure) to the connection's one outbox.
+
+What it leaves to others:
+
+- ``outbox`` and ``outgoing``: the frames on their way out. The transport passes in the
+  ``Carrier`` of the connection's one outbox; a client whose outbox passes
+  ``DDP_MAX_OUTGOING_BYTES`` is disconnected here, and a subscription's initial
+  documents, which may be more than that bound (70,000 books were, issue 19), are
+  *streamed* (``outgoing.stream``);
+- ``login``: who the client is. The session knows its user (Django's ``AnonymousUser``
+  until a login method succeeds, or from the Django session cookie of a same-origin
+  browser): publications and methods see it, a change of user re-runs every
+  subscription, and the user's own document is published without a subscription;
+- ``tokens``: closing the sessions logged in with a deleted login token;
+- ``app.DDPService``: what every session of the process shares (``Services`` here, a
+  Protocol, so this module does not import the app).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from livedata.dbwait import DatabaseUnavailable, is_database_error
+from livedata.ddp.connection import (
+    CallMethod,
+    Close,
+    DDPConnection,
+    Heartbeat,
+    State,
+    Subscribe,
+    Unsubscribe,
+)
+from livedata.ddp.errors import client_error, not_found_method
+from livedata.ddp.mergebox import Mergebox
+from livedata.ddp.messages import UNDEFINED
+from livedata.memory import give_back
+from livedata.publish.methods import ConnectionInfo, MethodCall
+from livedata.server.login import moves_off_token, universal_documents, user_from_cookie
+from livedata.server.outbox import Queued
+from livedata.server.outgoing import Carrier, stream
+
+if TYPE_CHECKING:
+    from livedata.capture.position import Snapshot
+    from livedata.publish.engine import Engine
+    from livedata.publish.methods import MethodRegistry
+    from livedata.runtime import Runtime
+    from livedata.server.tokens import TokenWatch
+
+logger = logging.getLogger("livedata.server")
+
+#: How a client whose outbox passed ``DDP_MAX_OUTGOING_BYTES`` is closed.
+SLOW_CLIENT = (1008, "outgoing buffer limit")
+
+
+class Services(Protocol):
+    """What a DDP session needs of its process (``server.app.DDPService``)."""
+
+    runtime: Runtime
+    settings: Any
+    methods: MethodRegistry
+    publications: Mapping[str, Any]
+    engine: Engine
+    tokens: TokenWatch
+
+
+class DDPSession:
+    def __init__(
+        self,
+        services: Services,
+        carrier: Carrier,
+        *,
+        client_address: str | None = None,
+        http_headers: Mapping[str, str] | None = None,
+        site_origin: str = "",
+        cookie_login: bool = True,
+    ) -> None:
+        conf = services.settings
+        self.services = services
+        self.runtime = services.runtime
+        heartbeat = None
+        if conf.DDP_HEARTBEAT_INTERVAL:
+            heartbeat = Heartbeat(conf.DDP_HEARTBEAT_INTERVAL, conf.DDP_HEARTBEAT_TIMEOUT)
+        #: the protocol's state (pure): what the client said, what to answer
+        self.protocol = DDPConnection(
+            publications=services.publications,
+            methods=services.methods,
+            heartbeat=heartbeat,
+            max_subscriptions=conf.DDP_MAX_SUBSCRIPTIONS,
+        )
+        if heartbeat is not None:
+            heartbeat.seen(self._now())
+        if conf.DDP_CONNECT_TIMEOUT:
+            self.protocol.connect_deadline = self._now() + conf.DDP_CONNECT_TIMEOUT
+        #: carries the connection's one outbox (``carrier.outbox``) to the client
+        self.carrier = carrier
+        self.outbox = carrier.outbox
+        self.client_address = client_address
+        self.http_headers = http_headers or {}
+        #: this site's origin as the opening request saw it (``http(s)://host``)
+        self.site_origin = site_origin
+        #: the transport is this client's alone (a WebSocket, a bound SockJS session):
+        #: only then may the browser's Django session cookie log it in
+        self.cookie_login = cookie_login
+        # An idle session owns no task: the worker (and the carrier's writer) exist only
+        # while there is work, and one runtime-wide task ticks every session's heartbeat.
+        # That keeps an idle connection's memory small (bench/asgi_servers.py).
+        #: messages being streamed (initial documents); frames put meanwhile wait behind
+        self._stream: list[dict[str, Any]] | None = None
+        self._actions: deque[Any] = deque()
+        self.mergebox = Mergebox()
+        self._worker: asyncio.Task[None] | None = None
+        self.closed = asyncio.Event()
+        self.close_reason: str | None = None
+        from django.contrib.auth.models import AnonymousUser
+
+        self.user: Any = AnonymousUser()
+        #: hash of the login token this connection is logged in with
+        self.login_token: str | None = None
+        #: live subscriptions: id → (publication, params), to re-run them as a new user
+        self.subs: dict[str, tuple[str, list[Any]]] = {}
+        self._cookie_checked = False
+        self._user_published = False
+        #: the method running now (its pending login change may drop a token: see
+        #: ``leaving_token``)
+        self._call_in_flight: MethodCall | None = None
+
+    @staticmethod
+    def _now() -> float:
+        return time.monotonic()
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.protocol.heartbeat is not None or self.protocol.connect_deadline is not None:
+            self.runtime.sessions.add(self)  # ticked: heartbeats, the connect deadline
+        self.flush()
+
+    async def stop(self) -> None:
+        """The transport is gone: stop this session's work and drop its subscriptions."""
+        self.protocol.close()
+        self.closed.set()
+        self.outbox.close()
+        await self.carrier.stop()  # a stream waiting for room goes on, to its end
+        self.runtime.sessions.discard(self)
+        self.services.tokens.track_token(self, self.login_token, None)
+        await self.services.engine.drop_session(self)
+        # freed now rather than at the next full GC (sessions are in reference cycles), and
+        # the pages returned: a leaving client's memory goes back (issue 19)
+        released = sum(len(docs) for docs in self.mergebox.collections.values())
+        self.mergebox = Mergebox()
+        self.subs.clear()
+        give_back(released)
+        worker = self._worker
+        if worker is not None:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+
+    async def shutdown(self, code: int, reason: str) -> None:
+        """Close the transport (after what is already queued) with ``code``."""
+        if self.closed.is_set():
+            return
+        self.close_reason = reason
+        self.protocol.close()
+        self.closed.set()
+        self.outbox.close()
+        self.runtime.sessions.discard(self)
+        self._stream = None
+        try:
+            await self.carrier.close(code, reason)
+        except Exception:  # the transport may already be gone
+            logger.debug("closing %s failed", self.protocol.session, exc_info=True)
+
+    def tick(self, now: float) -> None:
+        """Heartbeat (called by the runtime's ticker for every live session)."""
+        for action in self.protocol.tick(now):
+            if isinstance(action, Close):
+                task = self.shutdown(action.code, action.reason)
+                asyncio.get_running_loop().create_task(task)
+                return
+        self.flush()
+
+    # --- input --------------------------------------------------------------------------
+
+    async def feed(self, text: str) -> None:
+        if self.closed.is_set():
+            return
+        if not self._cookie_checked:
+            self._cookie_checked = True
+            user = await user_from_cookie(
+                self.runtime, self.http_headers, self.site_origin, exclusive=self.cookie_login
+            )
+            if user is not None:
+                self.user = user
+        actions = self.protocol.receive(text, self._now())
+        if not self._user_published and self.protocol.state is State.CONNECTED:
+            self._user_published = True
+            if self.user.is_authenticated:  # logged in by cookie: after "connected"
+                for sub_key, collection, doc_id, fields in universal_documents(self.user):
+                    for message in self.mergebox.added(sub_key, collection, doc_id, fields):
+                        self.protocol.send(message)
+        frames = self.protocol.data_to_send()
+        if frames and self._put(frames):
+            await self.carrier.carry_now()  # replies (pong, errors) go out inline
+        for action in actions:
+            if isinstance(action, Close):
+                await self.shutdown(action.code, action.reason)
+                return
+            self._actions.append(action)
+        if self._actions and self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def _work(self) -> None:
+        """Run queued subs/methods one at a time, in arrival order (as Meteor does)."""
+        try:
+            while self._actions:
+                action = self._actions.popleft()
+                try:
+                    if isinstance(action, CallMethod):
+                        await self._call(action)
+                    elif isinstance(action, Subscribe):
+                        await self._subscribe(action)
+                    elif isinstance(action, Unsubscribe):
+                        self.subs.pop(action.id, None)
+                        await self.services.engine.unsubscribe(self, action.id)
+                        self._send_data(self.mergebox.remove_subscription(action.id))
+                        self.protocol.nosub(action.id)
+                except Exception:
+                    logger.exception(
+                        "livedata: session %s failed on %r", self.protocol.session, action
+                    )
+                self.flush()
+        finally:
+            self._worker = None
+
+    async def _subscribe(self, action: Subscribe) -> None:
+        self.subs[action.id] = (action.name, action.params)
+        try:
+            await self.services.engine.subscribe(self, action.id, action.name, action.params)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            await self._sub_failed(action.id, action.name, exc)
+
+    async def _sub_failed(self, sub_id: str, name: str, exc: BaseException) -> None:
+        error, unexpected = client_error(exc)
+        if unexpected:
+            logger.error("livedata: publication %r failed", name, exc_info=exc)
+        self.subs.pop(sub_id, None)
+        await self.services.engine.unsubscribe(self, sub_id)
+        self._send_data(self.mergebox.remove_subscription(sub_id))
+        self.protocol.nosub(sub_id, error)
+
+    # --- the user (see ``login``) -------------------------------------------------------
+
+    async def set_user(self, user: Any, login_token: str | None = None) -> None:
+        """Log in as ``user`` (None: out): every subscription re-runs as the new user and
+        the client gets only the difference (with the user's ``users`` document)."""
+        from django.contrib.auth.models import AnonymousUser
+
+        # first, before any await: a revocation of the old token must not close us now
+        self.services.tokens.track_token(self, self.login_token, login_token)
+        self.login_token = login_token
+        self.user = user if user is not None else AnonymousUser()
+        failed = await self.services.engine.rerun(
+            self, dict(self.subs), universal_documents(self.user)
+        )
+        await self.stream()
+        for sub_id, exc in failed:
+            await self._sub_failed(sub_id, self.subs.get(sub_id, ("?",))[0], exc)
+
+    def leaving_token(self, hashed: str) -> bool:
+        """Whether the method running now moves this connection off token ``hashed``
+        (``login.moves_off_token``)."""
+        return moves_off_token(self._call_in_flight, hashed)
+
+    def replace_view(self, box: Mergebox) -> None:
+        """Swap in a rebuilt mergebox; the client is sent only what differs (streamed:
+        logging in may bring many documents)."""
+        messages = self.mergebox.diff_to(box)
+        self.mergebox = box
+        self._begin_stream(messages)
+
+    # --- data from the live-query engine (``publish.subscriber.Subscriber``) ----------
+
+    @property
+    def connection_id(self) -> str:
+        """This connection's DDP session id (its object id before ``connect``)."""
+        return self.protocol.session or str(id(self))
+
+    def ready(self, sub_id: str) -> None:
+        """The subscription's initial documents were sent: tell the client."""
+        self.protocol.ready(sub_id)
+
+    def publish_added(self, sub_id: str, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """A subscription's initial documents (through the mergebox), to be streamed by
+        ``stream``: from now on other frames wait behind them."""
+        if sub_id not in self.protocol.subscriptions:
+            return
+        out = []
+        for collection, doc_id, fields in docs:
+            out.extend(self.mergebox.added(sub_id, collection, doc_id, fields))
+        self._begin_stream(out)
+
+    def publish_diffs(self, sub_id: str, diffs: list[list[Any]]) -> None:
+        """Changes of an observer, for one of its subscriptions on this connection."""
+        if sub_id not in self.protocol.subscriptions or self.closed.is_set():
+            return
+        box = self.mergebox
+        out = []
+        for changes in diffs:
+            for collection, op, doc_id, fields in changes:
+                try:
+                    if op == "added":
+                        out.extend(box.added(sub_id, collection, doc_id, fields))
+                    elif op == "changed":
+                        out.extend(box.changed(sub_id, collection, doc_id, fields))
+                    else:
+                        out.extend(box.removed(sub_id, collection, doc_id))
+                except KeyError:
+                    logger.warning("livedata: mergebox out of step for %s/%s", collection, doc_id)
+        self._send_data(out)
+
+    def _send_data(self, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            self.protocol.send(message)
+        self.flush()
+
+    # --- methods ------------------------------------------------------------------------
+
+    async def _call(self, action: CallMethod) -> None:
+        method = self.services.methods.get(action.name)
+        if method is None:  # unregistered since the connection checked: same 404
+            self.protocol.method_result(action.id, error=not_found_method(action.name))
+            self.protocol.method_updated(action.id)
+            return
+        limited = self.runtime.rate_limiter.check(
+            action.name,
+            self._now(),
+            connection=self.protocol.session or "",
+            client_address=self.client_address,
+            user=self.user.pk,
+            own=method.rate_limits,
+        )
+        if limited is not None:  # refused before running: updated first, as Meteor
+            self.protocol.method_updated(action.id)
+            self.protocol.method_result(action.id, error=limited)
+            return
+        call = MethodCall(
+            method_id=action.id,
+            name=action.name,
+            connection=ConnectionInfo(
+                self.protocol.session or "", self.client_address, self.http_headers
+            ),
+            random_seed=action.random_seed,
+            user=self.user,
+            login_token=self.login_token,
+        )
+        fence: Snapshot | None = None
+        self._call_in_flight = call
+        try:
+            result, fence = await self.runtime.invoke(method, call, action.params)
+            if "user" in call.pending:
+                await self.set_user(*call.pending["user"])
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            error, unexpected = client_error(exc)
+            if unexpected and is_database_error(exc):  # an async method's own query
+                error, unexpected = DatabaseUnavailable(0.0), False
+                logger.warning("livedata: method %r: the database is unreachable", action.name)
+            if unexpected:
+                logger.error(
+                    "livedata: exception while invoking method %r", action.name, exc_info=exc
+                )
+            self.protocol.method_updated(action.id)
+            self.protocol.method_result(action.id, error=error)
+            return
+        finally:
+            self._call_in_flight = None
+        if fence is None:  # wrote nothing: Meteor sends updated, then result
+            self.protocol.method_updated(action.id)
+            self.protocol.method_result(action.id, UNDEFINED if result is None else result)
+            return
+        self.protocol.method_result(action.id, UNDEFINED if result is None else result)
+        self.flush()
+        await self.runtime.fence(fence)
+        self.protocol.method_updated(action.id)
+
+    # --- output (``outbox``, ``outgoing``) ----------------------------------------------
+
+    def send_frames(self, frames: list[str]) -> None:
+        """Queue frames serialised once for many sessions (fan-out), after pending ones."""
+        self.flush()
+        if self._put(frames):
+            self.carrier.carry()
+
+    def flush(self) -> None:
+        """Move the protocol's queued frames into the outbox (never blocks)."""
+        frames = self.protocol.data_to_send()
+        if frames and self._put(frames):
+            self.carrier.carry()
+
+    def _put(self, frames: list[str]) -> bool:
+        """Put frames in the outbox; True when they are queued (to be carried). Past
+        ``DDP_MAX_OUTGOING_BYTES`` the outbox is dropped and the client disconnected."""
+        if self.closed.is_set():
+            return False
+        queued = self.outbox.put(frames)
+        if queued is Queued.OVERFLOW:
+            logger.warning(
+                "livedata: session %s exceeded %d queued bytes: disconnecting a slow client",
+                self.protocol.session,
+                self.outbox.limit,
+            )
+            asyncio.get_running_loop().create_task(self.shutdown(*SLOW_CLIENT))
+        return queued is Queued.QUEUED
+
+    def _begin_stream(self, messages: list[dict[str, Any]]) -> None:
+        """Stream ``messages`` (see ``stream``); frames put from now on wait behind."""
+        if self.closed.is_set() or not messages:
+            return
+        self.flush()  # what the protocol queued before goes first
+        if self._stream is not None:  # one stream at a time: appended to it (both come
+            # from the session's one worker, so this does not happen today)
+            self._stream.extend(messages)
+            return
+        self._stream = messages
+        self.outbox.hold()
+
+    async def stream(self) -> None:
+        """Send the messages of ``_begin_stream`` at the pace the client takes them
+        (``outgoing.stream``); then the frames put meanwhile follow, in order."""
+        messages = self._stream
+        if messages is None:
+            return
+        try:
+            await stream(messages, self.carrier, self.closed)
+        finally:
+            if self._stream is messages:
+                self._stream = None
+                self.outbox.release()
+                if self.outbox:
+                    self.carrier.carry()

@@ -1,0 +1,169 @@
+"""How a DDP session's frames reach its client: the transport's ``Carrier`` of the
+connection's one outbox (``outbox.Outbox``), the ``Writer`` that carries it for
+transports whose ``send`` waits for the socket, and ``stream``, which sends a
+subscription's initial documents at the pace the client takes them.
+
+Nothing that produces frames (methods, the live-query engine) ever waits on a slow
+client: frames are put in the outbox and carried from there; a client whose outbox
+passes ``DDP_MAX_OUTGOING_BYTES`` is disconnected by its DDP session. Two carriers:
+
+- ``Writer`` (the raw WebSocket, and in-memory pipes in tests): a task pops the frames one
+  at a time and awaits the transport's ``send``; it exists only while there are frames
+  (an idle connection owns no task), and a reply to the client's own message goes out
+  inline (``carry_now``), without a task;
+- ``sockjs.ddp.SockJSCarrier``: the outbox is the SockJS session's, whose receivers take
+  every queued frame at once when the client polls or streams.
+
+No task per frame and no lock: ``_sending`` keeps frames in order between the inline
+send and the writer task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from livedata.ddp.messages import serialize
+from livedata.server.outbox import Outbox
+
+logger = logging.getLogger("livedata.server")
+
+SendText = Callable[[str], Awaitable[None]]
+CloseTransport = Callable[[int, str], Awaitable[None]]
+
+#: Longest wait for queued frames to get out when closing, before giving up on them (a
+#: client that reads nothing would otherwise hold the closing session forever).
+DRAIN_TIMEOUT = 5.0
+
+
+class Carrier(Protocol):
+    """What carries a connection's one outbox to its client (provided by the transport)."""
+
+    outbox: Outbox
+
+    def carry(self) -> None:
+        """Frames were put in the outbox: carry them to the client (never waits)."""
+
+    async def carry_now(self) -> None:
+        """Carry what is queued now, inline if the transport can (a reply to a message)."""
+
+    async def room(self, below: int) -> None:
+        """Wait until at most ``below`` bytes are queued ahead (or the outbox closed)."""
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the transport with ``code`` after what is queued (held frames too)."""
+
+    async def stop(self) -> None:
+        """The transport is gone: end the carrier's work."""
+
+
+class Writer:
+    """The carrier of a transport whose ``send`` waits while the socket is backed up."""
+
+    def __init__(self, send: SendText, close: CloseTransport, limit: int) -> None:
+        self.outbox = Outbox(limit)
+        self._send = send
+        self._close = close
+        self._task: asyncio.Task[None] | None = None
+        self._sending = False  # someone is sending the outbox: frames keep their order
+        self._room: asyncio.Event | None = None  # set when the outbox drains (streaming)
+        self._room_low = 0  # ...to this many bytes
+
+    def carry(self) -> None:
+        if self._task is None and not self._sending and not self.outbox.closed:
+            self._task = asyncio.get_running_loop().create_task(self._write())
+
+    async def carry_now(self) -> None:
+        if self._task is None and not self._sending:
+            # no task per message; a client that does not read blocks only its own
+            # receive loop
+            await self._send_all()
+        else:
+            self.carry()
+
+    async def room(self, below: int) -> None:
+        if self._room is None:
+            self._room = asyncio.Event()
+        self._room_low = below
+        while self.outbox.bytes > below and not self.outbox.closed:
+            self._room.clear()
+            self.carry()
+            await self._room.wait()
+
+    async def close(self, code: int, reason: str) -> None:
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()  # sent below, alone, so frames keep their order
+            await asyncio.gather(task, return_exceptions=True)
+        self._wake()
+        self.outbox.release()
+        try:
+            try:
+                await asyncio.wait_for(self._send_all(), DRAIN_TIMEOUT)
+            except TimeoutError:  # it reads nothing: close without the rest
+                self.outbox.clear()
+            await self._close(code, reason)
+        except Exception:  # the transport may already be gone
+            logger.debug("closing a DDP transport failed", exc_info=True)
+
+    async def stop(self) -> None:
+        self._wake()
+        task = self._task
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _wake(self) -> None:
+        if self._room is not None:
+            self._room.set()
+
+    async def _write(self) -> None:
+        try:
+            await self._send_all()
+        finally:
+            self._task = None
+
+    async def _send_all(self) -> None:
+        self._sending = True
+        try:
+            await self._send_queued()
+        finally:
+            self._sending = False
+
+    async def _send_queued(self) -> None:
+        """Send the frames ahead in the outbox, one at a time, until there are none
+        (``_sending`` is set: the caller is the only sender)."""
+        outbox = self.outbox
+        while outbox:
+            await self._send(outbox.popleft())
+            if self._room is not None and outbox.bytes <= self._room_low:
+                self._room.set()  # a stream waiting for room goes on
+
+
+async def stream(messages: list[dict[str, Any]], carrier: Carrier, closed: asyncio.Event) -> None:
+    """Send ``messages`` (held in the outbox since the stream began) as the client takes
+    them, until ``closed``.
+
+    Each is serialised and queued only while the outbox holds less than a quarter of its
+    bound; then this waits for room (the transport's ``send`` waits for the socket, or a
+    SockJS client's polls take the frames). So the initial data of a subscription may be
+    any size: it never overflows the outbox, and costs no serialised copy of its whole.
+    Frames put meanwhile (changes, replies) wait behind it, counted against the bound: a
+    client that stops reading is still disconnected when they exceed it, or by the
+    heartbeat. ``messages`` may grow while this runs.
+    """
+    outbox = carrier.outbox
+    low = max(outbox.limit // 4, 1)
+    i = 0
+    while i < len(messages):
+        if closed.is_set():
+            return
+        frame = serialize(messages[i])
+        messages[i] = {}  # sent: its memory may go
+        i += 1
+        outbox.put_ahead(frame)
+        carrier.carry()
+        if outbox.bytes > low:
+            await carrier.room(low)
