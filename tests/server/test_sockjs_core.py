@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from livedata.server.sockjs import core, frames, protocol
-from livedata.server.sockjs.core import Closing, Messages, Queued, SessionCore, State
+from livedata.server.sockjs.core import Closing, Messages, Queued, SockJSSessionCore, State
 from livedata.server.sockjs.frames import HTTPError
 
 PURE = [core, frames, protocol]
@@ -199,7 +199,7 @@ def test_cookies():
 
 
 def test_a_session_opens_on_its_first_receiver_only():
-    session = SessionCore(max_queue_bytes=100)
+    session = SockJSSessionCore(max_queue_bytes=100)
     assert session.state is State.CONNECTING and not session.is_open
     assert session.attached() is True and session.is_open
     assert session.attached() is False
@@ -207,7 +207,7 @@ def test_a_session_opens_on_its_first_receiver_only():
 
 
 def test_messages_are_taken_in_order_all_at_once():
-    session = SessionCore(max_queue_bytes=100)
+    session = SockJSSessionCore(max_queue_bytes=100)
     session.attached()
     assert session.queue("a") is Queued.QUEUED and session.queue("bc") is Queued.QUEUED
     assert session.queued_bytes == 3
@@ -216,7 +216,7 @@ def test_messages_are_taken_in_order_all_at_once():
 
 
 def test_queued_messages_go_before_the_close_frame_and_nothing_queues_after():
-    session = SessionCore(max_queue_bytes=100)
+    session = SockJSSessionCore(max_queue_bytes=100)
     session.queue("last words")
     assert session.close(4000, "bye") is True
     assert session.close(3000, "again") is False  # the first close's status stays
@@ -227,7 +227,7 @@ def test_queued_messages_go_before_the_close_frame_and_nothing_queues_after():
 
 
 def test_past_the_bound_the_queue_is_dropped_and_the_session_closed():
-    session = SessionCore(max_queue_bytes=10)
+    session = SockJSSessionCore(max_queue_bytes=10)
     assert session.queue("x" * 10) is Queued.QUEUED
     assert session.queue("y") is Queued.OVERFLOW
     assert session.closed and session.queued_bytes == 0
@@ -235,9 +235,9 @@ def test_past_the_bound_the_queue_is_dropped_and_the_session_closed():
 
 
 def test_an_interrupted_open_session_closes_with_1002():
-    connecting = SessionCore(max_queue_bytes=10)
+    connecting = SockJSSessionCore(max_queue_bytes=10)
     assert connecting.interrupted() is False and connecting.state is State.CONNECTING
-    session = SessionCore(max_queue_bytes=10)
+    session = SockJSSessionCore(max_queue_bytes=10)
     session.attached()
     assert session.interrupted() is True
     assert session.next_frame() == Closing(1002, "Connection interrupted")
@@ -245,12 +245,12 @@ def test_an_interrupted_open_session_closes_with_1002():
 
 
 def test_expiry_drops_the_queue():
-    session = SessionCore(max_queue_bytes=100)
+    session = SockJSSessionCore(max_queue_bytes=100)
     session.attached()
     session.queue("never polled")
     assert session.expire() is True
     assert session.next_frame() == Closing(1000, "Session expired")
-    closed = SessionCore(max_queue_bytes=100)
+    closed = SockJSSessionCore(max_queue_bytes=100)
     closed.close(3000, "Go away!")
     closed.queue("x")
     assert closed.expire() is False and closed.close_status == (3000, "Go away!")

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from livedata.server.sockjs import SockJSEndpoint, SockJSSession
-from livedata.server.sockjs.session import Receiver, dumps
+from livedata.server.sockjs.sockjs_session import Receiver, dumps
 from tests.conftest import spawn_livedata
 from tests.server.conftest import free_port, wait_listening
 

@@ -29,16 +29,16 @@ class TokenWatch:
 
     def __init__(self, runtime: Runtime) -> None:
         #: login token hash → DDP sessions logged in with it (closed when it is deleted)
-        self.token_sessions: dict[str, set[LoggedIn]] = {}
+        self.ddp_sessions_by_token: dict[str, set[LoggedIn]] = {}
         runtime.follow(self.on_token_changes, name="login tokens", models=[TOKEN_MODEL])
 
     def track_token(self, session: LoggedIn, old: str | None, new: str | None) -> None:
-        if old is not None and old in self.token_sessions:
-            self.token_sessions[old].discard(session)
-            if not self.token_sessions[old]:
-                del self.token_sessions[old]
+        if old is not None and old in self.ddp_sessions_by_token:
+            self.ddp_sessions_by_token[old].discard(session)
+            if not self.ddp_sessions_by_token[old]:
+                del self.ddp_sessions_by_token[old]
         if new is not None:
-            self.token_sessions.setdefault(new, set()).add(session)
+            self.ddp_sessions_by_token.setdefault(new, set()).add(session)
 
     async def on_token_changes(self, batch: Batch) -> None:
         """A login token was deleted (logout elsewhere, password change, the admin,
@@ -54,7 +54,7 @@ class TokenWatch:
                 forget_tokens()
                 doomed.update(
                     s
-                    for hashed, group in self.token_sessions.items()
+                    for hashed, group in self.ddp_sessions_by_token.items()
                     for s in group
                     if not s.leaving_token(hashed)
                 )
@@ -62,7 +62,7 @@ class TokenWatch:
                 hashed = row.old.get("hashed_token")
                 forget_tokens([hashed])
                 if row.op == "delete":
-                    group = self.token_sessions.get(hashed, ())
+                    group = self.ddp_sessions_by_token.get(hashed, ())
                     doomed.update(s for s in group if not s.leaving_token(hashed))
         for session in doomed:
             await session.shutdown(1000, "logged out by the server")

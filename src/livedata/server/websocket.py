@@ -80,7 +80,7 @@ async def serve_websocket(
                 handler.cancel()
 
     client = scope.get("client")
-    session = DDPSession(
+    ddp_session = DDPSession(
         services,
         Writer(send_text, close, conf.DDP_MAX_OUTGOING_BYTES),  # send waits for the socket
         client_address=client[0] if client else None,
@@ -88,19 +88,19 @@ async def serve_websocket(
         site_origin=site,
     )
     limit = conf.DDP_MAX_MESSAGE_BYTES
-    session.start()
+    ddp_session.start()
     try:
-        await _receive_loop(session, receive, limit)
+        await _receive_loop(ddp_session, receive, limit)
     except asyncio.CancelledError:
         if not abandoned:
             raise
     finally:
         closed.set()
-        await session.stop()
+        await ddp_session.stop()
 
 
-async def _receive_loop(session: DDPSession, receive: Any, limit: int) -> None:
-    while not session.closed.is_set():
+async def _receive_loop(ddp_session: DDPSession, receive: Any, limit: int) -> None:
+    while not ddp_session.closed.is_set():
         message = await receive()
         kind = message["type"]
         if kind == "websocket.disconnect":
@@ -112,8 +112,8 @@ async def _receive_loop(session: DDPSession, receive: Any, limit: int) -> None:
             data = message.get("bytes") or b""
             text = data.decode("utf-8", errors="replace")
         if len(text) > limit:
-            session.protocol.send(messages.error(f"Message too big (limit {limit} bytes)"))
-            session.flush()
-            await session.shutdown(1009, "message too big")
+            ddp_session.protocol.send(messages.error(f"Message too big (limit {limit} bytes)"))
+            ddp_session.flush()
+            await ddp_session.shutdown(1009, "message too big")
             break
-        await session.feed(text)
+        await ddp_session.feed(text)

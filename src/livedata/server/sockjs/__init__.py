@@ -5,13 +5,13 @@ Meteor's browser client speaks DDP over SockJS (``/sockjs/info``, then
 else can ride it too::
 
     class Echo:
-        def __init__(self, session):  # a SockJSSession: send(), close(), client_address...
-            self.session = session
+        def __init__(self, sockjs_session):  # send(), close(), client_address...
+            self.sockjs_session = sockjs_session
 
         async def on_open(self): ...  # optional
 
         async def on_message(self, text):
-            await self.session.send(text)
+            await self.sockjs_session.send(text)
 
         async def on_close(self): ...
 
@@ -30,7 +30,7 @@ Modules, h11-style: a sans-I/O core (no asyncio, no sockets) and drivers around 
 - ``protocol``: the URL -> route rules, CORS/caching/cookie headers, callbacks (pure);
 - ``core``: a session's state machine around its bounded outbox (pure;
   ``livedata.server.outbox``, the connection's only one: DDP queues into it too);
-- ``session``: drives a core for a handler (timers, wake-ups, heartbeats, callbacks);
+- ``sockjs_session``: drives a core for a handler (timers, wake-ups, heartbeats, callbacks);
 - ``receivers``: what carries frames to the client (HTTP response, WebSocket);
 - ``transports``: one driver per transport (xhr, xhr_streaming, eventsource,
   htmlfile, jsonp, the two sends, websocket);
@@ -40,6 +40,6 @@ Modules, h11-style: a sans-I/O core (no asyncio, no sockets) and drivers around 
 """
 
 from livedata.server.sockjs.endpoint import SockJSEndpoint
-from livedata.server.sockjs.session import Handler, HandlerFactory, SockJSSession
+from livedata.server.sockjs.sockjs_session import Handler, HandlerFactory, SockJSSession
 
 __all__ = ["Handler", "HandlerFactory", "SockJSEndpoint", "SockJSSession"]

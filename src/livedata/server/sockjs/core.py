@@ -1,9 +1,9 @@
 """A SockJS session's state, sans-I/O: its lifecycle, around the connection's one outbox.
 
-Pure (no asyncio, no sockets), in the manner of h11: the driver (``session.py``) tells the
-core what happened (a message queued, a receiver attached, a close) and asks it what to
-write next (:meth:`SessionCore.next_frame`); timers, locks and handler callbacks stay in
-the driver. So the rules can be tested by feeding values:
+Pure (no asyncio, no sockets), in the manner of h11: the driver (``sockjs_session.py``)
+tells the core what happened (a message queued, a receiver attached, a close) and asks it
+what to write next (:meth:`SockJSSessionCore.next_frame`); timers, locks and handler
+callbacks stay in the driver. So the rules can be tested by feeding values:
 
 - CONNECTING until the first receiver attaches, which gets the open frame (OPEN);
 - messages queue in order in the session's ``outbox`` (``livedata.server.outbox``: the
@@ -51,7 +51,7 @@ INTERRUPTED = (1002, "Connection interrupted")
 EXPIRED = (1000, "Session expired")
 
 
-class SessionCore:
+class SockJSSessionCore:
     """The state and the outbox of one SockJS session."""
 
     def __init__(self, max_queue_bytes: int) -> None:

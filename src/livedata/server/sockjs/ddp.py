@@ -19,7 +19,7 @@ from livedata.server.ddp_session import SLOW_CLIENT, DDPSession
 from livedata.server.origin import origin_allowed, site_origin
 from livedata.server.sockjs.core import OUTBOX_LIMIT
 from livedata.server.sockjs.endpoint import SockJSEndpoint
-from livedata.server.sockjs.session import SockJSSession
+from livedata.server.sockjs.sockjs_session import SockJSSession
 
 if TYPE_CHECKING:
     from livedata.server.ddp_session import Services

@@ -52,7 +52,7 @@ from livedata.server.sockjs.protocol import (
     cache_for,
     cors,
 )
-from livedata.server.sockjs.session import HandlerFactory, SockJSSession
+from livedata.server.sockjs.sockjs_session import HandlerFactory, SockJSSession
 
 __all__ = ["BIND_COOKIE", "BIND_MAX_AGE", "HTTPError", "SockJSEndpoint"]
 

@@ -1,7 +1,7 @@
 """Receivers: what carries a session's frames to the client while it is attached (an HTTP
 response, polling or streaming, or a WebSocket).
 
-A session (``session.py``) attaches one receiver at a time and calls ``open``,
+A SockJS session (``sockjs_session.py``) attaches one receiver at a time and calls ``open``,
 ``messages``, ``heartbeat`` and ``closing``; each returns True when the receiver is
 finished after it (a polling response after one frame, a streaming one past its size
 limit). The frames themselves come from ``frames.py``.

@@ -22,7 +22,7 @@ from livedata.server.sockjs.receivers import HTTPReceiver, Receiver, WebSocketRe
 
 if TYPE_CHECKING:
     from livedata.server.sockjs.endpoint import SockJSEndpoint
-    from livedata.server.sockjs.session import SockJSSession
+    from livedata.server.sockjs.sockjs_session import SockJSSession
 
 H = Mapping[str, str]
 

@@ -5,7 +5,7 @@ request, streaming ones one per response (until its size limit), WebSockets one 
 whole life. At most one receiver is attached at a time; a second one gets
 ``c[2010,"Another connection still open"]``. A session without a receiver for
 ``disconnect_delay`` seconds expires. The frames are those of ``frames.py``; the state and
-the session's one outbox (``livedata.server.outbox``, bounded) are ``core.SessionCore``'s,
+the session's one outbox (``livedata.server.outbox``, bounded) are ``core.SockJSSessionCore``'s,
 and this module adds what needs a loop: the receiver's wake-ups and heartbeats, the
 expiry timer, the handler's callbacks. A handler queues with ``send``, or puts in
 ``outbox`` itself and calls ``carry`` (the DDP handler does, so that a DDP session over
@@ -21,15 +21,12 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from livedata.server.outbox import Outbox
-from livedata.server.sockjs.core import Closing, Messages, Queued, SessionCore, State
+from livedata.server.sockjs.core import Closing, Messages, Queued, SockJSSessionCore, State
 from livedata.server.sockjs.frames import close_frame, dumps, message_frame
 from livedata.server.sockjs.receivers import Receiver
-
-if TYPE_CHECKING:
-    from livedata.server.sockjs.endpoint import SockJSEndpoint
 
 __all__ = [
     "Handler",
@@ -56,6 +53,19 @@ class Handler(Protocol):
 HandlerFactory = Callable[["SockJSSession"], Handler]
 
 
+class SessionHost(Protocol):
+    """What a SockJS session needs of its endpoint (``endpoint.SockJSEndpoint``; a
+    Protocol, so this module does not import the endpoint that imports it)."""
+
+    max_queue_bytes: int
+    heartbeat_delay: float
+    disconnect_delay: float
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...
+
+    def forget(self, session: SockJSSession) -> None: ...
+
+
 class SockJSSession:
     """What a handler sees of its SockJS session: ``send``, ``close`` and where it came from.
 
@@ -68,7 +78,7 @@ class SockJSSession:
 
     def __init__(
         self,
-        endpoint: SockJSEndpoint,
+        endpoint: SessionHost,
         session_id: str | None,
         *,
         transport: str,
@@ -86,7 +96,7 @@ class SockJSSession:
         #: the secret the session's requests must carry (``sockjs_bind`` cookie), or None
         self.binding = binding
         self.handler: Handler | None = None
-        self.core = SessionCore(endpoint.max_queue_bytes)
+        self.core = SockJSSessionCore(endpoint.max_queue_bytes)
         self._receiver: Receiver | None = None
         self._lock = asyncio.Lock()  # handler callbacks run one at a time, in order
         self._expiry: asyncio.TimerHandle | None = None
