@@ -5,11 +5,11 @@ request, streaming ones one per response (until its size limit), WebSockets one 
 whole life. At most one receiver is attached at a time; a second one gets
 ``c[2010,"Another connection still open"]``. A session without a receiver for
 ``disconnect_delay`` seconds expires. The frames are those of ``frames.py``; the state and
-the session's one outbox (``livedata.server.outbox``, bounded) are ``core.SockJSSessionCore``'s,
-and this module adds what needs a loop: the receiver's wake-ups and heartbeats, the
-expiry timer, the handler's callbacks. A handler queues with ``send``, or puts in
-``outbox`` itself and calls ``carry`` (the DDP handler does, so that a DDP session over
-SockJS has one outbox, not one of its own in front of this one).
+the session's one outbox (``livedata.server.outbox``, bounded) are those of
+``core.SockJSSessionCore``, and this module adds what needs a loop: the receiver's
+wake-ups and heartbeats, the expiry timer, the handler's callbacks. A handler queues with
+``send``, or puts in ``outbox`` itself and calls ``carry`` (the DDP handler does, so that
+a DDP session over SockJS has one outbox, not one of its own in front of this one).
 
 An idle session owns no task: only a timer for its expiry. Handler callbacks run one at a
 time, in order (``on_open``, then ``on_message`` for each message, then ``on_close``).
