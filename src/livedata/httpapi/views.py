@@ -82,7 +82,8 @@ def api_view(*methods: str, login_required: bool = True) -> Callable[[View], Vie
                 except Exception as exc:
                     return _error_response(request, exc)
 
-            async_wrapper.livedata_api = True  # type: ignore[attr-defined]  (see server.without_middleware)
+            # see server.without_middleware
+            async_wrapper.livedata_api = True  # type: ignore[attr-defined]
             return csrf_exempt(async_wrapper)
 
         @functools.wraps(view)
