@@ -10,7 +10,15 @@ from __future__ import annotations
 import pytest
 
 from livedata.demo.bookstore.models import Author, Book
-from tests.server.test_sockjs import CONNECT, WebSocket, XhrPolling, XhrStreaming, open_session
+from tests.server.test_sockjs import (
+    CONNECT,
+    EventSource,
+    HtmlFile,
+    WebSocket,
+    XhrPolling,
+    XhrStreaming,
+    open_session,
+)
 from tests.server.test_websocket import Client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,7 +67,9 @@ def test_initial_data_over_the_buffer_limit_reaches_a_websocket_client(server, m
     client.close()
 
 
-@pytest.mark.parametrize("kind", [XhrPolling, XhrStreaming, WebSocket], ids=lambda k: k.transport)
+@pytest.mark.parametrize(
+    "kind", [XhrPolling, XhrStreaming, EventSource, HtmlFile, WebSocket], ids=lambda k: k.transport
+)
 def test_initial_data_over_the_buffer_limit_reaches_a_sockjs_client(server, many_books, kind):
     client = open_session(server, kind)
     client.send(CONNECT)

@@ -104,16 +104,27 @@ class XhrStreaming(XhrPolling):
         self._reader: threading.Thread | None = None
         self._open()
 
+    method = "POST"
+    query = ""
+
     def _open(self) -> None:
         self.close()
         self._conn = http.client.HTTPConnection(self.server, timeout=30)
-        self._conn.request("POST", f"{self.base}/xhr_streaming", headers=self.headers)
+        path = f"{self.base}/{self.transport}{self.query}"
+        self._conn.request(self.method, path, headers=self.headers)
         response = self._conn.getresponse()
         assert response.status == 200
         assert response.headers["transfer-encoding"] == "chunked"
         self.responses += 1
         self._reader = threading.Thread(target=self._read, args=(response,), daemon=True)
         self._reader.start()
+
+    def _prelude(self, line: str) -> None:
+        assert line == "h" * 2048
+
+    def _frame_of(self, line: str) -> str | None:
+        """The SockJS frame a line of the response carries (None: not one)."""
+        return line
 
     def _read(self, response: http.client.HTTPResponse) -> None:
         buffer = ""
@@ -124,10 +135,10 @@ class XhrStreaming(XhrPolling):
                 while "\n" in buffer:
                     line, buffer = buffer.split("\n", 1)
                     if prelude:
-                        assert line == "h" * 2048
+                        self._prelude(line)
                         prelude = False
-                    else:
-                        self.frames.put(line)
+                    elif (frame := self._frame_of(line)) is not None:
+                        self.frames.put(frame)
         except (OSError, AttributeError, http.client.HTTPException):
             pass  # closed by close(), from the test's thread
         self.frames.put(None)  # the response ended
@@ -142,6 +153,38 @@ class XhrStreaming(XhrPolling):
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
+
+
+class EventSource(XhrStreaming):
+    """``text/event-stream`` responses: ``data: <frame>`` events, reopened at the limit."""
+
+    transport = "eventsource"
+    method = "GET"
+
+    def _prelude(self, line: str) -> None:
+        assert line == "\r"
+
+    def _frame_of(self, line: str) -> str | None:
+        line = line.rstrip("\r")
+        return line.removeprefix("data: ") if line else None
+
+
+class HtmlFile(XhrStreaming):
+    """htmlfile responses: a page, then one ``<script>p("<frame>");</script>`` per frame."""
+
+    transport = "htmlfile"
+    method = "GET"
+
+    query = "?c=p"
+
+    def _prelude(self, line: str) -> None:
+        assert line.startswith("<!doctype html>")
+
+    def _frame_of(self, line: str) -> str | None:
+        line = line.rstrip("\r")
+        if line.startswith("p(") and line.endswith(");"):
+            return json.loads(line[2:-2])
+        return None
 
 
 class WebSocket(SockJSClient):
