@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 
 class Queued(enum.Enum):
@@ -58,19 +58,15 @@ class Outbox:
         """What counts against the bound: the frames ahead and those held behind."""
         return self.bytes + self.behind_bytes
 
-    def put(self, frames: Iterable[str]) -> Queued:
+    def put(self, frames: Sequence[str]) -> Queued:
         if self.closed:
             return Queued.DROPPED
-        size = 0
+        size = sum(map(len, frames))
         if self.holding:
-            for frame in frames:
-                self._behind.append(frame)
-                size += len(frame)
+            self._behind.extend(frames)
             self.behind_bytes += size
         else:
-            for frame in frames:
-                self._ahead.append(frame)
-                size += len(frame)
+            self._ahead.extend(frames)
             self.bytes += size
         if self.bytes + self.behind_bytes > self.limit:
             self.clear()
