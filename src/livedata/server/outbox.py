@@ -41,7 +41,7 @@ class Outbox:
         self.limit = limit
         self._ahead: deque[str] = deque()
         self.bytes = 0  # of the frames ahead
-        self._behind: deque[str] = deque()
+        self._behind: deque[str] | None = None  # made by the first stream (memory: issue 4)
         self.behind_bytes = 0
         self.holding = False  # a stream is going out: ``put`` queues behind it
         self.closed = False
@@ -63,6 +63,8 @@ class Outbox:
             return Queued.DROPPED
         size = sum(map(len, frames))
         if self.holding:
+            if self._behind is None:
+                self._behind = deque()
             self._behind.extend(frames)
             self.behind_bytes += size
         else:
@@ -116,5 +118,6 @@ class Outbox:
         """Drop everything queued, ahead and behind."""
         self._ahead.clear()
         self.bytes = 0
-        self._behind.clear()
+        if self._behind is not None:
+            self._behind.clear()
         self.behind_bytes = 0

@@ -62,6 +62,8 @@ class Carrier(Protocol):
 class Writer:
     """The carrier of a transport whose ``send`` waits while the socket is backed up."""
 
+    __slots__ = ("_close", "_room", "_room_low", "_send", "_sending", "_task", "outbox")
+
     def __init__(self, send: SendText, close: CloseTransport, limit: int) -> None:
         self.outbox = Outbox(limit)
         self._send = send
