@@ -14,8 +14,8 @@ import logging
 from typing import Any
 
 from livedata.capture.log import Batch
+from livedata.livequery.engine import Engine
 from livedata.publish.api import API
-from livedata.publish.engine import Engine
 from livedata.publish.methods import MethodRegistry
 from livedata.publish.methods import registry as default_methods
 from livedata.runtime import Runtime

@@ -335,7 +335,7 @@ class Session:
         self.mergebox = box
         self._begin_stream(messages)
 
-    # --- data from the live-query engine (``publish.subscriber.Subscriber``) ----------
+    # --- data from the live-query engine (``livequery.subscriber.Subscriber``) --------
 
     @property
     def connection_id(self) -> str:

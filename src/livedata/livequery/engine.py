@@ -55,12 +55,12 @@ from livedata.exposure.matching import (
     supported,
     to_python,
 )
+from livedata.livequery.limits import Holdings, size
 from livedata.memory import give_back
 from livedata.publish.api import API, Collection, Publication
-from livedata.publish.limits import Holdings, size
 
 if TYPE_CHECKING:
-    from livedata.publish.subscriber import Subscriber
+    from livedata.livequery.subscriber import Subscriber
     from livedata.runtime import Runtime
 
 logger = logging.getLogger("livedata.publish")

@@ -12,7 +12,7 @@ from livedata.api import API, Collection, Publication
 from livedata.capture import log
 from livedata.demo.bookstore.models import Author, Book
 from livedata.exposure.matching import compile_matcher
-from livedata.publish.engine import QueryObserver
+from livedata.livequery.engine import QueryObserver
 from tests.testapp.models import Gadget, Widget
 
 pytestmark = pytest.mark.django_db(transaction=True)
