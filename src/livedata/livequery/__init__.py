@@ -9,6 +9,8 @@ protocol through which it reaches connections. What a publication *is* (``Public
 
 - ``engine``: ``Engine``, subscribing and unsubscribing, routing a batch to the
   observers it may affect, and applying it under one lock, fairly across clients;
+- ``observer``: ``Observer`` and ``QueryObserver``, what one live query holds and how it
+  is refreshed (in memory from the log rows, by re-querying the changed keys, or in full);
 - ``limits``: ``Holdings``, which observer serves each subscription and the limits on
   what a connection and a client address hold;
 - ``subscriber``: the ``Subscriber`` protocol (``server.session.Session`` implements it).

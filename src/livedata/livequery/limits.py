@@ -24,7 +24,7 @@ from livedata.ddp.ratelimit import RateLimiter, Rule
 
 if TYPE_CHECKING:
     from livedata.conf import LivedataSettings
-    from livedata.livequery.engine import Observer
+    from livedata.livequery.observer import Observer
     from livedata.livequery.subscriber import Subscriber
 
 
