@@ -43,7 +43,7 @@ from livedata.exposure.matching import routing_value, to_python
 from livedata.livequery.limits import Holdings, size
 from livedata.livequery.observer import Observer, QueryObserver
 from livedata.memory import give_back
-from livedata.publish.api import API, Publication
+from livedata.publish.publication import API, Publication
 
 if TYPE_CHECKING:
     from livedata.livequery.subscriber import Subscriber

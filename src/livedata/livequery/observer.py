@@ -27,7 +27,7 @@ from django.db.models import QuerySet
 from livedata.capture.log import ChangeRow
 from livedata.ddp.messages import UNDEFINED
 from livedata.exposure.matching import Matcher, compile_matcher, route_key, supported, to_python
-from livedata.publish.api import API, Collection, Publication
+from livedata.publish.publication import API, Collection, Publication
 
 if TYPE_CHECKING:
     from livedata.livequery.subscriber import Subscriber

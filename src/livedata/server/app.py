@@ -15,9 +15,9 @@ from typing import Any
 
 from livedata.capture.log import Batch
 from livedata.livequery.engine import Engine
-from livedata.publish.api import API
 from livedata.publish.methods import MethodRegistry
 from livedata.publish.methods import registry as default_methods
+from livedata.publish.publication import API
 from livedata.runtime import Runtime
 from livedata.server.apiroute import ViewOnlyHandler, is_api_request
 from livedata.server.bodies import bounded_body
