@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from livedata.livequery.subscriber import Subscriber
     from livedata.runtime import Runtime
 
+#: named before the engine left ``publish``; kept, since logging configurations name it
 logger = logging.getLogger("livedata.publish")
 
 
