@@ -3,8 +3,12 @@ objects as at their old import paths (which keep working)."""
 
 from __future__ import annotations
 
+import importlib
 import re
+import sys
 from pathlib import Path
+
+import pytest
 
 import livedata
 import livedata.api as api
@@ -12,8 +16,8 @@ from livedata.capture.context import context
 from livedata.capture.declare import track
 from livedata.capture.history import history
 from livedata.ddp.errors import DDPError
-from livedata.publish.api import API, Collection, Publication, publish
 from livedata.publish.methods import MethodCall, method
+from livedata.publish.publication import API, Collection, Publication, publish
 
 OLD_PATHS = {
     "API": API,
@@ -35,6 +39,14 @@ def test_every_public_name_is_exported_and_is_the_original():
         assert getattr(api, name) is obj, name
     for name in ("track", "context", "history"):
         assert getattr(livedata, name) is OLD_PATHS[name]
+
+
+def test_publish_api_is_a_deprecated_alias_of_publish_publication():
+    sys.modules.pop("livedata.publish.api", None)
+    with pytest.deprecated_call(match="livedata.publish.api is deprecated"):
+        old = importlib.import_module("livedata.publish.api")
+    for name in ("API", "Collection", "Publication", "publish"):
+        assert getattr(old, name) is OLD_PATHS[name], name
 
 
 def test_readme_lists_the_surface():

@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"publish"},
     {"accounts"},
     {"httpapi"},
-    {"webhooks", "pull"},
+    {"livequery", "webhooks", "pull"},
     {"server"},
     {"admin", "checks", "models", "urls", "api", "migrations"},  # Django's entry points
     {"apps"},  # the app config: wires the above at start-up

@@ -16,11 +16,13 @@ imports inside functions and under ``TYPE_CHECKING`` counted):
 4. ``runtime`` (the hub one process shares: listener, pools, services, ticker, fence),
    ``exposure`` (what a model exposes to DDP, webhooks and pull: Collection, fields,
    filters and their checks, in-memory matching);
-5. ``publish`` (Publication declarations, methods, the live-query engine,
-   which talks to subscribers through ``publish.subscriber.Subscriber``);
+5. ``publish`` (what developers declare: Publications and their registry, methods,
+   access checks);
 6. ``accounts`` (declares Meteor's methods and publications with ``publish``);
 7. ``httpapi`` (what the HTTP APIs share: authentication, JSON errors);
-8. ``webhooks``, ``pull``;
+8. ``livequery`` (the live-query engine: observers kept up to date from the listener's
+   batches, which talks to subscribers through ``livequery.subscriber.Subscriber``),
+   ``webhooks``, ``pull``;
 9. ``server`` (transports, sessions, the ASGI app: the composition root);
 10. Django's entry points (``admin``, ``checks``, ``models``, ``urls``, ``api``,
     ``migrations``), then ``apps``, ``management``, ``cli`` and ``demo``, ``__main__``.

@@ -82,7 +82,7 @@ class LivedataSettings:
     DDP_WEBSOCKET_COMPRESSION: bool = False
     #: Concurrent subscriptions one connection may hold; more get nosub "too-many-requests".
     DDP_MAX_SUBSCRIPTIONS: int = 1000
-    #: What one client's subscriptions may cost (see livedata.publish.limits); past a limit
+    #: What one client's subscriptions may cost (see livedata.livequery.limits); past a limit
     #: a subscription gets nosub "too-many-requests". Distinct observers (publication +
     #: parameters, + user when it reads the user) one connection may hold, and all
     #: connections from one client address (shared by clients behind one NAT):

@@ -9,7 +9,13 @@ from pathlib import Path
 import livedata
 
 SRC = Path(livedata.__file__).parent
-ABOVE = ("livedata.publish", "livedata.webhooks", "livedata.pull", "livedata.server")
+ABOVE = (
+    "livedata.publish",
+    "livedata.livequery",
+    "livedata.webhooks",
+    "livedata.pull",
+    "livedata.server",
+)
 
 
 def imported(path: Path) -> set[str]:

@@ -118,7 +118,7 @@ class Receiver:
 def demo_collections() -> Iterator[None]:
     """The demo's exposed Collections (other test modules register their own at import)."""
     from livedata.demo.bookstore.ddp import Author, Book
-    from livedata.publish.api import API
+    from livedata.publish.publication import API
 
     saved = dict(API.collections)
     API.register([Book, Author])

@@ -15,7 +15,7 @@ from django.contrib.auth.models import Permission, User
 
 import livedata
 from livedata.demo.bookstore.models import Author, Book
-from livedata.publish.api import API
+from livedata.publish.publication import API
 from tests.testapp.ddp import AuditedGadget
 from tests.testapp.models import Gadget
 from tests.webhooks.conftest import subscribe

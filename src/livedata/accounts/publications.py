@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from livedata.publish.api import API, Publication
+from livedata.publish.publication import API, Publication
 
 
 class LoginServiceConfiguration(Publication):

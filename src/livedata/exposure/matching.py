@@ -15,7 +15,8 @@ Matched in memory (``compile_matcher`` returns a function), when the queryset ha
 - columns of supported types (text, numbers, booleans, dates and times, UUIDs, foreign
   keys, and NOT NULL JSON columns with ``exact``/``isnull``); every other field type
   makes the query fall back to re-querying.
-Everything else is refreshed by re-querying the affected primary keys (see engine.py).
+Everything else is refreshed by re-querying the affected primary keys (see
+``livedata.livequery.observer``).
 SQL's three-valued logic is kept: a comparison with NULL is unknown, never true.
 """
 

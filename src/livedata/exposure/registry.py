@@ -1,7 +1,7 @@
 """The registered Collections, and which are exposed on a channel.
 
-``livedata.api.API.register`` puts Collections here (``publish.api`` keeps the
-publications beside them); webhooks and the pull feed only ask ``exposed``, so they
+``livedata.api.API.register`` puts Collections here (``publish.publication`` keeps
+the publications beside them); webhooks and the pull feed only ask ``exposed``, so they
 need nothing of DDP's registry.
 """
 

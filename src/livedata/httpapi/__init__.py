@@ -10,7 +10,7 @@
 - ``require_perm``: Django model permissions (``view`` by default).
 
 What may be reached at all is declared in code on a ``Collection`` (``webhooks = True``,
-``pull = True``); see ``livedata.publish.api``.
+``pull = True``); see ``livedata.exposure.collection``.
 """
 
 from livedata.httpapi.auth import authenticate, require_perm

@@ -27,7 +27,7 @@ from livedata.capture.log import Batch as LogBatch
 from livedata.capture.log import ChangeRow, Position
 from livedata.conf import livedata_settings
 from livedata.httpapi import ApiError
-from livedata.publish.api import API
+from livedata.publish.publication import API
 from livedata.pull.position import Handle
 from livedata.pull.reader import Annotated, MustRefetch, annotate, messages_of
 from livedata.pull.spec import FeedSpec

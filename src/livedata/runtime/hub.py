@@ -1,7 +1,7 @@
 """``Runtime``: the listener, pools, services and ticker one process shares.
 
 Made once by the composition root (``livedata.server.app.LivedataApp``) and passed to
-what needs it: the live-query engine (``publish.engine``), DDP sessions, and the
+what needs it: the live-query engine (``livequery.engine``), DDP sessions, and the
 services (webhook delivery, the pull feed) through ``service_factories``. The listener
 is started with the server's lifespan, or on the first DDP connection when the server
 has no lifespan support.

@@ -14,10 +14,10 @@ import logging
 from typing import Any
 
 from livedata.capture.log import Batch
-from livedata.publish.api import API
-from livedata.publish.engine import Engine
+from livedata.livequery.engine import Engine
 from livedata.publish.methods import MethodRegistry
 from livedata.publish.methods import registry as default_methods
+from livedata.publish.publication import API
 from livedata.runtime import Runtime
 from livedata.server.bodies import bounded_body
 from livedata.server.tokens import TokenWatch

@@ -3,7 +3,7 @@
 It feeds the client's text frames to the pure protocol core (``ddp.connection``), runs
 the subscriptions and methods that come out of it, one at a time in arrival order, as
 Meteor does (ping is answered at once), and is the live-query engine's
-``publish.subscriber.Subscriber``: documents and changes go through the session's
+``livequery.subscriber.Subscriber``: documents and changes go through the session's
 mergebox (``ddp.mergebox``, pure) to the connection's one outbox.
 
 What it leaves to others:
@@ -52,7 +52,7 @@ from livedata.server.outgoing import Carrier, stream
 
 if TYPE_CHECKING:
     from livedata.capture.position import Snapshot
-    from livedata.publish.engine import Engine
+    from livedata.livequery.engine import Engine
     from livedata.publish.methods import MethodRegistry
     from livedata.runtime import Runtime
     from livedata.server.tokens import TokenWatch
@@ -291,7 +291,7 @@ class DDPSession:
         self.mergebox = box
         self._begin_stream(messages)
 
-    # --- data from the live-query engine (``publish.subscriber.Subscriber``) ----------
+    # --- data from the live-query engine (``livequery.subscriber.Subscriber``) --------
 
     @property
     def connection_id(self) -> str:

@@ -1,7 +1,7 @@
 """What the live-query engine needs of a subscriber (a DDP session satisfies it).
 
-The engine (``engine``, ``limits``) talks to connections only through this protocol,
-so it does not know the server, its transports or their outboxes:
+The engine (``engine``, ``observer``, ``limits``) talks to connections only through this
+protocol, so it does not know the server, its transports or their outboxes:
 ``livedata.server.ddp_session.DDPSession`` is the one implementation.
 """
 

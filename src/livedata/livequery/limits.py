@@ -24,8 +24,8 @@ from livedata.ddp.ratelimit import RateLimiter, Rule
 
 if TYPE_CHECKING:
     from livedata.conf import LivedataSettings
-    from livedata.publish.engine import Observer
-    from livedata.publish.subscriber import Subscriber
+    from livedata.livequery.observer import Observer
+    from livedata.livequery.subscriber import Subscriber
 
 
 def too_many(reason: str) -> DDPError:

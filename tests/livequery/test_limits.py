@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from livedata.demo.bookstore.models import Author, Book
-from livedata.publish.engine import fair_order
+from livedata.livequery.engine import fair_order
 from tests.server.test_websocket import CONNECT, Client
 
 pytestmark = pytest.mark.django_db(transaction=True)
