@@ -1,4 +1,5 @@
-"""System checks of livedata's own settings (the accounts have theirs)."""
+"""System checks of livedata's own settings (the accounts have theirs): valid values, and
+deprecated names still in use (``livedata.conf.DEPRECATED``)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,22 @@ def database_wait_valid(app_configs: Any = None, **kwargs: Any) -> list[checks.C
             )
         ]
     return []
+
+
+@checks.register()
+def deprecated_names(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Each deprecated name in ``settings.LIVEDATA`` is a warning: it works, renamed."""
+    from django.conf import settings
+
+    from livedata.conf import DEPRECATED
+
+    given = getattr(settings, "LIVEDATA", None) or {}
+    return [
+        checks.Warning(
+            f"LIVEDATA[{old!r}] is a deprecated name of LIVEDATA[{new!r}].",
+            hint=f"Rename it {new!r}; the old name is applied to the new one for now.",
+            id="livedata.W004",
+        )
+        for old, new in DEPRECATED.items()
+        if old in given
+    ]
