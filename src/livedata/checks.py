@@ -10,14 +10,14 @@ from django.core import checks
 
 @checks.register()
 def database_wait_valid(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """``DATABASE_WAIT`` is how long DDP work waits for the database: a number >= 0."""
+    """``DDP_DATABASE_WAIT`` is how long DDP work waits for the database: a number >= 0."""
     from livedata.conf import livedata_settings
 
-    wait = livedata_settings().DATABASE_WAIT
+    wait = livedata_settings().DDP_DATABASE_WAIT
     if isinstance(wait, bool) or not isinstance(wait, int | float) or not wait >= 0:
         return [
             checks.Error(
-                f"LIVEDATA['DATABASE_WAIT'] = {wait!r} is not a number of seconds.",
+                f"LIVEDATA['DDP_DATABASE_WAIT'] = {wait!r} is not a number of seconds.",
                 hint="Seconds (>= 0) that methods, logins and new subscriptions wait for "
                 "the database to come back, e.g. 5; 0 answers 503 at once.",
                 id="livedata.E002",
