@@ -31,7 +31,7 @@ from django.core.signals import setting_changed
 #: Meteor's login-style methods (rate limited by default).
 LOGIN_METHODS = ("login", "createUser", "resetPassword", "forgotPassword")
 
-# rename_settings: off (the old names stay here; /work/rename_settings.py skips this block)
+# rename_settings: off (the old names stay: the settings rename script skips this block)
 #: Old setting name -> its name now (issue 17 grouped the names by prefix).
 DEPRECATED: dict[str, str] = {
     "NOTIFY_CHANNEL": "LISTENER_NOTIFY_CHANNEL",
