@@ -263,7 +263,7 @@ def main() -> None:
     from livedata.conf import livedata_settings
 
     info = server_info(params)
-    poll = livedata_settings().POLL_INTERVAL
+    poll = livedata_settings().LISTENER_POLL_INTERVAL
     print_server(info)
     print(f"Runs:       {seconds:g} s per rate, one row per commit, listener poll {poll:g} s\n")
 

@@ -15,9 +15,9 @@ PASSWORD_HASHERS = ["tests.testapp.hashers.FastDigestPBKDF2PasswordHasher"]
 # Capture declared in settings (the demo's models use the @livedata.track decorator).
 LIVEDATA = {
     "TRACK": ["testapp.Gadget"],
-    "POLL_INTERVAL": 0.5,
+    "LISTENER_POLL_INTERVAL": 0.5,
     "SITE_URL": "http://site.example",  # where mailed links point
-    "RECONNECT_MAX": 1.0,
+    "LISTENER_RECONNECT_MAX": 1.0,
     # webhook receivers in tests are local HTTP servers; retries are fast
     "WEBHOOK_ALLOWED_NETWORKS": ["127.0.0.0/8", "::1/128"],
     "WEBHOOK_RETRY_SCHEDULE": [0, 0.2, 0.4, 0.8, 1.6],

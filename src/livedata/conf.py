@@ -1,20 +1,74 @@
-"""livedata's settings, with every default in one place.
+"""livedata's settings, with every default in one place, and the old names of renamed ones.
 
 Projects override any of these in ``settings.LIVEDATA`` (a dict); read them with
-``livedata_settings().NAME`` so tests that use ``override_settings`` see the change.
+``livedata_settings().NAME``. The result is built once and cached; the cache is cleared
+when Django's ``setting_changed`` signal says ``LIVEDATA`` changed (``override_settings``,
+pytest-django's ``settings``), so tests see their overrides. Code that assigns
+``settings.LIVEDATA`` itself calls ``livedata_settings.cache_clear()``.
+
+Names are grouped by prefix: ``LISTENER_*`` (the change-log listener), ``DDP_*``
+(``DDP_METHOD_*``, ``DDP_SOCKJS_*``), ``ACCOUNTS_*``, ``HTTP_*`` (``livedata serve``),
+``HTTP_API_*``, ``PULL_*``, ``WEBHOOK_*``. ``TRACK``, ``RETENTION`` and
+``REQUEST_ID_HEADER`` say what is captured and how it is kept and stamped (the change log
+itself, which every part shares), and ``SITE_URL`` is the site's, so they have none.
+``DEPRECATED`` maps the names used before this grouping to the new ones: an old name
+still works (its value goes to the new name) with a ``LivedataDeprecationWarning`` and
+the system check ``livedata.W004``; giving an old name and its new name is an error.
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 
 #: Meteor's login-style methods (rate limited by default).
 LOGIN_METHODS = ("login", "createUser", "resetPassword", "forgotPassword")
+
+# rename_settings: off (the old names stay: the settings rename script skips this block)
+#: Old setting name -> its name now (issue 17 grouped the names by prefix).
+DEPRECATED: dict[str, str] = {
+    "NOTIFY_CHANNEL": "LISTENER_NOTIFY_CHANNEL",
+    "POLL_INTERVAL": "LISTENER_POLL_INTERVAL",
+    "BATCH_SIZE": "LISTENER_BATCH_SIZE",
+    "RECONNECT_MIN": "LISTENER_RECONNECT_MIN",
+    "RECONNECT_MAX": "LISTENER_RECONNECT_MAX",
+    "METHOD_THREADS": "DDP_METHOD_THREADS",
+    "METHOD_FENCE_TIMEOUT": "DDP_METHOD_FENCE_TIMEOUT",
+    "DATABASE_WAIT": "DDP_DATABASE_WAIT",
+    "SOCKJS_JSONP": "DDP_SOCKJS_JSONP",
+    "SOCKJS_MAX_SESSIONS_PER_ADDRESS": "DDP_SOCKJS_MAX_SESSIONS_PER_ADDRESS",
+    "LOGIN_TOKEN_LIFETIME": "ACCOUNTS_LOGIN_TOKEN_LIFETIME",
+    "PASSWORD_RESET_LIFETIME": "ACCOUNTS_PASSWORD_RESET_LIFETIME",
+    "PASSWORD_RESET_URL": "ACCOUNTS_PASSWORD_RESET_URL",
+    "WEBHOOKS_IN_SERVE": "WEBHOOK_IN_SERVE",
+}
+# rename_settings: on
+
+
+class LivedataDeprecationWarning(DeprecationWarning):
+    """A deprecated livedata setting name is in use (see ``DEPRECATED``)."""
+
+
+#: Old names already warned about in this process (each is warned about once).
+_warned: set[str] = set()
+
+
+def _warn_deprecated(old: str, stacklevel: int) -> None:
+    if old in _warned:
+        return
+    _warned.add(old)
+    warnings.warn(
+        f"The livedata setting {old!r} is deprecated: it is now {DEPRECATED[old]!r}.",
+        LivedataDeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 @dataclass(frozen=True)
@@ -25,15 +79,18 @@ class LivedataSettings:
     #: How long change-log rows are kept; ``livedata prune`` deletes older ones.
     #: ``None`` keeps everything.
     RETENTION: timedelta | None = timedelta(days=30)
+    # --- Listener (livedata.capture.listener) ---------------------------------------------
     #: NOTIFY channel the triggers use to wake listeners (the payload is empty).
-    NOTIFY_CHANNEL: str = "livedata"
+    LISTENER_NOTIFY_CHANNEL: str = "livedata"
     #: Seconds between listener reads when no NOTIFY arrives (catches lost notifications).
-    POLL_INTERVAL: float = 1.0
+    LISTENER_POLL_INTERVAL: float = 1.0
     #: Maximum change-log rows read by one query.
-    BATCH_SIZE: int = 1000
+    LISTENER_BATCH_SIZE: int = 1000
     #: Reconnect back-off of the listener: first and longest wait, in seconds.
-    RECONNECT_MIN: float = 0.1
-    RECONNECT_MAX: float = 5.0
+    LISTENER_RECONNECT_MIN: float = 0.1
+    LISTENER_RECONNECT_MAX: float = 5.0
+
+    # --- Audit context (livedata.capture.context) -----------------------------------------
     #: Request header carrying a request id for the audit context (else one is generated).
     REQUEST_ID_HEADER: str = "X-Request-ID"
 
@@ -72,11 +129,11 @@ class LivedataSettings:
     #: Serve SockJS's JSONP transport (``jsonp``, ``jsonp_send``). Off: any site's page can
     #: make its requests with a script tag, and Meteor's and sockjs-client's browsers do
     #: not need it (they use WebSocket, xhr-streaming or xhr-polling).
-    SOCKJS_JSONP: bool = False
+    DDP_SOCKJS_JSONP: bool = False
     #: SockJS sessions of the HTTP transports (polling, streaming) one client address may
     #: hold open in a process; they outlive their requests (60 s), so connection limits do
     #: not bound them. One more gets 429. 0: no cap.
-    SOCKJS_MAX_SESSIONS_PER_ADDRESS: int = 100
+    DDP_SOCKJS_MAX_SESSIONS_PER_ADDRESS: int = 100
     #: permessage-deflate on DDP WebSockets. Off by default: measured (bench/asgi_servers.py)
     #: it costs ~90 KiB per idle connection (zlib state) and halves fan-out throughput.
     DDP_WEBSOCKET_COMPRESSION: bool = False
@@ -100,14 +157,14 @@ class LivedataSettings:
     #: is a provider in the connection's mergebox), checked when subscribing.
     DDP_MAX_DOCUMENTS_PER_CONNECTION: int = 100_000
     #: Threads running sync DDP methods (each holds its own database connection).
-    METHOD_THREADS: int = 8
+    DDP_METHOD_THREADS: int = 8
     #: Longest wait for a method's writes to reach the listener before ``updated`` is sent
     #: anyway (only when the database is unreachable for that long).
-    METHOD_FENCE_TIMEOUT: float = 30.0
+    DDP_METHOD_FENCE_TIMEOUT: float = 30.0
     #: Seconds a method, a login or a new subscription waits for the database to come
     #: back (retrying with back-off, see livedata.dbwait) before the client gets Meteor's
     #: error 503 "Database unavailable", which it may retry. 0: answer at once.
-    DATABASE_WAIT: float = 5.0
+    DDP_DATABASE_WAIT: float = 5.0
 
     #: Method rate limits (see livedata.ddp.ratelimit): each rule covers ``methods`` and
     #: allows ``calls`` per ``seconds`` per "connection", "client_address" or "user".
@@ -125,11 +182,11 @@ class LivedataSettings:
     #: Allow ``createUser`` over DDP (sign-ups). None: only when ``settings.DEBUG``.
     ACCOUNTS_ALLOW_SIGNUP: bool | None = None
     #: How long a login (resume) token lives (Meteor: 90 days).
-    LOGIN_TOKEN_LIFETIME: timedelta = timedelta(days=90)
+    ACCOUNTS_LOGIN_TOKEN_LIFETIME: timedelta = timedelta(days=90)
     #: How long a password-reset token from ``forgotPassword`` lives. Meteor keeps them 3
     #: days; a mailed link is a credential sitting in a mailbox, so livedata's is short.
     #: It is used once either way.
-    PASSWORD_RESET_LIFETIME: timedelta = timedelta(hours=1)
+    ACCOUNTS_PASSWORD_RESET_LIFETIME: timedelta = timedelta(hours=1)
     #: The public URL of the site, e.g. "https://app.example.com": links mailed to users
     #: (``forgotPassword``) are built from it, never from a request's Host or Origin (which
     #: the client chooses). Required to mail reset links (a system check warns).
@@ -137,7 +194,7 @@ class LivedataSettings:
     #: The link ``forgotPassword`` mails: ``{site_url}`` is ``SITE_URL`` (``{origin}``, the
     #: older name, is ``SITE_URL`` too), ``{token}`` the reset token (Meteor's form, which
     #: Meteor's client routes handle).
-    PASSWORD_RESET_URL: str = "{site_url}/#/reset-password/{token}"
+    ACCOUNTS_PASSWORD_RESET_URL: str = "{site_url}/#/reset-password/{token}"
     #: One answer for "no such user" and "wrong password" (Meteor 3's default): no user
     #: enumeration. False gives Meteor's older, specific messages.
     ACCOUNTS_AMBIGUOUS_ERRORS: bool = True
@@ -192,7 +249,7 @@ class LivedataSettings:
     # --- Webhooks (livedata.webhooks) -----------------------------------------------------
     #: Deliver webhooks inside every ``livedata serve`` process too (besides any
     #: ``livedata deliver`` workers); all cooperate through the database.
-    WEBHOOKS_IN_SERVE: bool = True
+    WEBHOOK_IN_SERVE: bool = True
     #: Seconds to wait before each attempt at one change: the first is immediate, then the
     #: retries (Standard Webhooks' schedule). When the last attempt fails the subscription
     #: is disabled, never its changes dropped: re-enabling continues with that change.
@@ -228,10 +285,39 @@ class LivedataSettings:
     #: How long delivery-log rows are kept.
     WEBHOOK_DELIVERY_RETENTION: timedelta = timedelta(days=3)
 
+    if not TYPE_CHECKING:  # type checkers flag the old names; at run time they still work
 
+        def __getattr__(self, name: str) -> Any:
+            """An old name read as an attribute gives the new one's value (warned about)."""
+            new = DEPRECATED.get(name)
+            if new is None:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            _warn_deprecated(name, stacklevel=2)
+            return getattr(self, new)
+
+
+def renamed(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` with every deprecated name replaced by its new name (warned about once
+    per name); ``ImproperlyConfigured`` when an old name and its new name are both given."""
+    both = [(old, new) for old, new in DEPRECATED.items() if old in overrides and new in overrides]
+    if both:
+        pairs = "; ".join(f"{old!r} (deprecated) and {new!r}" for old, new in both)
+        raise ImproperlyConfigured(
+            f"LIVEDATA sets both {pairs}: keep only the new name{'s' if len(both) > 1 else ''}."
+        )
+    result = {}
+    for key, value in overrides.items():
+        if key in DEPRECATED:
+            _warn_deprecated(key, stacklevel=3)
+            key = DEPRECATED[key]
+        result[key] = value
+    return result
+
+
+@functools.cache
 def livedata_settings() -> LivedataSettings:
-    """The effective settings: defaults updated with ``settings.LIVEDATA``."""
-    overrides: dict[str, Any] = dict(getattr(settings, "LIVEDATA", None) or {})
+    """The effective settings: defaults updated with ``settings.LIVEDATA`` (cached)."""
+    overrides = renamed(dict(getattr(settings, "LIVEDATA", None) or {}))
     known = {f.name for f in fields(LivedataSettings)}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -250,3 +336,11 @@ def livedata_settings() -> LivedataSettings:
         if key in overrides:
             overrides[key] = tuple(overrides[key])
     return replace(LivedataSettings(), **overrides)
+
+
+def _clear_when_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "LIVEDATA":
+        livedata_settings.cache_clear()
+
+
+setting_changed.connect(_clear_when_changed)

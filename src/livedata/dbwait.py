@@ -2,7 +2,7 @@
 
 When PostgreSQL restarts or fails over, the work a DDP client asked for would fail with
 the driver's ``OperationalError`` (a 500 to the client). Instead, ``run_waiting`` retries
-it with back-off for up to ``LIVEDATA["DATABASE_WAIT"]`` seconds, and then raises
+it with back-off for up to ``LIVEDATA["DDP_DATABASE_WAIT"]`` seconds, and then raises
 ``DatabaseUnavailable``: Meteor's error 503 "Database unavailable", which the client may
 retry (Meteor's clients resubscribe after a ``nosub`` error on reconnect, and an app
 calls the method again), and which is neither a traceback nor a closed connection.
@@ -39,7 +39,7 @@ LONGEST_DELAY = 1.0
 
 
 class DatabaseUnavailable(DDPError):
-    """The database stayed away longer than ``DATABASE_WAIT``: retry later."""
+    """The database stayed away longer than ``DDP_DATABASE_WAIT``: retry later."""
 
     def __init__(self, waited: float) -> None:
         super().__init__(

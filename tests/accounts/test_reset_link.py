@@ -67,7 +67,9 @@ def test_the_system_check_asks_for_site_url():
     with override_settings(LIVEDATA={"SITE_URL": ""}):
         [warning] = site_url_configured()
         assert warning.id == "livedata.W003" and warning.level == checks.WARNING
-    with override_settings(LIVEDATA={"SITE_URL": "", "PASSWORD_RESET_URL": "https://a/{token}"}):
+    with override_settings(
+        LIVEDATA={"SITE_URL": "", "ACCOUNTS_PASSWORD_RESET_URL": "https://a/{token}"}
+    ):
         assert site_url_configured() == []  # an absolute link needs no site
     with override_settings(LIVEDATA={"SITE_URL": "site.example"}):
         [error] = site_url_configured()

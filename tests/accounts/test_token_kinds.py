@@ -130,4 +130,4 @@ def test_a_reset_token_is_used_once_by_racing_calls(accounts_server, reader, mai
 
 
 def test_reset_tokens_are_short_lived_by_default():
-    assert LivedataSettings().PASSWORD_RESET_LIFETIME.total_seconds() <= 3600
+    assert LivedataSettings().ACCOUNTS_PASSWORD_RESET_LIFETIME.total_seconds() <= 3600

@@ -1,5 +1,5 @@
 """A PostgreSQL outage under a live server (issue 19, reliability): methods, logins and
-new subscriptions wait for the database up to ``DATABASE_WAIT``, then get Meteor's
+new subscriptions wait for the database up to ``DDP_DATABASE_WAIT``, then get Meteor's
 retryable error 503, never a 500 or a traceback, and the connection keeps serving.
 
 The outage is real: a throwaway embedded PostgreSQL of this test's own, stopped and
@@ -61,7 +61,7 @@ def outage(tmp_path):
 
     pg = ensure_server(tmp_path / "pgdata")
     env = private_database(
-        pg, "database_wait", LIVEDATA_SETTINGS=json.dumps({"DATABASE_WAIT": WAIT})
+        pg, "database_wait", LIVEDATA_SETTINGS=json.dumps({"DDP_DATABASE_WAIT": WAIT})
     )
     with psycopg.connect(host=pg.socket_dir, dbname="database_wait", user="postgres") as db:
         db.execute("INSERT INTO bookstore_author (name, email) VALUES ('J', 'j@example.com')")

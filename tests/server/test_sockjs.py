@@ -397,7 +397,7 @@ def capped_server(transactional_db):
     """A server allowing 5 SockJS HTTP sessions per client address."""
     from tests.server.conftest import _serve
 
-    yield from _serve("1", LIVEDATA_SETTINGS=json.dumps({"SOCKJS_MAX_SESSIONS_PER_ADDRESS": 5}))
+    yield from _serve("1", LIVEDATA_SETTINGS=json.dumps({"DDP_SOCKJS_MAX_SESSIONS_PER_ADDRESS": 5}))
 
 
 def test_sessions_per_address_are_capped(capped_server):

@@ -148,7 +148,7 @@ def test_a_session_without_cookies_serves_only_its_own_address_and_origin(server
 
 @pytest.fixture
 def jsonp_server(transactional_db):
-    yield from _serve("1", LIVEDATA_SETTINGS='{"SOCKJS_JSONP": true}')
+    yield from _serve("1", LIVEDATA_SETTINGS='{"DDP_SOCKJS_JSONP": true}')
 
 
 def test_jsonp_is_served_only_when_enabled(server, jsonp_server):

@@ -57,7 +57,7 @@ def site_url_configured(app_configs: Any = None, **kwargs: Any) -> list[checks.C
                 )
             ]
         return []
-    if conf.ACCOUNTS and needs_site_url(conf.PASSWORD_RESET_URL):
+    if conf.ACCOUNTS and needs_site_url(conf.ACCOUNTS_PASSWORD_RESET_URL):
         return [
             checks.Warning(
                 "LIVEDATA['SITE_URL'] is not set: forgotPassword cannot mail reset links "

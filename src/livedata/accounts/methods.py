@@ -128,7 +128,9 @@ def _log_in(call: MethodCall, user: Any, kind: str) -> dict[str, Any]:
     """Issue a resume token, log the connection in, return Meteor's login result."""
     conf = livedata_settings()
     agent = call.connection.http_headers.get("user-agent", "")
-    secret, token = tokens.issue(user, kind=RESUME, lifetime=conf.LOGIN_TOKEN_LIFETIME, name=agent)
+    secret, token = tokens.issue(
+        user, kind=RESUME, lifetime=conf.ACCOUNTS_LOGIN_TOKEN_LIFETIME, name=agent
+    )
     call.set_user(user, token.hashed_token)
     user_logged_in.send(sender=type(user), request=None, user=user)  # last_login
     return {"id": str(user.pk), "token": secret, "tokenExpires": token.expires, "type": kind}
@@ -303,7 +305,7 @@ def _reset_link_template(conf: Any) -> str:
     """The reset link's template with the site filled in: from ``SITE_URL`` only. The
     request's Host and Origin are the client's to choose, and a link built from them
     would mail the victim's token to the attacker's site."""
-    template = conf.PASSWORD_RESET_URL
+    template = conf.ACCOUNTS_PASSWORD_RESET_URL
     site = conf.SITE_URL.rstrip("/")
     if needs_site_url(template) and not site:
         logger.error(
@@ -329,7 +331,7 @@ def forgot_password(call: MethodCall, options: Any) -> None:
             return  # the same answer whether or not the address is known
         raise DDPError(403, "User not found")
     secret, _ = tokens.issue(
-        user, kind=LoginToken.Kind.RESET, lifetime=conf.PASSWORD_RESET_LIFETIME
+        user, kind=LoginToken.Kind.RESET, lifetime=conf.ACCOUNTS_PASSWORD_RESET_LIFETIME
     )
     url = template.replace("{token}", secret)
     transaction.on_commit(lambda: get_adapter().send_password_reset(user, url))

@@ -99,7 +99,7 @@ class _CaptureTrigger(pgtrigger.Trigger):
             table=_sql_literal(opts.db_table),
             pk=_quote_ident(pk.column),
         )
-        channel = _sql_literal(livedata_settings().NOTIFY_CHANNEL)
+        channel = _sql_literal(livedata_settings().LISTENER_NOTIFY_CHANNEL)
         return f"{body}\nIF FOUND THEN PERFORM pg_notify({channel}, ''); END IF;\nRETURN NULL;"
 
     def body(self, model: Any, *, label: str, table: str, pk: str) -> str:

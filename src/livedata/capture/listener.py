@@ -86,11 +86,11 @@ class Listener:
         self.models = sorted({m.lower() for m in models}) if models else None
         self._params = params
         self._alias = alias
-        self.channel = conf.NOTIFY_CHANNEL
-        self.batch_size = conf.BATCH_SIZE
-        self.poll_interval = conf.POLL_INTERVAL
-        self.reconnect_min = conf.RECONNECT_MIN
-        self.reconnect_max = conf.RECONNECT_MAX
+        self.channel = conf.LISTENER_NOTIFY_CHANNEL
+        self.batch_size = conf.LISTENER_BATCH_SIZE
+        self.poll_interval = conf.LISTENER_POLL_INTERVAL
+        self.reconnect_min = conf.LISTENER_RECONNECT_MIN
+        self.reconnect_max = conf.LISTENER_RECONNECT_MAX
         self.followers: list[Follower] = []
         self._stopping = asyncio.Event()
         self._poke = asyncio.Event()

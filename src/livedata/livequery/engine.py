@@ -288,7 +288,7 @@ class Engine:
             self._healer = asyncio.get_running_loop().create_task(self._heal_later())
 
     async def _heal_later(self) -> None:
-        await asyncio.sleep(self.runtime.settings.POLL_INTERVAL)
+        await asyncio.sleep(self.runtime.settings.LISTENER_POLL_INTERVAL)
         await self.heal()
 
     async def _update(self, observer: Observer, how: Any, *args: Any) -> None:
@@ -328,9 +328,9 @@ class Engine:
 
     async def _run_waiting(self, func: Any, *args: Any) -> Any:
         """``func`` (reads only) run again while the database is away, for up to
-        ``DATABASE_WAIT``; then ``DatabaseUnavailable`` (the subscription's nosub 503)."""
+        ``DDP_DATABASE_WAIT``; then ``DatabaseUnavailable`` (the subscription's nosub 503)."""
         loop = asyncio.get_running_loop()
-        wait = self.runtime.settings.DATABASE_WAIT
+        wait = self.runtime.settings.DDP_DATABASE_WAIT
         return await loop.run_in_executor(self.runtime.executor, run_waiting, wait, func, *args)
 
 

@@ -11,7 +11,7 @@ inside it. So 1000 held clients cost one LISTEN connection and no query per chan
 
 Waiters whose position the buffer does not cover read the database themselves. Without a
 runtime listener (another ASGI server), waiters poll the database every
-``POLL_INTERVAL``.
+``LISTENER_POLL_INTERVAL``.
 """
 
 from __future__ import annotations

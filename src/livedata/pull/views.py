@@ -185,7 +185,7 @@ async def _live_page(spec: FeedSpec, handle: Handle, position: Position) -> Page
         if remaining <= 0:
             return page([], position)
         if note is None:  # no listener in this process: poll
-            await asyncio.sleep(min(conf.POLL_INTERVAL, remaining))
+            await asyncio.sleep(min(conf.LISTENER_POLL_INTERVAL, remaining))
             continue
         waiter = note.register(spec, handle, position)
         try:
@@ -259,7 +259,7 @@ async def _events(
             if not up:
                 continue
             if note is None:
-                await asyncio.sleep(conf.POLL_INTERVAL)
+                await asyncio.sleep(conf.LISTENER_POLL_INTERVAL)
                 continue
             waiter = note.register(spec, handle, position)
             try:

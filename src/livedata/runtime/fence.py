@@ -47,7 +47,7 @@ class Invocable(Protocol):
 def run_sync(method: Invocable, call: Any, bound: Any, wait: float) -> tuple[Any, Snapshot | None]:
     """A sync method in a worker thread, in a transaction; returns (result, fence).
 
-    While the database is away (``DATABASE_WAIT``, see ``livedata.dbwait``) the access
+    While the database is away (``DDP_DATABASE_WAIT``, see ``livedata.dbwait``) the access
     check and the method's transaction are run again; a method outside a transaction
     only waits for its first connection."""
     run_waiting(wait, _prepare, method, call)

@@ -69,7 +69,7 @@ class Runtime:
         #: runs sync methods and live-query refreshes; methods that hash passwords run on
         #: "accounts", so a login flood cannot take the threads everything else needs
         sizes = {
-            "default": self.settings.METHOD_THREADS,
+            "default": self.settings.DDP_METHOD_THREADS,
             "accounts": self.settings.ACCOUNTS_THREADS,
         }
         self.pools = {
@@ -166,7 +166,7 @@ class Runtime:
         bound = method.bind(call, params)
         loop = asyncio.get_running_loop()
         pool = self.pools.get(method.pool, self.pools["default"])[0]
-        wait = self.settings.DATABASE_WAIT
+        wait = self.settings.DDP_DATABASE_WAIT
         if method.is_async:
             if method.login_required or method.permission_required:
                 await loop.run_in_executor(pool, run_waiting, wait, method.check_access, call.user)
@@ -186,7 +186,7 @@ class Runtime:
             return
         try:
             await asyncio.wait_for(
-                self.fenced_follower.wait_covers(snapshot), self.settings.METHOD_FENCE_TIMEOUT
+                self.fenced_follower.wait_covers(snapshot), self.settings.DDP_METHOD_FENCE_TIMEOUT
             )
         except TimeoutError:
             logger.warning("livedata: write fence at %s timed out; sending updated", snapshot)

@@ -102,7 +102,7 @@ class Dispatcher:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._params = params
         self.transport = Transport(self.conf)
-        self.buffer_limit = self.conf.BATCH_SIZE
+        self.buffer_limit = self.conf.LISTENER_BATCH_SIZE
         self.catch_up = ConnectionLimit(listener.connect, CATCH_UP_CONNECTIONS)
         self.runners: dict[int, Runner] = {}
         self.horizon: int | None = None  # the log's pruned horizon, as of the last reload
@@ -158,12 +158,12 @@ class Dispatcher:
         """Serve until ``stop()``; reconnects when the database goes away."""
         self._loop = asyncio.get_running_loop()
         RUNNING.add(self)
-        delay = self.conf.RECONNECT_MIN
+        delay = self.conf.LISTENER_RECONNECT_MIN
         try:
             while not self._stopping.is_set():
                 try:
                     self.conn = await self._connect()
-                    delay = self.conf.RECONNECT_MIN
+                    delay = self.conf.LISTENER_RECONNECT_MIN
                     await self._serve()
                 except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
                     if self._stopping.is_set():
@@ -176,13 +176,13 @@ class Dispatcher:
                 except Exception:
                     # not migrated, or a bug: say so, and keep trying (slowly)
                     logger.exception("livedata webhooks: delivery failed; retrying in %.1fs", delay)
-                    delay = self.conf.RECONNECT_MAX
+                    delay = self.conf.LISTENER_RECONNECT_MAX
                 finally:
                     await self._drop_all()
                 if not self._stopping.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), delay)
-                    delay = min(delay * 2, self.conf.RECONNECT_MAX)
+                    delay = min(delay * 2, self.conf.LISTENER_RECONNECT_MAX)
         finally:
             RUNNING.discard(self)
             await self.catch_up.close()

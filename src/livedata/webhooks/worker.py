@@ -28,8 +28,8 @@ class Service:
 
 
 def runtime_service(runtime: Any) -> Service | None:
-    """The factory ``livedata.runtime.Runtime`` calls (when WEBHOOKS_IN_SERVE)."""
-    if runtime.listener is None or not runtime.settings.WEBHOOKS_IN_SERVE:
+    """The factory ``livedata.runtime.Runtime`` calls (when ``WEBHOOK_IN_SERVE``)."""
+    if runtime.listener is None or not runtime.settings.WEBHOOK_IN_SERVE:
         return None
     return Service(runtime.listener)
 

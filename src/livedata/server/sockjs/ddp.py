@@ -7,7 +7,7 @@ check (on every request), the inbound message size limit (a DDP error, then clos
 outgoing bound; and Meteor's SockJS timings (heartbeat frames every 45 s, sessions kept
 60 s without a receiving connection). HTTP sessions are bound to the client that opened
 them, and only a session no other client can drive is logged in by the Django session
-cookie. JSONP is off unless ``SOCKJS_JSONP``.
+cookie. JSONP is off unless ``DDP_SOCKJS_JSONP``.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def ddp_endpoint(services: Services, prefix: str = PREFIX) -> SockJSEndpoint:
         origin_allowed=lambda scope, headers: origin_allowed(
             headers.get("origin"), site_origin(scope, headers), conf.DDP_ALLOWED_ORIGINS
         ),
-        jsonp=conf.SOCKJS_JSONP,
+        jsonp=conf.DDP_SOCKJS_JSONP,
         bind_sessions=True,
-        max_sessions_per_address=conf.SOCKJS_MAX_SESSIONS_PER_ADDRESS or None,
+        max_sessions_per_address=conf.DDP_SOCKJS_MAX_SESSIONS_PER_ADDRESS or None,
     )

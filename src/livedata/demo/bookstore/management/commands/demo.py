@@ -50,6 +50,7 @@ class Command(BaseCommand):
             return
         from django.conf import settings
 
+        from livedata.conf import livedata_settings
         from livedata.management.commands.serve import serve
 
         if host in ("0.0.0.0", "::"):
@@ -64,6 +65,7 @@ class Command(BaseCommand):
                 **(getattr(settings, "LIVEDATA", None) or {}),
                 "SITE_URL": f"http://{local}:{port}",
             }
+            livedata_settings.cache_clear()  # assigned directly: no setting_changed
         serve(host, port)
 
 
