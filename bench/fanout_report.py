@@ -71,13 +71,14 @@ def email_table(runs: dict[str, Any]) -> None:
         return
     print("\nBooksByAuthorEmail: database transactions per change (minus the writer's own)")
     print(
-        f"{'workload':<12} {'workers':>7} {'clients':>7} {'delivered':>15}"
+        f"{'workload':<12} {'workers':>7} {'clients':>7} {'emails':>6} {'delivered':>15}"
         f" {'p50 ms':>7} {'p99 ms':>7} {'xacts/change':>12} {'per process':>11}"
     )
     for name in names:
         r = runs[name]["livedata"]
         print(
-            f"{name:<12} {r['workers']:>7} {r['clients']:>7} {r['delivered']:>7}/{r['expected']:<7}"
+            f"{name:<12} {r['workers']:>7} {r['clients']:>7} {r['emails']:>6}"
+            f" {r['delivered']:>7}/{r['expected']:<7}"
             f" {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['db_xacts_per_change']:>12.2f}"
             f" {r['db_xacts_per_change'] / r['workers']:>11.2f}"
         )
