@@ -124,7 +124,8 @@ async function report({ commits, expected, until, deadline }) {
   arrivalIds.forEach((id, i) => {
     const committed = commits[id];
     if (committed === undefined) return;
-    const bin = Math.max(0, Math.floor((arrivalTimes[i] - committed) * 10));
+    // negative when the writer was scheduled late after its COMMIT returned: kept, not hidden
+    const bin = Math.floor((arrivalTimes[i] - committed) * 10);
     hist[bin] = (hist[bin] || 0) + 1;
     delivered += 1;
     if (arrivalTimes[i] <= until) inWindow += 1;
