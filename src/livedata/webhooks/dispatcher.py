@@ -241,7 +241,7 @@ class Dispatcher:
         share, claim what is free (or take turns), re-check permissions, prune."""
         assert self.conn is not None
         active = await store.active(self.conn)
-        self.horizon = await log.ahorizon(self.conn)
+        self.horizon = await log.horizon_async(self.conn)
         workers = await store.workers(self.conn)
         locked = await store.locked_anywhere(self.conn)
         restart = self._hand_back_changed(active)
