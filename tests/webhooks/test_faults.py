@@ -45,8 +45,11 @@ def test_receiver_down_then_back_gets_everything_in_order(svc, start_worker, con
     back = Receiver().start(port)
     try:
         back.wait_for(20)
-        time.sleep(0.5)
-        assert titles(back.requests) == [f"B{i:02}" for i in range(20)]
+        # committed last, so delivered after any repeat of the twenty (log order, one
+        # request at a time): once it has come, a duplicate would have
+        add_book(db, "Marker", author)
+        back.wait_for(21)
+        assert titles(back.requests) == [*(f"B{i:02}" for i in range(20)), "Marker"]
         assert "Connect" in Delivery.objects.filter(outcome="error").first().error
     finally:
         back.stop()
@@ -85,6 +88,8 @@ def test_no_transaction_is_held_while_a_request_hangs(
     author = add_author(db)
     add_book(db, "Hangs", author)
     hanging.wait_for(1)
+    # a transaction held across the request would be open for all of its 30 s: this
+    # settling wait can only make the check fail less often, never pass a held one
     time.sleep(0.3)
     sessions = db.execute(
         "SELECT backend_xid, state FROM pg_stat_activity "
