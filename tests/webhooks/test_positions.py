@@ -89,12 +89,17 @@ def test_out_of_order_commits_arrive_in_commit_order(svc, receiver, start_worker
     b.commit()  # ...but B commits first
     committed = time.monotonic()
     assert arrival_of(receiver, "B") - committed < 1.0  # without waiting for A
-    assert up_to_marker(receiver, db, author, "M1") == ["warm-up", "B", "M1"]
+    # No marker for these two checks: a later commit would change what the position check
+    # below compares (the stored position is the last event's only when no write of the
+    # worker's own comes between), so they keep fixed waits, and a duplicate slower than
+    # the wait would still pass unseen
+    time.sleep(0.3)
+    assert titles(receiver.requests) == ["warm-up", "B"]
     add_book(a, "A2", author)
     a.commit()
     arrival_of(receiver, "A2")
-    # once each
-    assert up_to_marker(receiver, db, author, "M2") == ["warm-up", "B", "M1", "A", "A2", "M2"]
+    time.sleep(0.5)
+    assert titles(receiver.requests) == ["warm-up", "B", "A", "A2"]  # once each
     wait_until(lambda: api_call(svc, "GET", "books").json()["lag"]["changes"] == 0)
     state = api_call(svc, "GET", "books").json()
     assert state["position"] == receiver.requests[-1].event["data"]["position"]
