@@ -21,6 +21,7 @@ import pytest
 from livedata.demo.bookstore.models import Author
 from tests.capture.test_commands import read_lines
 from tests.conftest import spawn_livedata
+from tests.pull.conftest import held_on, wait_until
 from tests.server.test_publications import subscribe
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -128,7 +129,8 @@ def test_a_live_pull_client_gets_a_commit_made_while_another_transaction_is_open
 
         poller = threading.Thread(target=hold)
         poller.start()
-        time.sleep(0.3)  # the request is held by now (it would be answered anyway)
+        # committed once the request is held, so it can only have it by being woken up
+        wait_until(lambda: held_on(server)() == 1, "the long-poll was not held")
         committed = insert_book(connect, "Pulled")
         poller.join(timeout=30)
     titles = [m["value"]["title"] for m in got["response"].json() if m.get("op") == "insert"]

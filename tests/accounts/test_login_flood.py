@@ -26,17 +26,24 @@ def test_login_flood_leaves_other_connections_responsive(real_hash_server):
     User.objects.create(username="demo", password=real.encode("demo-password", real.salt()))
     flooders = [connected(real_hash_server) for _ in range(8)]
     done: list[float] = []
+    answered_logins: list[float] = []
 
     def flood(c, n: int) -> None:
         for i in range(n):
             c.call(str(i), "login", {"user": {"username": "demo"}, "password": digest("bad")})
+            answered_logins.append(time.monotonic())
         done.append(time.monotonic())
 
     threads = [threading.Thread(target=flood, args=(c, 3)) for c in flooders]
     start = time.monotonic()
     for t in threads:
         t.start()
-    time.sleep(0.5)  # the flood is hashing now: 24 checks at ~0.4 s on 2 threads
+    # the flood is hashing now (24 checks at ~0.4 s on 2 threads): the marker is a first
+    # answered login, so the check below cannot run before the flood has begun
+    deadline = time.monotonic() + 30
+    while not answered_logins:
+        assert time.monotonic() < deadline, "no login of the flood was answered"
+        time.sleep(0.01)
     other = connected(real_hash_server)
     t0 = time.monotonic()
     other.send({"msg": "ping", "id": "p"})

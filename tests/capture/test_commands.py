@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 import time
 from io import StringIO
 
@@ -220,12 +221,28 @@ def test_applying_a_remove_trigger_migration_drops_trigger_and_function():
 
 def test_tail_waits_and_retries_while_the_database_is_down():
     proc = spawn_livedata("tail", DATABASE_URL="postgresql://postgres@127.0.0.1:1/nothing")
+    lines: list[str] = []
+
+    def read_stderr() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     try:
-        time.sleep(3)
+        # the marker: a second "retrying" line, logged after the first retry failed too
+        deadline = time.monotonic() + 20
+        while sum("retrying in" in line for line in list(lines)) < 2:
+            assert proc.poll() is None, "".join(lines)  # it must not give up
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.05)
         assert proc.poll() is None  # still running: it retries
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        proc.wait(timeout=20)
+        reader.join(timeout=20)
+        proc.stdout.close()
+    err = "".join(lines)
     assert proc.returncode == 0
     assert "unavailable" in err and "retrying in" in err
     assert "Traceback" not in err

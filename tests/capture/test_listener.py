@@ -186,7 +186,8 @@ def test_survives_a_real_database_restart(tmp_path, caplog):
         listener.reconnect_max = 0.5
         listener.follow(consumer)
         task = asyncio.create_task(listener.run())
-        await asyncio.sleep(1.0)
+        # the marker: a second failed attempt was logged (it tried, failed and retried)
+        await until(lambda: caplog.text.count("unavailable") >= 2)
         assert not listener.connected.is_set()
         await asyncio.to_thread(server.start)
         await asyncio.wait_for(listener.connected.wait(), 15)
@@ -201,8 +202,9 @@ def test_survives_a_real_database_restart(tmp_path, caplog):
         await write_some("b", 20)
         await until(lambda: len(got) == 40, timeout=20)
         await write_some("c", 5)
-        await until(lambda: len(got) == 45)
-        await asyncio.sleep(0.3)  # anything extra (a duplicate) would arrive by now
+        # the marker: committed last, so delivered after anything extra (a duplicate)
+        await write_some("marker", 1)
+        await until(lambda: any(r.new["name"] == "marker0" for r in got))
         listener.stop()
         await task
         return got, listener
@@ -334,7 +336,10 @@ def test_a_follower_over_its_bound_catches_up_from_the_log(db_params):
         await until(lambda: len(everything) == 60)
         gate.set()
         await until(lambda: len(lagging) == 60, timeout=20)
-        await asyncio.sleep(0.2)  # a duplicate would arrive by now
+        # the marker: committed last, so each follower gets it after any duplicate
+        await write(db_params, "marker")
+        await until(lambda: any(r.new["name"] == "marker" for r in everything))
+        await until(lambda: any(r.new["name"] == "marker" for r in lagging), timeout=20)
         listener.stop()
         await task
         return everything, lagging, behind.catch_ups
@@ -360,7 +365,10 @@ def test_one_read_per_isolated_commit(db_params):
             before = listener.reads
             await write(db_params, f"solo{i}")
             await until(lambda n=i: len(got) == n + 1)
-            await asyncio.sleep(0.05)  # a second read would follow at once
+            # a second read would follow at once. No marker can stand in for this wait:
+            # anything that makes the listener read again (a commit, wake()) is one more
+            # read too, so a second read slower than 0.05 s still passes unseen
+            await asyncio.sleep(0.05)
             per_commit.append(listener.reads - before)
         before = listener.reads
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -29,9 +30,9 @@ def author(transactional_db: None) -> int:
     return Author.objects.create(name="Janet", email="janet@example.com").pk
 
 
-@pytest.fixture
-def feed(server: str, token: str) -> Iterator[Callable[..., httpx.Response]]:
-    """GET the book feed (or ``model=``) on the test server with the service's token."""
+@contextmanager
+def feed_on(server: str, token: str) -> Iterator[Callable[..., httpx.Response]]:
+    """GET the book feed (or ``model=``) on ``server`` with ``token``."""
     http = httpx.Client(
         base_url=f"http://{server}/livedata/pull/",
         headers={"Authorization": f"Bearer {token}"},
@@ -41,13 +42,12 @@ def feed(server: str, token: str) -> Iterator[Callable[..., httpx.Response]]:
     def get(model: str = "bookstore.book", headers: dict | None = None, **params: Any):
         return http.get(model, params=params, headers=headers)
 
-    yield get
-    http.close()
+    with http:
+        yield get
 
 
-@pytest.fixture
-def held(server: str) -> Callable[[], int]:
-    """How many pull requests the test server holds now (``tests.testapp.views``)."""
+def held_on(server: str) -> Callable[[], int]:
+    """How many pull requests ``server`` holds now (``tests.testapp.views``)."""
 
     def count() -> int:
         response = httpx.get(f"http://{server}/t/pull-waiters/", timeout=10)
@@ -55,6 +55,19 @@ def held(server: str) -> Callable[[], int]:
         return response.json()["held"]
 
     return count
+
+
+@pytest.fixture
+def feed(server: str, token: str) -> Iterator[Callable[..., httpx.Response]]:
+    """GET the book feed (or ``model=``) on the test server with the service's token."""
+    with feed_on(server, token) as get:
+        yield get
+
+
+@pytest.fixture
+def held(server: str) -> Callable[[], int]:
+    """How many pull requests the test server holds now."""
+    return held_on(server)
 
 
 def wait_until(predicate: Callable[[], bool], message: str, timeout: float = 20.0) -> None:

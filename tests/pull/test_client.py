@@ -4,6 +4,7 @@ a saved position, retrying while the server is away, refetching after a 409."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 from livedata.capture import log
 from livedata.demo.bookstore.models import Book
 from livedata.pull import PullClient, PullError
-from tests.conftest import spawn_livedata
+from tests.conftest import settle, spawn_livedata
 from tests.pull.conftest import state_of
 from tests.pull.test_feed import books
 from tests.server.conftest import free_port, stop, wait_listening
@@ -33,8 +34,9 @@ def test_sync_until_up_to_date_then_resume(server, token, author, connect):
     state = state_of([m for b in batches for m in b.messages])
     assert state == books()
 
-    connect().execute("UPDATE bookstore_book SET title = 'later' WHERE title = 'c1'")
-    time.sleep(0.2)
+    db = connect()
+    db.execute("UPDATE bookstore_book SET title = 'later' WHERE title = 'c1'")
+    settle(db)  # below every reader's horizon: one read returns it
     resumed = _client(server, token, live=False, handle=client.handle, offset=client.offset)
     more = list(resumed)
     assert [m["op"] for b in more for m in b.messages] == ["update"]
@@ -71,7 +73,7 @@ def test_sse_sync_until_up_to_date(server, token, author):
     assert state_of([m for b in batches for m in b.messages]) == books()
 
 
-def test_retries_until_the_server_is_up(token, author, transactional_db):
+def test_retries_until_the_server_is_up(token, author, transactional_db, caplog):
     Book.objects.create(title="patient", author_id=author)
     port = free_port()
     found: list = []
@@ -79,9 +81,15 @@ def test_retries_until_the_server_is_up(token, author, transactional_db):
     def run() -> None:
         found.extend(_client(f"127.0.0.1:{port}", token, live=False, backoff=(0.05, 0.5)))
 
+    caplog.set_level(logging.WARNING, logger="livedata.pull.client")
     thread = threading.Thread(target=run)
     thread.start()
-    time.sleep(1.5)  # connection refused meanwhile: the client backs off and retries
+    # connection refused meanwhile: the client backs off and retries (the marker: a second
+    # refused attempt was logged, so it retried once already)
+    deadline = time.monotonic() + 20
+    while caplog.text.count("retrying") < 2:
+        assert time.monotonic() < deadline and thread.is_alive(), caplog.text
+        time.sleep(0.02)
     proc = spawn_livedata(
         "serve", "--port", str(port), "--log-level", "warning", stderr=subprocess.STDOUT
     )
@@ -100,7 +108,7 @@ def test_refetch_after_the_log_was_pruned(server, token, author, connect):
     list(client)
     db = connect()
     db.execute("INSERT INTO bookstore_book (title, author_id) VALUES ('new', %s)", [author])
-    time.sleep(0.2)
+    settle(db)  # nothing older holds the prune back: 'new' goes too
     log.prune(db, older_than=None)
     again = list(_client(server, token, live=False, handle=client.handle, offset=client.offset))
     assert again[0].refetch and again[0].phase == "snapshot"

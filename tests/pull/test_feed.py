@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -14,7 +15,8 @@ import pytest
 from livedata.capture import log
 from livedata.demo.bookstore.models import Author, Book
 from tests.conftest import settle
-from tests.pull.conftest import follow, state_of, wait_until
+from tests.pull.conftest import feed_on, follow, held_on, state_of, wait_until
+from tests.server.conftest import _serve
 
 
 def add_book(db, title: str, author: int) -> int:
@@ -87,18 +89,32 @@ def test_live_long_poll_wakes_on_commit(feed, author, connect, held):
     assert again.json() == response.json()
 
 
-def test_live_long_poll_times_out_up_to_date(feed, author, held):
-    _, handle, offset = follow(feed)
-    with ThreadPoolExecutor(1) as pool:
+#: the live timeout of ``short_poll_server`` (the suite's servers wait 2 s, the default 20 s)
+SHORT_LIVE_TIMEOUT = 1.0
+
+
+@pytest.fixture
+def short_poll_server(transactional_db: None) -> Iterator[str]:
+    """A server whose held live requests time out after ``SHORT_LIVE_TIMEOUT``."""
+    settings = {"PULL_LIVE_TIMEOUT": SHORT_LIVE_TIMEOUT}
+    yield from _serve("", LIVEDATA_SETTINGS=json.dumps(settings))
+
+
+def test_live_long_poll_times_out_up_to_date(short_poll_server, token, author):
+    held = held_on(short_poll_server)
+    with feed_on(short_poll_server, token) as feed, ThreadPoolExecutor(1) as pool:
+        _, handle, offset = follow(feed)
         started = time.monotonic()
         answer = pool.submit(feed, offset=offset, handle=handle, live="true")
         wait_until(lambda: held() == 1, "the long-poll was not held")
-        # answered, within a deadline: it does not hang
         response = answer.result(timeout=30)
-    # tests.settings: PULL_LIVE_TIMEOUT 2 s for servers started by tests; the server's
-    # deadline starts after the request was sent, so it cannot answer sooner (this bound
-    # cannot fail on a slow machine)
-    assert time.monotonic() - started >= 1.9
+        took = time.monotonic() - started
+    # the server's deadline starts after the request was sent, so it cannot answer
+    # sooner than its timeout (this bound cannot fail on a slow machine) ...
+    assert took >= SHORT_LIVE_TIMEOUT - 0.1, took
+    # ... and answers at its timeout: not held until something else (a poll, the 2 s of
+    # the other servers, the default 20 s) lets it go; 1.5 s of slack for a busy machine
+    assert took < SHORT_LIVE_TIMEOUT + 1.5, took
     assert held() == 0  # let go at its timeout
     assert response.json() == [{"control": "up-to-date"}]
     assert response.headers["Livedata-Up-To-Date"] == "true"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from livedata.capture.position import Position, Snapshot
 from livedata.demo.bookstore.models import Book
 from livedata.pull.position import Handle, decode_position, encode_position
-from tests.pull.conftest import follow, state_of
+from tests.pull.conftest import follow, state_of, wait_until
 from tests.pull.test_feed import books
 
 INSERT = "INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s)"
@@ -53,23 +54,23 @@ def test_offset_lengths():
     assert decode_position("812_4410") == Position.from_cursor(812, 4410)
 
 
-def test_change_reaches_a_live_client_while_another_transaction_is_open(feed, author, connect):
+def test_change_reaches_a_live_client_while_another_transaction_is_open(
+    feed, author, connect, held
+):
     _, handle, offset = follow(feed)
-    held = _hold_unrelated(connect)
+    blocker = _hold_unrelated(connect)
     db = connect()
-    committed: list[float] = []
-
-    def write():
-        time.sleep(0.5)
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(feed, offset=offset, handle=handle, live="true")
+        # committed once the request is held, so it can only have it by being woken up
+        wait_until(lambda: held() == 1, "the long-poll was not held")
         db.execute(INSERT, ["while held", author])
-        committed.append(time.monotonic())
-
-    threading.Thread(target=write).start()
-    response = feed(offset=offset, handle=handle, live="true")
-    took = time.monotonic() - committed[0]
+        committed = time.monotonic()
+        response = answer.result(timeout=30)
+    took = time.monotonic() - committed
     assert [m.get("value", {}).get("title") for m in response.json()] == ["while held", None]
     assert took < 1.0, took
-    held.rollback()
+    blocker.rollback()
 
 
 def test_sse_client_gets_a_change_while_another_transaction_is_open(server, token, author, connect):

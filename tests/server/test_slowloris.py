@@ -113,7 +113,14 @@ def test_requests_in_time_are_served(strict_server):
         ws.recv(timeout=5)
         ws.send(json.dumps({"msg": "connect", "version": "1", "support": ["1"]}))
         assert json.loads(ws.recv(timeout=5))["msg"] == "connected"
-        time.sleep(1.5)  # past both timeouts: a connected session is the heartbeat's
+        # past both timeouts: a connected session is the heartbeat's. The marker: a silent
+        # connection opened after this one is closed by its connect timeout, so this
+        # one's timeouts had come too
+        with connect(f"ws://{strict_server}/websocket", open_timeout=10) as silent:
+            silent.recv(timeout=5)
+            with pytest.raises(ConnectionClosed) as closed:
+                silent.recv(timeout=5)
+            assert closed.value.rcvd.reason == "connect timeout"
         ws.send(json.dumps({"msg": "ping", "id": "x"}))
         assert json.loads(ws.recv(timeout=5)) == {"msg": "pong", "id": "x"}
 

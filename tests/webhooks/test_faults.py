@@ -31,6 +31,20 @@ def workers_connected(db: psycopg.Connection) -> int:
     ).fetchone()[0]
 
 
+def claims_per_worker(db: psycopg.Connection) -> list[int]:
+    """How many subscriptions each worker holds (their advisory locks), fewest first."""
+    from livedata.webhooks.store import LOCK_SUBSCRIPTION
+
+    rows = db.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = %s "
+        "AND objsubid = 2 AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "GROUP BY pid ORDER BY 1",
+        [LOCK_SUBSCRIPTION],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def test_receiver_down_then_back_gets_everything_in_order(svc, start_worker, connect) -> None:
     first = Receiver().start()
     port = first.port
@@ -45,8 +59,11 @@ def test_receiver_down_then_back_gets_everything_in_order(svc, start_worker, con
     back = Receiver().start(port)
     try:
         back.wait_for(20)
-        time.sleep(0.5)
-        assert titles(back.requests) == [f"B{i:02}" for i in range(20)]
+        # committed last, so delivered after any repeat of the twenty (log order, one
+        # request at a time): once it has come, a duplicate would have
+        add_book(db, "Marker", author)
+        back.wait_for(21)
+        assert titles(back.requests) == [*(f"B{i:02}" for i in range(20)), "Marker"]
         assert "Connect" in Delivery.objects.filter(outcome="error").first().error
     finally:
         back.stop()
@@ -85,6 +102,8 @@ def test_no_transaction_is_held_while_a_request_hangs(
     author = add_author(db)
     add_book(db, "Hangs", author)
     hanging.wait_for(1)
+    # a transaction held across the request would be open for all of its 30 s: this
+    # settling wait can only make the check fail less often, never pass a held one
     time.sleep(0.3)
     sessions = db.execute(
         "SELECT backend_xid, state FROM pg_stat_activity "
@@ -140,7 +159,8 @@ def test_two_workers_share_subscriptions_without_double_delivery(
     start_worker()
     start_worker()
     wait_until(lambda: workers_connected(db) == 2)
-    time.sleep(2)  # a few reloads: the first worker hands back what exceeds its share
+    # a few reloads: the first worker hands back what exceeds its share, the second takes it
+    wait_until(lambda: claims_per_worker(db) == [3, 3], message="the six were not shared")
     author = add_author(db)
     for i in range(20):
         add_book(db, f"B{i:02}", author)

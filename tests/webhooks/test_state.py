@@ -20,11 +20,11 @@ import livedata.webhooks
 from livedata.capture.position import Position
 from livedata.webhooks.state import (
     PARK_AFTER,
-    Config,
     DeliveryState,
     Idle,
     Park,
     Request,
+    SubscriptionRow,
     Wait,
 )
 from livedata.webhooks.transport import Result
@@ -38,7 +38,7 @@ def at(n: int) -> Position:
     return Position.parse(f"{n}:{n}:")
 
 
-def config(**overrides: Any) -> Config:
+def subscription(**overrides: Any) -> SubscriptionRow:
     values: dict[str, Any] = dict(
         id=7, owner_id=1, url="http://127.0.0.1:9/hook", labels=["bookstore.book"],
         operations=["insert", "update", "delete"], filter={}, fields=None, batch=1,
@@ -46,11 +46,13 @@ def config(**overrides: Any) -> Config:
         epoch=2, attempts=0, next_attempt_at=None, updated=NOW - timedelta(hours=1),
     )  # fmt: skip
     values.update(overrides)
-    return Config(**values)
+    return SubscriptionRow(**values)
 
 
 def state(buffer_limit: int = 10, **overrides: Any) -> DeliveryState:
-    return DeliveryState(config(**overrides), buffer_limit=buffer_limit, retry_schedule=SCHEDULE)
+    return DeliveryState(
+        subscription(**overrides), buffer_limit=buffer_limit, retry_schedule=SCHEDULE
+    )
 
 
 def event(pk: int) -> dict[str, Any]:

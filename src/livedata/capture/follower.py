@@ -263,7 +263,7 @@ class Follower:
         conn = await self._connect()
         try:
             while True:
-                batch = await log.aread_batch(
+                batch = await log.read_batch_async(
                     conn,
                     self.position,
                     limit=self.limit,

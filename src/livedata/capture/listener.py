@@ -197,7 +197,7 @@ class Listener:
         if not exists or not exists[0]:
             raise MissingLogTable()
         if self.position is None:
-            self.position = await log.ahead(conn)
+            self.position = await log.head_async(conn)
         # followers made before this learn where the stream starts (a write fence waiting
         # on one must not wait for the next commit), those behind start catching up
         self.publish(Batch(self.position, self.position, []))
@@ -265,7 +265,7 @@ class Listener:
             if backlog:
                 backlog.clear()
             self._poke.clear()
-            batch = await log.aread_batch(
+            batch = await log.read_batch_async(
                 conn, self.position, limit=self.batch_size, models=self.models
             )
             self.reads += 1

@@ -57,12 +57,12 @@ __all__ = [
     "PositionError",
     "PositionExpired",
     "Snapshot",
-    "ahead",
-    "aread_batch",
     "head",
+    "head_async",
     "prune",
     "read",
     "read_batch",
+    "read_batch_async",
 ]
 
 LOG_TABLE = "livedata_change"
@@ -274,7 +274,7 @@ def read_batch(
         return _batch(position, limit, cur.fetchall(), until)
 
 
-async def aread_batch(
+async def read_batch_async(
     conn: Any,
     position: Position,
     *,
@@ -303,7 +303,8 @@ def head(conn: Any) -> Position:
         return Position(Snapshot.parse(cur.fetchone()[0]))
 
 
-async def ahead(conn: Any) -> Position:
+async def head_async(conn: Any) -> Position:
+    """``head`` on an async connection."""
     async with conn.cursor() as cur:
         await cur.execute(HEAD_SQL)
         return Position(Snapshot.parse((await cur.fetchone())[0]))
@@ -317,7 +318,8 @@ def horizon(conn: Any) -> int | None:
     return None if row is None else int(row[0])
 
 
-async def ahorizon(conn: Any) -> int | None:
+async def horizon_async(conn: Any) -> int | None:
+    """``horizon`` on an async connection."""
     async with conn.cursor() as cur:
         await cur.execute(HORIZON_SQL)
         row = await cur.fetchone()

@@ -89,7 +89,7 @@ def fence_snapshot() -> Snapshot | None:
 
     try:
         dbthreads.usable_connection()
-        return _snapshot_locked(connection)
+        return _current_snapshot(connection)
     except Exception as exc:
         if not connection_lost(exc):
             raise
@@ -98,7 +98,7 @@ def fence_snapshot() -> Snapshot | None:
         return None
 
 
-def _snapshot_locked(connection: Any) -> Snapshot:
+def _current_snapshot(connection: Any) -> Snapshot:
     """A snapshot taken now: it sees every write that has committed (the fence for
     writes we cannot name, and for a transaction right after its commit)."""
     with connection.cursor() as cur:

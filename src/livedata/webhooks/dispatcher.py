@@ -60,7 +60,7 @@ from livedata.webhooks import store
 from livedata.webhooks.owners import Owners
 from livedata.webhooks.runner import Runner
 from livedata.webhooks.selection import Selection
-from livedata.webhooks.state import Attempt, Config, DeliveryState, Update
+from livedata.webhooks.state import Attempt, DeliveryState, SubscriptionRow, Update
 from livedata.webhooks.transport import Transport
 
 logger = logging.getLogger("livedata.webhooks")
@@ -140,9 +140,9 @@ class Dispatcher:
         return self.listener.follow(
             runner.consume,
             connect=self.catch_up.connect,
-            name=f"webhooks subscription {runner.config.id}",
-            position=runner.config.position,
-            models=runner.config.labels,
+            name=f"webhooks subscription {runner.subscription.id}",
+            position=runner.subscription.position,
+            models=runner.subscription.labels,
         )
 
     async def _unfollow(self, runner: Runner) -> None:
@@ -241,7 +241,7 @@ class Dispatcher:
         share, claim what is free (or take turns), re-check permissions, prune."""
         assert self.conn is not None
         active = await store.active(self.conn)
-        self.horizon = await log.ahorizon(self.conn)
+        self.horizon = await log.horizon_async(self.conn)
         workers = await store.workers(self.conn)
         locked = await store.locked_anywhere(self.conn)
         restart = self._hand_back_changed(active)
@@ -263,12 +263,12 @@ class Dispatcher:
     def _held(self) -> list[Runner]:
         return [r for r in self.runners.values() if not r.stopping]
 
-    def _hand_back_changed(self, active: dict[int, Config]) -> bool:
+    def _hand_back_changed(self, active: dict[int, SubscriptionRow]) -> bool:
         """Stop runners whose subscription was deleted, disabled or changed (or pruned
         from under a catch-up: disabled). True: one changed, reload soon to restart it."""
         restart = False
         for sub_id, runner in list(self.runners.items()):
-            config = active.get(sub_id)
+            subscription = active.get(sub_id)
             if runner.stopping:
                 continue
             follower = runner.follower
@@ -277,9 +277,9 @@ class Dispatcher:
                 if reason is not None:  # pruned while it was catching up
                     runner.disable(reason)
                     continue
-            if config is None or config.version != runner.config.version:
+            if subscription is None or subscription.version != runner.subscription.version:
                 runner.stop()  # deleted, disabled or changed: hand it back
-                restart = restart or config is not None
+                restart = restart or subscription is not None
         return restart
 
     def _hand_back_extras(self, share: int) -> list[Runner]:
@@ -293,7 +293,9 @@ class Dispatcher:
             held = self._held()
         return held
 
-    def _candidates(self, active: dict[int, Config], locked: set[int]) -> list[Config]:
+    def _candidates(
+        self, active: dict[int, SubscriptionRow], locked: set[int]
+    ) -> list[SubscriptionRow]:
         """Subscriptions nobody holds, due now (not waiting for a far retry)."""
         now = datetime.now(UTC)
         return [
@@ -321,10 +323,10 @@ class Dispatcher:
         self._last_recheck = time.monotonic()
         self.recheck_every = self.conf.WEBHOOK_PERMISSION_RECHECK
         outcomes = await asyncio.to_thread(
-            self.owners.check, [r.config for r in held], self.recheck_every
+            self.owners.check, [r.subscription for r in held], self.recheck_every
         )
         for runner in held:
-            reason = outcomes.get(runner.config.id)
+            reason = outcomes.get(runner.subscription.id)
             if isinstance(reason, Selection):
                 runner.selection = reason  # the owner's context permission may have changed
             elif isinstance(reason, str) and not runner.stopping:
@@ -343,24 +345,24 @@ class Dispatcher:
             self.owners.check, list(fresh.values()), self.recheck_every
         )
         for sub_id in locked:
-            config = fresh.get(sub_id)
+            subscription = fresh.get(sub_id)
             outcome = selections.get(sub_id)
-            if config is not None and isinstance(outcome, Selection):
-                outcome = self._expired(config.position) or outcome
-            if config is None or outcome is None:
+            if subscription is not None and isinstance(outcome, Selection):
+                outcome = self._expired(subscription.position) or outcome
+            if subscription is None or outcome is None:
                 await store.unlock(self.conn, sub_id)
             elif isinstance(outcome, str):
                 logger.warning(
-                    "livedata webhooks: subscription %s disabled: %s", config.id, outcome
+                    "livedata webhooks: subscription %s disabled: %s", subscription.id, outcome
                 )
-                await store.disable(self.conn, config, outcome)
+                await store.disable(self.conn, subscription, outcome)
                 await store.unlock(self.conn, sub_id)
             else:
-                self._start(config, outcome)
+                self._start(subscription, outcome)
 
-    def _start(self, config: Config, selection: Selection) -> None:
+    def _start(self, subscription: SubscriptionRow, selection: Selection) -> None:
         state = DeliveryState(
-            config,
+            subscription,
             buffer_limit=self.buffer_limit,
             retry_schedule=self.conf.WEBHOOK_RETRY_SCHEDULE,
         )
@@ -371,7 +373,7 @@ class Dispatcher:
             record=self.record,
             flush_soon=self.flush_soon,
         )
-        self.runners[config.id] = runner
+        self.runners[subscription.id] = runner
         runner.follower = self._follow(runner)
         runner.task = asyncio.create_task(runner.run())
         runner.task.add_done_callback(lambda task, r=runner: self._ended(r, task))
@@ -380,10 +382,10 @@ class Dispatcher:
         if not task.cancelled() and task.exception() is not None:
             logger.error(
                 "livedata webhooks: runner of subscription %s failed",
-                runner.config.id,
+                runner.subscription.id,
                 exc_info=task.exception(),
             )
-        if self.runners.get(runner.config.id) is runner:
+        if self.runners.get(runner.subscription.id) is runner:
             self._finished.append(runner)
             self.flush_soon()
 
@@ -442,23 +444,23 @@ class Dispatcher:
         if updates or attempts:
             refused = await store.write(self.conn, [u for _, u in updates], attempts, self.name)
             for runner, update in updates:
-                if runner.config.id in refused and update.position != runner.state.flushed:
+                if runner.subscription.id in refused and update.position != runner.state.flushed:
                     logger.warning(
                         "livedata webhooks: subscription %s: its stored position is not the "
                         "one this worker wrote; handing it back",
-                        runner.config.id,
+                        runner.subscription.id,
                     )
                     runner.stop()
                     continue
                 runner.state.flushed_to(update.position, clock)
         for runner in finished:
             await self._unfollow(runner)
-            await store.unlock(self.conn, runner.config.id)
-            if self.runners.get(runner.config.id) is runner:
-                del self.runners[runner.config.id]
+            await store.unlock(self.conn, runner.subscription.id)
+            if self.runners.get(runner.subscription.id) is runner:
+                del self.runners[runner.subscription.id]
             if runner.state.parked:
                 logger.info(
                     "livedata webhooks: subscription %s waits for its retry at %s",
-                    runner.config.id,
+                    runner.subscription.id,
                     runner.state.next_attempt_at,
                 )

@@ -13,7 +13,7 @@ import time
 from datetime import datetime
 
 from livedata.webhooks.selection import Selection, SelectionError, model_of
-from livedata.webhooks.state import Config
+from livedata.webhooks.state import SubscriptionRow
 
 #: Owners holding it receive the audit context of models whose Collection exposes it.
 CONTEXT_PERMISSION = "livedata.view_change_context"
@@ -26,7 +26,9 @@ class Owners:
         #: per subscription: (its version, when checked, the outcome)
         self.checked: dict[int, tuple[tuple[int, datetime], float, Selection | str]] = {}
 
-    def check(self, configs: list[Config], recheck_every: float) -> dict[int, Selection | str]:
+    def check(
+        self, subscriptions: list[SubscriptionRow], recheck_every: float
+    ) -> dict[int, Selection | str]:
         """Compile each subscription, and check its owner may still see its models
         (Django permissions; in a thread). A string says why it must be disabled. Whether
         audit contexts are sent is decided here too, from the owner's permission."""
@@ -35,21 +37,21 @@ class Owners:
 
         out: dict[int, Selection | str] = {}
         try:
-            users = get_user_model()._default_manager.in_bulk({c.owner_id for c in configs})
+            users = get_user_model()._default_manager.in_bulk({c.owner_id for c in subscriptions})
             clock = time.monotonic()
-            for config in configs:
-                cached = self.checked.get(config.id)
+            for subscription in subscriptions:
+                cached = self.checked.get(subscription.id)
                 fresh = clock - cached[1] < recheck_every if cached else False
-                if cached and cached[0] == config.version and fresh:
-                    out[config.id] = cached[2]
+                if cached and cached[0] == subscription.version and fresh:
+                    out[subscription.id] = cached[2]
                     continue
-                user = users.get(config.owner_id)
+                user = users.get(subscription.owner_id)
                 try:
                     selection: Selection | str = Selection(
-                        config.labels,
-                        config.operations,
-                        config.filter,
-                        config.fields,
+                        subscription.labels,
+                        subscription.operations,
+                        subscription.filter,
+                        subscription.fields,
                         context=user is not None and user.has_perm(CONTEXT_PERMISSION),
                     )
                 except SelectionError as exc:
@@ -61,8 +63,8 @@ class Owners:
                         if user is None or not user.is_active or not user.has_perm(perm):
                             selection = f"its owner no longer has the {perm} permission"
                             break
-                self.checked[config.id] = (config.version, clock, selection)
-                out[config.id] = selection
+                self.checked[subscription.id] = (subscription.version, clock, selection)
+                out[subscription.id] = selection
         finally:
             connections.close_all()
         return out

@@ -29,7 +29,15 @@ from livedata.capture.log import Batch, ChangeRow
 from livedata.capture.position import Position
 from livedata.webhooks.selection import Selection, encode
 from livedata.webhooks.signing import Signer
-from livedata.webhooks.state import Attempt, Config, DeliveryState, Idle, Park, Request, Wait
+from livedata.webhooks.state import (
+    Attempt,
+    DeliveryState,
+    Idle,
+    Park,
+    Request,
+    SubscriptionRow,
+    Wait,
+)
 from livedata.webhooks.transport import Transport
 
 logger = logging.getLogger("livedata.webhooks")
@@ -49,7 +57,7 @@ class Runner:
     ) -> None:
         self.state = state
         self.selection = selection
-        self.signer = Signer(state.config.secret)
+        self.signer = Signer(state.subscription.secret)
         self.transport = transport
         self._record = record
         self._flush_soon = flush_soon
@@ -60,8 +68,8 @@ class Runner:
         self.task: asyncio.Task[None] | None = None
 
     @property
-    def config(self) -> Config:
-        return self.state.config
+    def subscription(self) -> SubscriptionRow:
+        return self.state.subscription
 
     @property
     def stopping(self) -> bool:
@@ -83,7 +91,9 @@ class Runner:
         """Disable the subscription (written with the next flush) and stop."""
         self.state.disable(reason)
         self.stop()
-        logger.warning("livedata webhooks: subscription %s disabled: %s", self.config.id, reason)
+        logger.warning(
+            "livedata webhooks: subscription %s disabled: %s", self.subscription.id, reason
+        )
 
     # --- the follower's consumer ----------------------------------------------------------
     async def consume(self, batch: Batch) -> None:
@@ -118,7 +128,7 @@ class Runner:
         and hand the subscription back; its next holder tries again."""
         logger.exception(
             "livedata webhooks: subscription %s could not examine change %s",
-            self.config.id,
+            self.subscription.id,
             row.id,
         )
         self.state.cut_here()
@@ -146,7 +156,7 @@ class Runner:
     async def _send(self, request: Request) -> None:
         body = encode(request.payload)
         headers = self.signer.headers(request.webhook_id, body)
-        result = await self.transport.put(self.config.url, body, headers)
+        result = await self.transport.put(self.subscription.url, body, headers)
         outcome = self.state.on_result(request, result, datetime.now(UTC))
         self._record(outcome.attempt)
         if outcome.disabled is not None:

@@ -46,7 +46,7 @@ def webhook_id(sub_id: int, epoch: int, first: int, last: int | None = None) -> 
 
 
 @dataclass
-class Config:
+class SubscriptionRow:
     """A subscription's row, as a worker needs it."""
 
     id: int
@@ -67,7 +67,7 @@ class Config:
     updated: datetime
 
     @classmethod
-    def from_row(cls, r: tuple[Any, ...]) -> Config:
+    def from_row(cls, r: tuple[Any, ...]) -> SubscriptionRow:
         return cls(
             r[0], r[1], r[2], list(r[3]), list(r[4]), r[5] or {}, r[6], r[7], r[8],
             Position.parse(r[9]), r[9], r[10], r[11], r[12], r[13], r[14],
@@ -168,22 +168,22 @@ class DeliveryState:
     """One subscription's buffer, retries and positions (see the module docstring)."""
 
     def __init__(
-        self, config: Config, *, buffer_limit: int, retry_schedule: Sequence[float]
+        self, subscription: SubscriptionRow, *, buffer_limit: int, retry_schedule: Sequence[float]
     ) -> None:
-        self.config = config
+        self.subscription = subscription
         self.buffer_limit = buffer_limit
         self.retry_schedule = retry_schedule
-        self.examined = config.position  # inside a batch: the rows looked at so far
+        self.examined = subscription.position  # inside a batch: the rows looked at so far
         self.consuming = False
         #: set when examining stops (stopping, or a row that cannot be examined):
         #: nothing after it was looked at, whatever the follower goes on to hand on
         self.cut: Position | None = None
-        self.flushed = config.position
-        self.flushed_text = config.position_text  # as stored (compare-and-set)
+        self.flushed = subscription.position
+        self.flushed_text = subscription.position_text  # as stored (compare-and-set)
         self.flushed_at = 0.0
         self.buffer: deque[Item] = deque()
-        self.attempts = config.attempts
-        self.next_attempt_at = config.next_attempt_at
+        self.attempts = subscription.attempts
+        self.next_attempt_at = subscription.next_attempt_at
         self.progress = Progress()
         self.dirty = False
         self.inflight = 0  # changes of the request in flight (kept for its retries)
@@ -238,16 +238,16 @@ class DeliveryState:
                 return Park()
             if delay > 0:
                 return Wait(delay)
-        count = self.inflight or min(self.config.batch, len(self.buffer))
+        count = self.inflight or min(self.subscription.batch, len(self.buffer))
         self.inflight = count  # a retry sends the same changes (the same webhook-id)
         items = [self.buffer[i] for i in range(count)]
-        config = self.config
+        subscription = self.subscription
         if count == 1:
             payload = items[0].event
-            wid = webhook_id(config.id, config.epoch, items[0].row_id)
+            wid = webhook_id(subscription.id, subscription.epoch, items[0].row_id)
         else:
             payload = batch_payload([item.event for item in items])
-            wid = webhook_id(config.id, config.epoch, items[0].row_id, items[-1].row_id)
+            wid = webhook_id(subscription.id, subscription.epoch, items[0].row_id, items[-1].row_id)
         return Request(wid, payload, count, items[-1].after)
 
     def on_result(self, request: Request, result: Result, now: datetime) -> Outcome:
@@ -255,7 +255,7 @@ class DeliveryState:
         Gone, or the last retry of the schedule failing, disables; else a retry is
         scheduled (``Retry-After`` wins over the schedule)."""
         attempt = Attempt(
-            self.config.id,
+            self.subscription.id,
             request.webhook_id,
             str(request.position),
             request.count,
@@ -337,9 +337,9 @@ class DeliveryState:
         progress, self.progress = self.progress, Progress()
         self.dirty = False
         return Update(
-            self.config.id,
-            self.config.generation,
-            self.config.updated,
+            self.subscription.id,
+            self.subscription.generation,
+            self.subscription.updated,
             self.flushed_text,
             self.position(followed),
             self.attempts,

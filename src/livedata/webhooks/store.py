@@ -37,7 +37,7 @@ from typing import Any
 
 import psycopg
 
-from livedata.webhooks.state import Attempt, Config, Update
+from livedata.webhooks.state import Attempt, SubscriptionRow, Update
 
 SUB_TABLE = "livedata_webhook_subscription"
 DELIVERY_TABLE = "livedata_webhook_delivery"
@@ -68,14 +68,14 @@ async def connect(params: dict[str, Any], name: str) -> psycopg.AsyncConnection:
     return conn
 
 
-async def active(conn: psycopg.AsyncConnection) -> dict[int, Config]:
+async def active(conn: psycopg.AsyncConnection) -> dict[int, SubscriptionRow]:
     """Every active subscription, by id."""
     rows = await (
         await conn.execute(
             f"SELECT {SUB_COLUMNS} FROM {SUB_TABLE} WHERE state = 'active' ORDER BY id"
         )
     ).fetchall()
-    return {r[0]: Config.from_row(r) for r in rows}
+    return {r[0]: SubscriptionRow.from_row(r) for r in rows}
 
 
 async def workers(conn: psycopg.AsyncConnection) -> int:
@@ -114,7 +114,7 @@ async def try_lock(conn: psycopg.AsyncConnection, ids: list[int]) -> list[int]:
     return [r[0] for r in rows]
 
 
-async def read_active(conn: psycopg.AsyncConnection, ids: list[int]) -> dict[int, Config]:
+async def read_active(conn: psycopg.AsyncConnection, ids: list[int]) -> dict[int, SubscriptionRow]:
     """The rows of ``ids`` that are still active (read again under the lock: the
     previous holder may have moved on meanwhile)."""
     rows = await (
@@ -123,7 +123,7 @@ async def read_active(conn: psycopg.AsyncConnection, ids: list[int]) -> dict[int
             [ids],
         )
     ).fetchall()
-    return {r[0]: Config.from_row(r) for r in rows}
+    return {r[0]: SubscriptionRow.from_row(r) for r in rows}
 
 
 async def unlock(conn: psycopg.AsyncConnection, sub_id: int) -> None:
@@ -132,12 +132,14 @@ async def unlock(conn: psycopg.AsyncConnection, sub_id: int) -> None:
     )
 
 
-async def disable(conn: psycopg.AsyncConnection, config: Config, reason: str) -> None:
+async def disable(
+    conn: psycopg.AsyncConnection, subscription: SubscriptionRow, reason: str
+) -> None:
     """Disable a subscription this worker could not start (of the generation it read)."""
     await conn.execute(
         f"UPDATE {SUB_TABLE} SET state = 'disabled', disabled_reason = %s "
         "WHERE id = %s AND generation = %s",
-        [reason, config.id, config.generation],
+        [reason, subscription.id, subscription.generation],
     )
 
 
