@@ -191,7 +191,8 @@ def _strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_cycle_between_modules():
     """Inside a package too: a module never imports, however indirectly, one that
-    imports it back (imports in functions and under ``TYPE_CHECKING`` count)."""
+    imports it back (imports in functions and under ``TYPE_CHECKING`` count). An arrow
+    goes to the module named, not to the packages above it that Python runs first."""
     graph = {}
     for path in sorted(SRC.rglob("*.py")):
         name = _module_name(path)
