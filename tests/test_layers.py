@@ -1,5 +1,6 @@
 """The import graph between livedata's packages follows the layer order stated in
-``livedata/__init__.py``: no cycle, and no arrow from a lower layer to a higher one.
+``livedata/__init__.py``: no cycle, between packages or between the modules of one
+package, and no arrow from a lower layer to a higher one.
 
 Every import is read from the source (``ast``), wherever it stands: at the top, inside a
 function, under ``TYPE_CHECKING``. A lazy import is still knowledge of the module above.
@@ -50,8 +51,14 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def _is_module(module: str) -> bool:
+    path = SRC.parent.joinpath(*module.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
 def _imports(path: Path) -> list[tuple[int, str]]:
-    """Every ``livedata.*`` module ``path`` imports: (line, module)."""
+    """Every ``livedata.*`` module ``path`` imports: (line, module). ``from package import
+    name`` imports the submodule ``package.name`` when there is one, else ``package``."""
     name = _module_name(path)
     is_package = path.name == "__init__.py"
     found = []
@@ -65,10 +72,9 @@ def _imports(path: Path) -> list[tuple[int, str]]:
                 module = ".".join([*base, *([node.module] if node.module else [])])
             else:
                 module = node.module or ""
-            if module == "livedata":  # from livedata import dbthreads
-                found += [(node.lineno, f"livedata.{alias.name}") for alias in node.names]
-            else:
-                found.append((node.lineno, module))
+            for alias in node.names:
+                sub = f"{module}.{alias.name}"
+                found.append((node.lineno, sub if _is_module(sub) else module))
     return [(line, m) for line, m in found if m.startswith("livedata.")]
 
 
@@ -139,3 +145,61 @@ def test_no_cycle_between_packages():
         if node not in state:
             visit(node)
     assert not cycles, "cycles between packages:\n" + "\n".join(cycles)
+
+
+def _strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iterative: the components of more than one module."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph.get(root, ()))))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        components.append(sorted(component))
+    return components
+
+
+def test_no_cycle_between_modules():
+    """Inside a package too: a module never imports, however indirectly, one that
+    imports it back (imports in functions and under ``TYPE_CHECKING`` count). An arrow
+    goes to the module named, not to the packages above it that Python runs first."""
+    graph = {}
+    for path in sorted(SRC.rglob("*.py")):
+        name = _module_name(path)
+        graph[name] = {module for _, module in _imports(path)} - {name}
+    found = []
+    for component in _strongly_connected(graph):
+        members = set(component)
+        arrows = [f"{a} -> {b}" for a in component for b in sorted(graph[a] & members)]
+        found.append(", ".join(component) + "\n    " + "\n    ".join(arrows))
+    assert not found, "import cycles between modules:\n" + "\n".join(found)

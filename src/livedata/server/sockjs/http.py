@@ -7,17 +7,21 @@ The driver side of ``protocol.py``: this moves bytes over ASGI, the rules are th
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from livedata.server.bodies import declared_length, read_up_to
 from livedata.server.sockjs.protocol import REASONS, TEXT, Headers
 
-if TYPE_CHECKING:
-    from livedata.server.sockjs.receivers import Receiver
-
 Scope = dict[str, Any]
 Receive = Callable[[], Coroutine[Any, Any, dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+
+
+class Stoppable(Protocol):
+    """What ``watch_disconnect`` needs of a receiver (``receivers.Receiver``; a Protocol,
+    so this module does not import the receivers that import it)."""
+
+    def stop(self) -> None: ...
 
 
 async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:
@@ -42,7 +46,7 @@ async def read_body(
     return body
 
 
-async def watch_disconnect(receive: Receive, receiver: Receiver) -> None:
+async def watch_disconnect(receive: Receive, receiver: Stoppable) -> None:
     """Stop ``receiver`` when the client goes away (a streaming or polling response)."""
     while True:
         message = await receive()

@@ -5,32 +5,61 @@ Receiving (frames to the client): ``xhr`` and ``jsonp`` (polling: one response, 
 frame), ``xhr_streaming``, ``eventsource`` and ``htmlfile`` (streaming: one response
 until ``response_limit`` bytes). Sending (messages from the client): ``xhr_send`` and
 ``jsonp_send``. ``websocket``: both ways over one socket, SockJS-framed or raw. Each
-takes the endpoint it serves (its sessions, limits and cookies), then the request.
+takes the endpoint it serves (its sessions, limits and cookies: ``TransportHost``), then
+the request.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from livedata.server.sockjs import frames, protocol
 from livedata.server.sockjs.frames import HTTPError
 from livedata.server.sockjs.http import Receive, Scope, Send, read_body, respond, watch_disconnect
-from livedata.server.sockjs.protocol import JAVASCRIPT, NO_CACHE, TEXT, cors
+from livedata.server.sockjs.protocol import JAVASCRIPT, NO_CACHE, TEXT, Headers, cors
 from livedata.server.sockjs.receivers import HTTPReceiver, Receiver, WebSocketReceiver
 
 if TYPE_CHECKING:
-    from livedata.server.sockjs.endpoint import SockJSEndpoint
     from livedata.server.sockjs.sockjs_session import SockJSSession
 
 H = Mapping[str, str]
+
+
+class TransportHost(Protocol):
+    """What the transports need of their endpoint (``endpoint.SockJSEndpoint``; a
+    Protocol, so this module does not import the endpoint that imports it)."""
+
+    response_limit: int
+    max_message_bytes: int | None
+    sessions: dict[str, SockJSSession]
+
+    def _new_session(
+        self,
+        session_id: str | None,
+        scope: Scope,
+        headers: Mapping[str, str],
+        transport: str,
+        binding: str | None = None,
+    ) -> SockJSSession: ...
+
+    def _receiving_session(
+        self, scope: Scope, headers: Mapping[str, str], session_id: str, transport: str
+    ) -> tuple[SockJSSession, Headers]: ...
+
+    def _sending_client(
+        self, scope: Scope, headers: Mapping[str, str], session_id: str
+    ) -> Headers: ...
+
+    def _cookie(self, headers: Mapping[str, str], applies: bool = True) -> Headers: ...
+
 
 # --- receiving ---------------------------------------------------------------------------
 
 
 async def xhr(
-    ep: SockJSEndpoint, scope: Scope, receive: Receive, send: Send, h: H, sid: str
+    ep: TransportHost, scope: Scope, receive: Receive, send: Send, h: H, sid: str
 ) -> None:
     await _discard_body(ep, receive, scope)
     session, bind = ep._receiving_session(scope, h, sid, "xhr")
@@ -40,7 +69,7 @@ async def xhr(
 
 
 async def xhr_streaming(
-    ep: SockJSEndpoint, scope: Scope, receive: Receive, send: Send, h: H, sid: str
+    ep: TransportHost, scope: Scope, receive: Receive, send: Send, h: H, sid: str
 ) -> None:
     await _discard_body(ep, receive, scope)
     session, bind = ep._receiving_session(scope, h, sid, "xhr_streaming")
@@ -51,7 +80,7 @@ async def xhr_streaming(
 
 
 async def eventsource(
-    ep: SockJSEndpoint, scope: Scope, receive: Receive, send: Send, h: H, sid: str
+    ep: TransportHost, scope: Scope, receive: Receive, send: Send, h: H, sid: str
 ) -> None:
     await _discard_body(ep, receive, scope)
     session, bind = ep._receiving_session(scope, h, sid, "eventsource")
@@ -62,7 +91,7 @@ async def eventsource(
 
 
 async def htmlfile(
-    ep: SockJSEndpoint, scope: Scope, receive: Receive, send: Send, h: H, sid: str
+    ep: TransportHost, scope: Scope, receive: Receive, send: Send, h: H, sid: str
 ) -> None:
     callback = protocol.callback(scope.get("query_string", b""))
     await _discard_body(ep, receive, scope)
@@ -74,7 +103,7 @@ async def htmlfile(
 
 
 async def jsonp(
-    ep: SockJSEndpoint, scope: Scope, receive: Receive, send: Send, h: H, sid: str
+    ep: TransportHost, scope: Scope, receive: Receive, send: Send, h: H, sid: str
 ) -> None:
     callback = protocol.callback(scope.get("query_string", b""))
     await _discard_body(ep, receive, scope)
@@ -94,7 +123,7 @@ async def _receive(session: SockJSSession, receive: Receive, receiver: HTTPRecei
         watcher.cancel()
 
 
-async def _discard_body(ep: SockJSEndpoint, receive: Receive, scope: Scope) -> None:
+async def _discard_body(ep: TransportHost, receive: Receive, scope: Scope) -> None:
     """A receiving request's body means nothing: skipped, but only up to the send
     limit (a 413 past it, the rest unread)."""
     if await read_body(receive, ep.max_message_bytes or 0, scope) is None:
@@ -105,7 +134,7 @@ async def _discard_body(ep: SockJSEndpoint, receive: Receive, scope: Scope) -> N
 
 
 async def xhr_send(
-    ep: SockJSEndpoint, scope: Scope, receive: Receive, send: Send, h: H, sid: str
+    ep: TransportHost, scope: Scope, receive: Receive, send: Send, h: H, sid: str
 ) -> None:
     bind = ep._sending_client(scope, h, sid)
     messages = frames.send_body(await _read(ep, receive, sid, scope))
@@ -115,7 +144,7 @@ async def xhr_send(
 
 
 async def jsonp_send(
-    ep: SockJSEndpoint, scope: Scope, receive: Receive, send: Send, h: H, sid: str
+    ep: TransportHost, scope: Scope, receive: Receive, send: Send, h: H, sid: str
 ) -> None:
     bind = ep._sending_client(scope, h, sid)
     body = frames.jsonp_send_body(h.get("content-type", ""), await _read(ep, receive, sid, scope))
@@ -125,7 +154,7 @@ async def jsonp_send(
     await respond(send, 200, b"ok", out)
 
 
-async def _read(ep: SockJSEndpoint, receive: Receive, session_id: str, scope: Scope) -> str:
+async def _read(ep: TransportHost, receive: Receive, session_id: str, scope: Scope) -> str:
     body = await read_body(receive, ep.max_message_bytes, scope)
     if body is None:
         session = ep.sessions.get(session_id)
@@ -138,7 +167,7 @@ async def _read(ep: SockJSEndpoint, receive: Receive, session_id: str, scope: Sc
         raise HTTPError(500, "Broken JSON encoding.") from None
 
 
-async def _deliver(ep: SockJSEndpoint, session_id: str, messages: list[str]) -> None:
+async def _deliver(ep: TransportHost, session_id: str, messages: list[str]) -> None:
     session = ep.sessions.get(session_id)
     if session is None:
         raise HTTPError(404)
@@ -149,7 +178,7 @@ async def _deliver(ep: SockJSEndpoint, session_id: str, messages: list[str]) -> 
 
 
 async def websocket(
-    ep: SockJSEndpoint, scope: Scope, receive: Receive, send: Send, h: H, transport: str
+    ep: TransportHost, scope: Scope, receive: Receive, send: Send, h: H, transport: str
 ) -> None:
     """A WebSocket session (``transport``: ``websocket`` or ``raw-websocket``), its own
     session for the socket's life."""
@@ -168,7 +197,7 @@ async def websocket(
 
 
 async def _read_websocket(
-    ep: SockJSEndpoint,
+    ep: TransportHost,
     receive: Receive,
     session: SockJSSession,
     receiver: WebSocketReceiver,
