@@ -7,7 +7,8 @@ Data flows one way: commit → change log → listener → (live queries | webho
 
 Layers, lowest first; a package imports only its own modules and lower layers, and
 packages of one layer do not import each other (``tests/test_layers.py`` checks it, with
-imports inside functions and under ``TYPE_CHECKING`` counted):
+imports inside functions and under ``TYPE_CHECKING`` counted), and no module imports one
+that imports it back, inside a package either (the same test finds any cycle):
 
 1. ``conf``, ``dbthreads``, ``memory``, ``ddp`` (pure: no sockets, database or asyncio),
    ``dbconfig``, ``embedded``: they import nothing of livedata;

@@ -3,10 +3,10 @@ and pull's exposure code reads it, not DDP's ``publish``."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import livedata
+from tests.imports import imported_modules
 
 SRC = Path(livedata.__file__).parent
 ABOVE = (
@@ -18,26 +18,16 @@ ABOVE = (
 )
 
 
-def imported(path: Path) -> set[str]:
-    out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            out.add(node.module)
-        elif isinstance(node, ast.Import):
-            out.update(alias.name for alias in node.names)
-    return out
-
-
 def test_exposure_imports_no_channel() -> None:
     files = sorted((SRC / "exposure").glob("*.py"))
     assert files
     for path in files:
-        wrong = {m for m in imported(path) if m.startswith(ABOVE)}
+        wrong = {m for m in imported_modules(path) if m.startswith(ABOVE)}
         assert not wrong, f"{path.name} imports {wrong}"
 
 
 def test_webhooks_and_pull_take_exposure_from_exposure() -> None:
     for path in (SRC / "webhooks" / "selection.py", SRC / "pull" / "spec.py"):
-        modules = imported(path)
+        modules = imported_modules(path)
         assert not {m for m in modules if m.startswith("livedata.publish")}, path
         assert "livedata.exposure.filters" in modules, path

@@ -5,21 +5,13 @@ test_sockjs*.py (slow clients, streaming)."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 from livedata.server import outbox as outbox_module
 from livedata.server.outbox import Outbox, Queued
+from tests.imports import imported_modules
 
 
 def test_the_outbox_imports_no_io():
-    tree = ast.parse(Path(outbox_module.__file__).read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            imported.add(node.module or "")
+    imported = imported_modules(outbox_module)
     assert imported <= {"__future__", "collections", "collections.abc", "enum"}, imported
 
 

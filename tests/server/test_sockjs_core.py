@@ -3,15 +3,14 @@ no socket. What the transports then do with it is tested over HTTP in test_sockj
 
 from __future__ import annotations
 
-import ast
 import json
-from pathlib import Path
 
 import pytest
 
 from livedata.server.sockjs import core, frames, protocol
 from livedata.server.sockjs.core import Closing, Messages, Queued, SockJSSessionCore, State
 from livedata.server.sockjs.frames import HTTPError
+from tests.imports import imported_modules
 
 PURE = [core, frames, protocol]
 #: what a pure module may import (the standard library minus I/O, and each other)
@@ -35,13 +34,7 @@ ALLOWED = {
 
 @pytest.mark.parametrize("module", PURE, ids=lambda m: m.__name__)
 def test_the_core_modules_import_no_io(module):
-    tree = ast.parse(Path(module.__file__).read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            imported.add(node.module or "")
+    imported = imported_modules(module)
     assert imported <= ALLOWED, imported - ALLOWED
 
 

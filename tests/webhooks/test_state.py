@@ -9,12 +9,9 @@ to reach through a real schedule (exhausting the retries, parking).
 
 from __future__ import annotations
 
-import ast
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 import livedata.webhooks
 from livedata.capture.position import Position
@@ -28,6 +25,7 @@ from livedata.webhooks.state import (
     Wait,
 )
 from livedata.webhooks.transport import Result
+from tests.imports import imported_modules
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 SCHEDULE = (0.0, 5.0, 30.0)
@@ -255,56 +253,9 @@ def test_idle_for_counts_only_with_nothing_to_send() -> None:
     assert s.idle_for(8.0) == 0.0
 
 
-# --- the package's own import graph ---------------------------------------------------
-def _webhooks_imports() -> dict[str, set[str]]:
-    root = Path(livedata.webhooks.__file__).parent
-    graph: dict[str, set[str]] = {}
-    for path in root.glob("*.py"):
-        found = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            for name in names:
-                parts = [*name.split("."), ""]
-                ours = parts[:2] == ["livedata", "webhooks"] and parts[2] != path.stem
-                if ours and (root / f"{parts[2]}.py").exists():
-                    found.add(parts[2])
-        graph[path.stem] = found
-    return graph
-
-
-def test_no_import_cycle_inside_webhooks() -> None:
-    graph = _webhooks_imports()
-    assert "state" in graph["runner"] and "store" in graph["dispatcher"]  # the graph is read
-    visiting: list[str] = []
-    done: set[str] = set()
-
-    def visit(module: str) -> None:
-        if module in visiting:
-            pytest.fail("import cycle: " + " -> ".join([*visiting, module]))
-        if module in done:
-            return
-        visiting.append(module)
-        for dep in sorted(graph.get(module, ())):
-            visit(dep)
-        visiting.pop()
-        done.add(module)
-
-    for module in sorted(graph):
-        visit(module)
-
-
+# --- purity (import cycles inside webhooks: tests/test_layers.py, for every package) -
 def test_the_core_does_no_io() -> None:
     """state.py imports no sockets, database, asyncio or HTTP client."""
-    tree = ast.parse(Path(livedata.webhooks.__file__).with_name("state.py").read_text())
-    imported = {
-        (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import | ast.ImportFrom)
-        for alias in node.names
-    }
+    imported = imported_modules(Path(livedata.webhooks.__file__).with_name("state.py"))
     forbidden = {"asyncio", "socket", "psycopg", "aiohttp", "time", "django.db"}
     assert not {m for m in imported if m.split(".")[0] in forbidden or m in forbidden}

@@ -62,7 +62,7 @@ class Runtime:
         self.fenced_follower: Follower | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._services: list[Any] | None = None
-        #: Live sessions with a heartbeat; one task ticks them all.
+        #: Live DDP sessions (``server.ddp_session``) with a heartbeat; one task ticks them all.
         self.sessions: set[Any] = set()
         self._ticker: asyncio.Task[None] | None = None
         #: thread pools (each thread keeps a DB connection), with their sizes: "default"
