@@ -19,7 +19,9 @@ Side by side in one run, on the listener of this process (``Listener`` + one fol
    sessions' number: 100 connected backends alone delay PostgreSQL's NOTIFY delivery by
    3-4 ms on about 1% of commits on this machine, without livedata: a bare LISTEN client
    shows it), the listener's reads and this process's CPU per commit (listener, follower,
-   collector).
+   collector). After livedata's phase, in the same condition, a bare LISTEN client (no
+   livedata) measures PostgreSQL's own commit -> NOTIFY latency at 100/s: the floor under
+   any reader that PostgreSQL wakes, printed as its own table with its ratios to ``none``.
 2. **Cost of one read** (an empty read at the head: what every wake-up pays) with 0, 1 and
    N transactions in flight: mean ms over 500 reads, and the buffers and rows that
    ``EXPLAIN (ANALYZE, BUFFERS)`` reports for one.
@@ -113,6 +115,46 @@ def idle_sessions(params: dict[str, Any]) -> int:
     return max(1, min(WANTED_IDLE, limit - used - 12))  # room for the listener and writers
 
 
+BARE_CHANNEL = "livedata_bench_bare"
+
+
+def bare_notify_phase(params: dict[str, Any], rate: int, seconds: float) -> list[float]:
+    """PostgreSQL's own commit -> NOTIFY latency, no livedata: a writer thread commits
+    ``SELECT pg_notify(channel, i)`` at ``rate``/s in autocommit, a bare LISTEN connection
+    in another thread notes each arrival. Returns ms from COMMIT's return to arrival, the
+    floor under any LISTEN-driven reader (livedata's included) in the same conditions."""
+    import threading
+
+    total = round(rate * seconds)
+    committed: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    with psycopg.connect(**params, autocommit=True) as listen:
+        listen.execute(f"LISTEN {BARE_CHANNEL}")
+        ready = threading.Event()
+
+        def receive() -> None:
+            ready.set()
+            deadline = time.perf_counter() + seconds + 10
+            for note in listen.notifies(timeout=seconds + 10):
+                arrived[note.payload] = time.perf_counter()
+                if len(arrived) >= total or time.perf_counter() > deadline:
+                    break
+
+        thread = threading.Thread(target=receive, daemon=True)
+        thread.start()
+        ready.wait()
+        with psycopg.connect(**params, autocommit=True) as conn:
+            start = time.perf_counter() + 0.05
+            for i in range(total):
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                conn.execute("SELECT pg_notify(%s, %s)", (BARE_CHANNEL, str(i)))
+                committed[str(i)] = time.perf_counter()
+        thread.join(timeout=15)
+    return sorted((arrived[k] - t) * 1000 for k, t in committed.items() if k in arrived)
+
+
 async def latencies(
     params: dict[str, Any],
     idle: int,
@@ -149,6 +191,7 @@ async def latencies(
                 "cpu": 0.0,
                 "elapsed": 0.0,
                 "p99_rounds": [],
+                "bare": [],
             }
             for name, n, _ in conditions
         }
@@ -161,6 +204,10 @@ async def latencies(
                     p = pooled[name]
                     p["cpu"] += time.process_time() - cpu
                     p["reads"] += listener.reads - reads
+                    # PostgreSQL's own NOTIFY latency in the same condition, right after
+                    p["bare"] += await asyncio.to_thread(
+                        bare_notify_phase, params, 100, seconds / rounds / 3
+                    )
                 p["samples"] += r.samples_ms
                 p["p99_rounds"].append(r.latency_ms["p99"])
                 p["elapsed"] += r.committed / r.achieved_rate
@@ -169,6 +216,7 @@ async def latencies(
                     p[key] += getattr(r, key)
         for name, p in pooled.items():
             samples = sorted(p.pop("samples"))
+            bare = sorted(p.pop("bare")) or [float("nan")]
             cpu, elapsed = p.pop("cpu"), p.pop("elapsed")
             out.append(
                 {
@@ -181,6 +229,12 @@ async def latencies(
                     "p50": percentile(samples, 50),
                     "p99": percentile(samples, 99),
                     "max": samples[-1],
+                    "bare_notify": {
+                        "samples": len(bare),
+                        "p50": percentile(bare, 50),
+                        "p99": percentile(bare, 99),
+                        "max": bare[-1],
+                    },
                 }
             )
     return out
@@ -313,6 +367,22 @@ def main() -> None:
             f"{r['p50']:>7.2f} {r['p99']:>7.2f} {r['max']:>7.2f} {r['p99_ratio']:>10.2f}x "
             f"{r['p99_ratio_median_round']:>8.2f}x {r['p99_vs_conn']:>6.2f}x "
             f"{r['reads']:>6} {r['listener_cpu_us_per_commit']:>13.0f} {ok}"
+        )
+    print(
+        "\nPostgreSQL alone (no livedata): commit -> NOTIFY at a bare LISTEN client, 100/s,"
+        " in each condition right after livedata's phase"
+    )
+    print(
+        f"{'rate/s':>6} {'condition':<10} {'samples':>7} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'max ms':>7} {'p99 vs none':>11} {'livedata p99 vs none':>20}"
+    )
+    for r in result["latency"]:
+        b, b0 = r["bare_notify"], base[r["rate"]]["bare_notify"]
+        r["bare_notify"]["p99_ratio"] = b["p99"] / b0["p99"]
+        print(
+            f"{r['rate']:>6} {r['condition']:<10} {b['samples']:>7} {b['p50']:>7.2f} "
+            f"{b['p99']:>7.2f} {b['max']:>7.2f} {b['p99_ratio']:>10.2f}x "
+            f"{r['p99_ratio']:>19.2f}x"
         )
     print(f"\n{'in flight':>9} {'position chars':>14} {'ms/read':>8} {'rows':>5} {'buffers':>7}")
     for c in cost:
