@@ -138,3 +138,15 @@ def test_in_memory_matching_keeps_a_rows_latest_write_when_txids_disagree(
             q.refresh(batch)
         assert q.docs[str(book.pk)]["title"] == "C", batches
     assert q.queried == 0
+
+
+def test_only_keys_whose_values_compare_exactly_are_routed():
+    """``Widget.objects.filter(price=5)`` was routed by ``Decimal('5')`` while its rows
+    read ``Decimal('5.00')`` from the log: such an observer never received a change.
+    Decimals, floats and aware datetimes are not routed on now (every change of the model
+    reaches the observer, matched in memory); integers, text, keys are."""
+    from livedata.exposure.matching import route_key
+
+    assert route_key(Widget.objects.filter(price=5)) is None
+    assert route_key(Book.objects.filter(title="x")) is not None
+    assert route_key(Book.objects.filter(author_id=5)) is not None
