@@ -217,3 +217,17 @@ def test_a_book_change_reaches_only_its_authors_observers(read_since):
     for observer in observers:
         eng._maybe_drop(observer)
     assert eng.joins.indexes == {}  # the last observer gave the index back
+
+
+def test_a_joined_model_too_large_to_index_falls_back_to_re_querying():
+    """Over the index's row limit the query is re-queried as before, and what it took of
+    the indexes (here the books', loaded before the authors' proved too large) is back."""
+    from livedata.livequery.joins import JoinIndexes
+
+    for i in range(3):
+        Author.objects.create(name=f"a{i}", email=f"a{i}@x.com")
+    joins = JoinIndexes(limit=2)
+    qs = Loan.objects.filter(book__author__email="a0@x.com")
+    q = QueryObserver.build(qs, Publication(), joins)
+    assert q.matcher is None and q.plan is None
+    assert joins.indexes == {} and joins.by_label == {}

@@ -33,6 +33,10 @@ from livedata.exposure.matching import to_python
 JOIN_INDEX_LIMIT = 200_000
 
 
+class _TooLarge(Exception):
+    pass
+
+
 class JoinIndex:
     """Some columns of every row of one model, by one key column."""
 
@@ -81,19 +85,24 @@ class JoinIndexes:
         """Take (loading if need be) the indexes ``plan`` reads; False (and nothing
         taken) when one of them is too large to keep."""
         taken: list[IndexKey] = []
-        for hop in plan.hops:
-            key = hop.index_key
-            index = self.indexes.get(key)
-            if index is None:
-                index = JoinIndex(hop)
-                if not index.load(using, self.limit):
-                    for done in taken:
-                        self._release(done)
-                    return False
-                self.indexes[key] = index
-                self.by_label.setdefault(hop.label, []).append(index)
-            index.users += 1
-            taken.append(key)
+        try:
+            for hop in plan.hops:
+                key = hop.index_key
+                index = self.indexes.get(key)
+                if index is None:
+                    index = JoinIndex(hop)
+                    if not index.load(using, self.limit):
+                        raise _TooLarge
+                    self.indexes[key] = index
+                    self.by_label.setdefault(hop.label, []).append(index)
+                index.users += 1
+                taken.append(key)
+        except BaseException as exc:  # too large, or the database failed: give back
+            for done in taken:
+                self._release(done)
+            if isinstance(exc, _TooLarge):
+                return False
+            raise
         return True
 
     def release(self, plan: JoinPlan) -> None:
