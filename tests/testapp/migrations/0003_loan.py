@@ -26,6 +26,7 @@ class Migration(migrations.Migration):
                 (
                     "book",
                     models.ForeignKey(
+                        db_constraint=False,
                         on_delete=django.db.models.deletion.CASCADE,
                         related_name="+",
                         to="bookstore.book",
