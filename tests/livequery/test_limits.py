@@ -142,7 +142,8 @@ def test_engine_work_is_shared_fairly_between_clients(transactional_db, janet, c
     """With the limits lifted, one address holds 600 re-queried observers (600 queries per
     book change): a batch is refreshed in turns across clients and releases the engine
     between observers, so another client's re-queried observer is updated, and a new
-    subscription served, without waiting for the 600 queries."""
+    subscription served, without waiting for the 600 queries. (BooksAfterTitle: the
+    BooksByAuthorEmail of issue 19 is matched in memory now, with no query.)"""
     lifted = {
         "DDP_MAX_OBSERVERS_PER_CONNECTION": 10_000,
         "DDP_MAX_OBSERVERS_PER_ADDRESS": 10_000,
@@ -150,10 +151,10 @@ def test_engine_work_is_shared_fairly_between_clients(transactional_db, janet, c
     }
     with serving(**lifted) as server:
         attacker = client(server, source="127.0.0.2")
-        emails = [[f"x{i}@example.com"] for i in range(600)]
-        assert len(flood(attacker, "BooksByAuthorEmail", emails, "a")["ready"]) == 600
+        titles = [[f"x{i}"] for i in range(600)]
+        assert len(flood(attacker, "BooksAfterTitle", titles, "a")["ready"]) == 600
         victim = client(server)
-        assert subscribe(victim, "v", "BooksByAuthorEmail", janet.email)["msg"] == "ready"
+        assert subscribe(victim, "v", "BooksAfterTitle", "")["msg"] == "ready"
         newcomer = client(server)
         sent = time.monotonic()
         connect().execute(

@@ -72,6 +72,7 @@ def test_shared_observers_and_baseline_after_disconnect():
         engine = runtime.engine
         assert engine.observers == {} and engine.by_model == {}
         assert engine.by_key == {} and engine.all_by_model == {}
+        assert engine.joins.indexes == {}  # the join index of the authors' emails too
         assert runtime.runtime.sessions == set()
         await runtime.runtime.stop()
 

@@ -70,7 +70,15 @@ class Whoami(Publication):
         return [Book.objects.filter(added_by=self.user)]
 
 
-API.register([BooksForStaff, Whoami])
+class BooksAfterTitle(Publication):
+    """Books whose title sorts after ``title``: text ordering is PostgreSQL's collation,
+    so each observer re-queries on every book change (tests of what re-queries cost)."""
+
+    def get_queries(self, title):
+        return [Book.objects.filter(title__gt=title)]
+
+
+API.register([BooksForStaff, Whoami, BooksAfterTitle])
 
 
 @method(name="test.staffOnly", permission_required="bookstore.change_book")

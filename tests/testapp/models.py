@@ -33,3 +33,16 @@ class BookCopy(models.Model):
     id = models.BigIntegerField(primary_key=True)
     title = models.CharField(max_length=200)
     author_id = models.BigIntegerField()
+
+
+@livedata.track
+class Loan(models.Model):
+    """A book lent to a reader, after an earlier loan: queries joining two hops (loan →
+    book → author) and a nullable relation to itself (tests/livequery/test_joins.py)."""
+
+    #: no database constraint: tests TRUNCATE the books (the ORM still cascades deletes)
+    book = models.ForeignKey(
+        "bookstore.Book", on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
+    reader = models.CharField(max_length=100)
+    previous = models.ForeignKey("self", null=True, on_delete=models.SET_NULL, related_name="+")

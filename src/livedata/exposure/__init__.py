@@ -11,7 +11,9 @@ feed (``livedata.pull``) all read it from here instead of each keeping its own c
 - ``filters``: which lookups a service's filter may use and checking it, with one error
   text per mistake whatever the channel;
 - ``lookups``: the values each lookup accepts;
-- ``matching``: deciding from a logged row alone, in memory, whether it matches a filter.
+- ``matching``: deciding from a logged row alone, in memory, whether it matches a filter;
+- ``joins``: the same for querysets filtering through foreign keys, given the joined
+  rows (their ``JoinPlan``; the live-query engine keeps the rows).
 
 Layer: above ``capture`` and ``ddp`` (errors), below ``publish``, ``webhooks`` and ``pull``;
 it imports none of them, nor the server, and does no I/O beyond Django's model metadata.

@@ -15,8 +15,9 @@ Matched in memory (``compile_matcher`` returns a function), when the queryset ha
 - columns of supported types (text, numbers, booleans, dates and times, UUIDs, foreign
   keys, and NOT NULL JSON columns with ``exact``/``isnull``); every other field type
   makes the query fall back to re-querying.
-Everything else is refreshed by re-querying the affected primary keys (see
-``livedata.livequery.observer``).
+Querysets that also filter through foreign keys are matched by ``joins.py`` with the
+same lookups (``compile_where`` with a ``ValueOf`` reading the joined rows); everything
+else is refreshed by re-querying (see ``livedata.livequery.observer``).
 SQL's three-valued logic is kept: a comparison with NULL is unknown, never true.
 """
 
@@ -138,7 +139,14 @@ _ORDERED = {"gt", "gte", "lt", "lte", "range"}
 def compile_matcher(qs: models.QuerySet[Any]) -> Matcher | None:
     """A function deciding membership from a log row's ``new`` dict, or None (re-query)."""
     query = qs.query
-    if (
+    if not plain(query) or sum(1 for a in query.alias_map if query.alias_refcount.get(a)) > 1:
+        return None
+    return compile_where(query.where, own_columns(query.get_initial_alias()))
+
+
+def plain(query: Any) -> bool:
+    """No slicing, DISTINCT, set operation, ``extra()`` or annotation: a WHERE alone."""
+    return not (
         query.low_mark
         or query.high_mark is not None
         or query.distinct
@@ -146,15 +154,33 @@ def compile_matcher(qs: models.QuerySet[Any]) -> Matcher | None:
         or query.extra
         or query.annotations
         or query.extra_tables
-        or sum(1 for alias in query.alias_map if query.alias_refcount.get(alias)) > 1
-    ):
-        return None
-    return _compile(query.where, query.get_initial_alias())
+    )
 
 
-def _compile(node: Any, alias: str) -> Matcher | None:
+#: How a compiled lookup reads a column: ``value_of(col, raw)`` returns a function of the
+#: matched context giving the column's value (the ORM's, or with ``raw`` the log's JSON
+#: form where that differs), or None when the column cannot be read in memory.
+ValueOf = Callable[[Col, bool], Callable[[Any], Any] | None]
+
+
+def own_columns(alias: str) -> ValueOf:
+    """Columns of the queryset's own table, read from a log row's ``new`` dict."""
+
+    def value_of(col: Col, raw: bool) -> Callable[[Any], Any] | None:
+        if col.alias != alias:
+            return None
+        field, column = col.target, col.target.column
+        if raw:
+            return lambda row: row.get(column)
+        return lambda row: to_python(field, row.get(column))
+
+    return value_of
+
+
+def compile_where(node: Any, value_of: ValueOf) -> Matcher | None:
+    """A WHERE node as a function of the context ``value_of`` reads, or None."""
     if isinstance(node, WhereNode):
-        parts = [_compile(child, alias) for child in node.children]
+        parts = [compile_where(child, value_of) for child in node.children]
         if any(p is None for p in parts):
             return None
         if node.connector == AND:
@@ -165,24 +191,27 @@ def _compile(node: Any, alias: str) -> Matcher | None:
             return None
         return _not(matcher) if node.negated else matcher
     if isinstance(node, Lookup):
-        return _lookup(node, alias)
+        return _lookup(node, value_of)
     return None
 
 
-def _lookup(node: Lookup, alias: str) -> Matcher | None:
+def _lookup(node: Lookup, value_of: ValueOf) -> Matcher | None:
     lhs = node.lhs
-    if not isinstance(lhs, Col) or lhs.alias != alias:
+    if not isinstance(lhs, Col):
         return None
     field = lhs.target
     if not supported(field):
         return None
     name = node.lookup_name
     if isinstance(field, models.JSONField):
-        return _json_lookup(node, field)
+        raw = value_of(lhs, True)
+        return None if raw is None else _json_lookup(node, field, raw)
     if name == "isnull":
+        raw = value_of(lhs, True)
+        if raw is None:
+            return None
         expected = bool(node.rhs)
-        column = field.column
-        return lambda row: (row.get(column) is None) == expected
+        return lambda row: (raw(row) is None) == expected
     compare = _LOOKUPS.get(name)
     if compare is None or (name in _ORDERED and isinstance(field, _TEXT)):
         return None
@@ -191,33 +220,36 @@ def _lookup(node: Lookup, alias: str) -> Matcher | None:
         return None
     if name in ("in", "range"):
         try:
-            value: Any = [_python_value(field, v) for v in rhs]
+            value: Any = [python_value(field, v) for v in rhs]
         except TypeError:
             return None
         if any(hasattr(v, "resolve_expression") for v in value):
             return None
     else:
-        value = _python_value(field, rhs)
-    column = field.column
-    return lambda row: compare(to_python(field, row.get(column)), value)
+        value = python_value(field, rhs)
+    get = value_of(lhs, False)
+    if get is None:
+        return None
+    return lambda row: compare(get(row), value)
 
 
-def _json_lookup(node: Lookup, field: models.JSONField) -> Matcher | None:
+def _json_lookup(
+    node: Lookup, field: models.JSONField, raw: Callable[[Any], Any]
+) -> Matcher | None:
     """JSON columns: in the log, SQL NULL and JSON null both read as None, so only
     NOT NULL columns are matched in memory (None is then JSON null, a real value)."""
     if field.null or hasattr(node.rhs, "resolve_expression"):
         return None
-    column = field.column
     if node.lookup_name == "isnull":
         always = not bool(node.rhs)
         return lambda row: always
     if node.lookup_name != "exact":
         return None
     value = node.rhs.adapted if hasattr(node.rhs, "adapted") else node.rhs
-    return lambda row: row.get(column) == value
+    return lambda row: raw(row) == value
 
 
-def _python_value(field: models.Field, value: Any) -> Any:
+def python_value(field: models.Field, value: Any) -> Any:
     if isinstance(field, models.ForeignKey):
         field = field.target_field
     if value is None or hasattr(value, "resolve_expression"):
@@ -261,6 +293,24 @@ def _not(matcher: Matcher) -> Matcher:
     return match
 
 
+#: Field types a route's key may have: the ORM's value of a constant and the log's value
+#: convert to equal ``repr``s. Not decimals (``price=5`` is ``Decimal('5')``, the log's
+#: ``Decimal('5.00')``), floats, or aware datetimes (their ``repr`` names the time zone).
+_ROUTABLE = (
+    models.CharField,
+    models.TextField,
+    models.IntegerField,
+    models.BooleanField,
+    models.DateField,
+    models.UUIDField,
+    models.ForeignKey,
+)
+
+
+def routable(field: models.Field) -> bool:
+    return isinstance(field, _ROUTABLE) and not isinstance(field, models.DateTimeField)
+
+
 def route_key(qs: models.QuerySet[Any]) -> tuple[str, models.Field, str] | None:
     """(column, field, key) when the query requires ``column = constant`` at its top level.
 
@@ -278,13 +328,12 @@ def route_key(qs: models.QuerySet[Any]) -> tuple[str, models.Field, str] | None:
             and child.lookup_name == "exact"
             and isinstance(child.lhs, Col)
             and child.lhs.alias == alias
-            and supported(child.lhs.target)
-            and not isinstance(child.lhs.target, models.JSONField)
+            and routable(child.lhs.target)
             and child.rhs is not None
             and not hasattr(child.rhs, "resolve_expression")
         ):
             field = child.lhs.target
-            return field.column, field, routing_value(_python_value(field, child.rhs))
+            return field.column, field, routing_value(python_value(field, child.rhs))
     return None
 
 

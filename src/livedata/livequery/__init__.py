@@ -11,6 +11,8 @@ protocol through which it reaches connections. What a publication *is* (``Public
   observers it may affect, and applying it under one lock, fairly across clients;
 - ``observer``: ``Observer`` and ``QueryObserver``, what one live query holds and how it
   is refreshed (in memory from the log rows, by re-querying the changed keys, or in full);
+- ``joins``: ``JoinIndexes``, the joined rows' columns that join queries are matched
+  against in memory, shared by the engine's observers and kept from its batches;
 - ``limits``: ``Holdings``, which observer serves each subscription and the limits on
   what a connection and a client address hold;
 - ``subscriber``: the ``Subscriber`` protocol (``server.session.Session`` implements it).

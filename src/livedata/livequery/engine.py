@@ -9,7 +9,11 @@ mergebox → clients.
 - Changes are routed: an observer whose queries require ``column = constant`` (say
   ``author_id = 7``) only receives rows whose old or new value has that key, so a change
   costs the same with 10 or 10,000 such observers; others receive every change of the
-  models they depend on.
+  models they depend on. The column may be a joined one (``author__email = X``): a
+  book's row then reaches the observers of the email its author has in the join
+  indexes, an author's row those of its old and new email (``exposure.joins.Via``).
+- Join indexes (``joins.py``): the joined rows' columns that join queries read, shared
+  by all observers, are brought up to date with each batch before it is routed.
 - Fed only by the change log (never Django signals): raw SQL, bulk writes and other
   services' writes reach clients, and only committed data is ever sent.
 - How a query is refreshed (in memory, by re-querying the changed keys, or in full) is
@@ -39,7 +43,9 @@ from typing import TYPE_CHECKING, Any
 from livedata.capture.log import ChangeRow
 from livedata.dbthreads import with_connection
 from livedata.dbwait import run_waiting
-from livedata.exposure.matching import routing_value, to_python
+from livedata.exposure.joins import Via
+from livedata.exposure.matching import routing_value
+from livedata.livequery.joins import JoinIndexes
 from livedata.livequery.limits import Holdings, size
 from livedata.livequery.observer import Observer, QueryObserver
 from livedata.memory import give_back
@@ -59,10 +65,12 @@ class Engine:
         self.observers: dict[tuple[str, str, Any], Observer] = {}
         #: label → observers that see every change of that model
         self.by_model: dict[str, set[Observer]] = {}
-        #: (label, column, key) → observers that only see rows with that key (old or new)
-        self.by_key: dict[tuple[str, str, str], set[Observer]] = {}
-        #: label → {column: field} of the keys routed on
-        self.route_columns: dict[str, dict[str, Any]] = {}
+        #: (label, via, key) → observers that only see rows leading to that key (old or new)
+        self.by_key: dict[tuple[str, Via, str], set[Observer]] = {}
+        #: label → the ways (``Via``) of reading a routing key from its rows
+        self.route_vias: dict[str, dict[Via, None]] = {}
+        #: the joined rows join queries are matched against, shared by all observers
+        self.joins = JoinIndexes()
         #: label → every observer depending on it (TRUNCATE reaches all)
         self.all_by_model: dict[str, set[Observer]] = {}
         self._lock = asyncio.Lock()
@@ -115,14 +123,19 @@ class Engine:
         if observer is None:
             self.holdings.admit_start(session, name, time.monotonic())
             observer = await self._run_waiting(
-                self._start_observer, key, publication_cls, params, user
+                self._start_observer, key, publication_cls, params, user, self.joins
             )
             existing = self.observers.get(observer.key)
             if existing is None:
-                self.holdings.admit_documents(session, observer)
+                try:
+                    self.holdings.admit_documents(session, observer)
+                except BaseException:
+                    observer.release()
+                    raise
                 self.observers[observer.key] = observer
                 self._index(observer)
                 return observer
+            observer.release()
             observer = existing  # a user-independent publication already observed
         self.holdings.admit_documents(session, observer)
         return observer
@@ -133,16 +146,27 @@ class Engine:
 
     @staticmethod
     def _start_observer(
-        key: tuple[str, str, Any], publication_cls: type[Publication], params: list[Any], user: Any
+        key: tuple[str, str, Any],
+        publication_cls: type[Publication],
+        params: list[Any],
+        user: Any,
+        joins: JoinIndexes,
     ) -> Observer:
         publication = publication_cls(user)
         querysets = publication.resolve(params)
         per_user = publication.used_user
         if not per_user:
             key = (*key[:2], None)
-        queries = [QueryObserver.build(qs, publication) for qs in querysets]
-        for q in queries:
-            q.docs = q.fetch()
+        queries: list[QueryObserver] = []
+        try:
+            for qs in querysets:
+                queries.append(QueryObserver.build(qs, publication, joins))
+            for q in queries:
+                q.docs = q.fetch()
+        except BaseException:
+            for q in queries:
+                q.release()  # the join indexes it took
+            raise
         return Observer(key=key, queries=queries, per_user=per_user)
 
     async def rerun(
@@ -203,12 +227,13 @@ class Engine:
             return
         if self.observers.get(observer.key) is observer:
             del self.observers[observer.key]
+            observer.release()
             give_back(size(observer))  # its documents are freed now: return the pages
         for label in observer.dependencies:
             _discard(self.all_by_model, label, observer)
             _discard(self.by_model, label, observer)
-            for column, _field, value in observer.routes(label) or ():
-                _discard(self.by_key, (label, column, value), observer)
+            for via, value in observer.routes(label) or ():
+                _discard(self.by_key, (label, via, value), observer)
 
     def _index(self, observer: Observer) -> None:
         for label in observer.dependencies:
@@ -217,9 +242,9 @@ class Engine:
             if routes is None:
                 self.by_model.setdefault(label, set()).add(observer)
                 continue
-            for column, field_, value in routes:
-                self.by_key.setdefault((label, column, value), set()).add(observer)
-                self.route_columns.setdefault(label, {})[column] = field_
+            for via, value in routes:
+                self.by_key.setdefault((label, via, value), set()).add(observer)
+                self.route_vias.setdefault(label, {})[via] = None
 
     def route(self, rows: list[ChangeRow]) -> dict[Observer, list[ChangeRow]]:
         """Which observers each row may affect, keeping the rows' order per observer."""
@@ -230,11 +255,12 @@ class Engine:
                 targets: set[Observer] = set(self.all_by_model.get(label, ()))
             else:
                 targets = set(self.by_model.get(label, ()))
-                for column, field_ in self.route_columns.get(label, {}).items():
+                for via in self.route_vias.get(label, ()):
                     for values in (row.new, row.old):
-                        if values is not None and values.get(column) is not None:
-                            key = routing_value(to_python(field_, values[column]))
-                            targets |= self.by_key.get((label, column, key), set())
+                        value = None if values is None else self.joins.follow(via, values)
+                        if value is not None:
+                            key = routing_value(value)
+                            targets |= self.by_key.get((label, via, key), set())
             for observer in targets:
                 out.setdefault(observer, []).append(row)
         return out
@@ -243,6 +269,7 @@ class Engine:
 
     async def on_changes(self, rows: list[ChangeRow]) -> None:
         async with self._lock:
+            self.joins.apply(rows)  # before routing: join routes read the indexes
             work = self.route(rows)
         await self._apply(work)
         if self.stale:
