@@ -150,9 +150,11 @@ class Writer:
             self._sending = False
 
 
-async def stream(messages: list[dict[str, Any]], carrier: Carrier, closed: asyncio.Event) -> None:
-    """Send ``messages`` (held in the outbox since the stream began) as the client takes
-    them, until ``closed``.
+async def stream(
+    messages: list[dict[str, Any] | str], carrier: Carrier, closed: asyncio.Event
+) -> None:
+    """Send ``messages`` (messages, or frames already encoded; held in the outbox since
+    the stream began) as the client takes them, until ``closed``.
 
     Each is serialised and queued only while the outbox holds less than a quarter of its
     bound; then this waits for room (the transport's ``send`` waits for the socket, or a
@@ -168,8 +170,9 @@ async def stream(messages: list[dict[str, Any]], carrier: Carrier, closed: async
     while i < len(messages):
         if closed.is_set():
             return
-        frame = serialize(messages[i])
-        messages[i] = {}  # sent: its memory may go
+        message = messages[i]
+        frame = message if type(message) is str else serialize(message)  # type: ignore[arg-type]
+        messages[i] = ""  # sent: its memory may go
         i += 1
         outbox.put_ahead(frame)
         carrier.carry()
