@@ -406,8 +406,9 @@ def test_apply_agrees_with_the_full_views_and_says_when_the_shared_message_is_ex
                 if got is None:
                     got = [message_for("c", kind, doc_id, fields)]
             assert got == expected, step
-            for i in ids:
-                assert compact.document("c", i) == full.document("c", i)
+            for i in ids:  # ejson_equals: a pickled NaN is another NaN object
+                a, b = compact.document("c", i), full.document("c", i)
+                assert a == b if a is None or b is None else ejson_equals(a, b)
 
     check()
 
@@ -426,9 +427,7 @@ def test_apply_takes_the_shared_message_for_a_documents_only_provider():
     assert box.apply("A", "c", "removed", "1", None) == [
         {"msg": "changed", "collection": "c", "id": "1", "fields": {"x": 6, "z": U}}
     ]
-    assert box.apply("B", "c", "removed", "1", None) == [
-        {"msg": "removed", "collection": "c", "id": "1"}
-    ]
+    assert box.apply("B", "c", "removed", "1", None) is None  # B alone again: shared
     assert box.apply("A", "c", "added", "2", {"_id": "2", "x": 1}) == [
         {"msg": "added", "collection": "c", "id": "2", "fields": {"x": 1}}
     ]

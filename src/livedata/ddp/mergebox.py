@@ -231,7 +231,7 @@ class Mergebox:
                 assert fields is not None
                 collector = self._change_own(own, fields)
                 docs[doc_id] = _pack(owner, own)  # type: ignore[index]
-                if len(collector) == len(fields):
+                if collector and len(collector) == len(fields):
                     return None  # every field changed visibly: the message itself
                 return self._changed_message(collection, doc_id, collector)
         if op == "added":
