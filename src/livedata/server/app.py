@@ -53,8 +53,8 @@ def _freeze_startup_objects() -> None:
     Measured with bench/gcprobe.py under bench/live_queries.py (see the commit). The
     collection thresholds stay Python's: under bench/fanout.py's 1000x30 (1000 clients,
     30 changes/s, encode-once sending) a whole server run made 3-4 full collections (up
-    to 35 ms CPU), all while clients connected and subscribed, none while changes went
-    out; young collections there were 0.4 ms at p99 (issue 14)."""
+    to 35 ms CPU), while clients connected and subscribed or left, none while changes
+    went out (two timed runs); young collections there were 0.4 ms at p99 (issue 14)."""
     import gc
 
     gc.collect()
