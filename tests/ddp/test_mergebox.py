@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from livedata.ddp.mergebox import Mergebox, ejson_equals
+from livedata.ddp.mergebox import Mergebox, ejson_equals, message_for
 from livedata.ddp.messages import UNDEFINED
 
 U = UNDEFINED
@@ -346,3 +346,90 @@ def test_compact_documents_behave_exactly_like_full_views():
                 assert compact.document("c", doc_id) == full.document("c", doc_id)
 
     check()
+
+
+def test_apply_agrees_with_the_full_views_and_says_when_the_shared_message_is_exact():
+    """``apply`` (encode once, send many): for random sequences it gives the full views'
+    messages, and None exactly when they are the one shared ``message_for`` the change."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    nan = float("nan")  # one object: equal to itself in the lists compared below
+    subs, ids, keys = ["A", "B"], ["1", "2"], ["x", "y", "_id"]
+    values = st.one_of(
+        st.integers(0, 2),
+        st.sampled_from(["a", "b", True, 1.0, nan]),
+        st.just(UNDEFINED),
+    )
+    op = st.one_of(
+        st.tuples(
+            st.just("added"),
+            st.sampled_from(subs),
+            st.sampled_from(ids),
+            st.dictionaries(st.sampled_from(keys), values.filter(lambda v: v is not UNDEFINED)),
+        ),
+        st.tuples(
+            st.just("changed"),
+            st.sampled_from(subs),
+            st.sampled_from(ids),
+            st.dictionaries(st.sampled_from(keys), values),
+        ),
+        st.tuples(st.just("removed"), st.sampled_from(subs), st.sampled_from(ids), st.none()),
+        st.tuples(st.just("unsub"), st.sampled_from(subs), st.none(), st.none()),
+    )
+
+    def general(box: Mergebox, step) -> object:
+        kind, sub, doc_id, fields = step
+        try:
+            if kind == "unsub":
+                return box.remove_subscription(sub)
+            if kind == "removed":
+                return box.removed(sub, "c", doc_id)
+            return getattr(box, kind)(sub, "c", doc_id, fields)
+        except KeyError:
+            return "KeyError"
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(op, max_size=25))
+    def check(steps) -> None:
+        compact, full = Mergebox(), FullViews()
+        for step in steps:
+            kind, sub, doc_id, fields = step
+            expected = general(full, step)
+            if kind == "unsub":
+                got = general(compact, step)
+            else:
+                try:
+                    got = compact.apply(sub, "c", kind, doc_id, fields)
+                except KeyError:
+                    got = "KeyError"
+                if got is None:
+                    got = [message_for("c", kind, doc_id, fields)]
+            assert got == expected, step
+            for i in ids:  # ejson_equals: a pickled NaN is another NaN object
+                a, b = compact.document("c", i), full.document("c", i)
+                assert a == b if a is None or b is None else ejson_equals(a, b)
+
+    check()
+
+
+def test_apply_takes_the_shared_message_for_a_documents_only_provider():
+    box = Mergebox()
+    assert box.apply("A", "c", "added", "1", {"x": 1, "y": 2}) is None
+    assert box.apply("A", "c", "changed", "1", {"x": 5, "y": U}) is None
+    assert box.document("c", "1") == {"x": 5}
+    # a field that does not visibly change: this client's own, smaller diff
+    assert box.apply("A", "c", "changed", "1", {"x": 5, "z": 1}) == [
+        {"msg": "changed", "collection": "c", "id": "1", "fields": {"z": 1}}
+    ]
+    # another subscription provides it too: Meteor's merge, not the shared message
+    assert box.apply("B", "c", "added", "1", {"x": 6}) == []
+    assert box.apply("A", "c", "removed", "1", None) == [
+        {"msg": "changed", "collection": "c", "id": "1", "fields": {"x": 6, "z": U}}
+    ]
+    assert box.apply("B", "c", "removed", "1", None) is None  # B alone again: shared
+    assert box.apply("A", "c", "added", "2", {"_id": "2", "x": 1}) == [
+        {"msg": "added", "collection": "c", "id": "2", "fields": {"x": 1}}
+    ]
+    with pytest.raises(KeyError):
+        box.apply("A", "c", "changed", "3", {"x": 1})

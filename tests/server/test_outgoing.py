@@ -141,3 +141,45 @@ def test_a_ddp_session_over_sockjs_queues_into_the_sockjs_sessions_one_outbox():
         assert session.closed.is_set()
 
     asyncio.run(scenario())
+
+
+def test_the_writer_sends_inline_and_only_a_send_that_waits_goes_on_in_a_task():
+    async def scenario() -> None:
+        sent: list[str] = []
+        gate = asyncio.Event()
+
+        async def send(text: str) -> None:
+            if text.startswith("wait"):
+                await gate.wait()
+            sent.append(text)
+
+        async def close(code: int, reason: str) -> None:
+            pass
+
+        writer = Writer(send, close, LIMIT)
+        writer.outbox.put(["a", "b"])
+        writer.carry()
+        assert sent == ["a", "b"] and writer._task is None  # inline: no task made
+        writer.outbox.put(["wait", "c"])
+        writer.carry()
+        assert sent == ["a", "b"] and writer._task is not None
+        writer.outbox.put(["d"])
+        writer.carry()  # the task sends it, after the others
+        gate.set()
+        await asyncio.sleep(0.01)
+        assert sent == ["a", "b", "wait", "c", "d"] and writer._task is None
+        gate.clear()
+        writer.outbox.put(["wait"])
+        writer.carry()
+        await writer.stop()  # cancelled before its first step: the send's finally ran
+        assert writer._task is None and not writer._sending
+
+        async def gone(text: str) -> None:
+            raise ConnectionError("gone")
+
+        broken = Writer(gone, close, LIMIT)
+        broken.outbox.put(["x"])
+        broken.carry()  # logged, not raised into whoever queued the frame
+        assert not broken._sending
+
+    asyncio.run(scenario())

@@ -17,6 +17,12 @@ pickled bytes of ``(sub, fields)``, so the dicts holding them contain only strin
 bytes, which the GC never tracks or walks; only documents that several subscriptions
 provide get a full ``_DocumentView``. Measured with bench/gcprobe.py and
 bench/live_queries.py (see the commits).
+
+Encode once, send many (issue 14): a shared live query's change is the same for every
+connection that has the document from that subscription alone, so the server encodes
+``message_for`` the change once and ``Mergebox.apply`` tells each connection whether that
+message is exactly its own diff (then it sends the shared frame) or gives the messages
+its view needs instead (overlapping subscriptions: Meteor's semantics, as above).
 """
 
 from __future__ import annotations
@@ -128,6 +134,15 @@ def _fields(view: View) -> dict[str, Any]:
     return _unpack(view)[1] if type(view) is bytes else view.fields()  # type: ignore[arg-type,union-attr]
 
 
+def message_for(collection: str, op: str, doc_id: str, fields: dict[str, Any] | None) -> Message:
+    """The data message of one change (``op``: added, changed or removed) as a view whose
+    only provider of the document is the changing subscription sends it: the message
+    ``Mergebox.apply`` returns None for (fields in the same order, so the same frame)."""
+    if op == "removed":
+        return {"msg": "removed", "collection": collection, "id": doc_id}
+    return {"msg": op, "collection": collection, "id": doc_id, "fields": fields}
+
+
 class Mergebox:
     """One connection's view: collection → document id → merged fields."""
 
@@ -176,17 +191,7 @@ class Mergebox:
         if type(view) is bytes:
             owner, own = _unpack(view)
             if owner == sub:  # the one provider: its values are the visible ones
-                for key, value in fields.items():
-                    if key == "_id":
-                        continue
-                    if value is UNDEFINED:
-                        if key in own:
-                            del own[key]
-                            collector[key] = UNDEFINED
-                    else:
-                        if key not in own or not ejson_equals(own[key], value):
-                            collector[key] = value
-                        own[key] = value
+                collector = self._change_own(own, fields)
                 docs[doc_id] = _pack(owner, own)
                 return self._changed_message(collection, doc_id, collector)
             view = docs[doc_id] = _DocumentView.of(owner, own)
@@ -196,6 +201,61 @@ class Mergebox:
             else:
                 view.change_field(sub, key, value, collector, is_add=False)
         return self._changed_message(collection, doc_id, collector)
+
+    def apply(
+        self, sub: Any, collection: str, op: str, doc_id: str, fields: dict[str, Any] | None
+    ) -> list[Message] | None:
+        """Apply one change of ``sub`` (``op``: added, changed or removed); None when the
+        client's diff is exactly ``message_for`` the change, else the messages to send
+        (``added``, ``changed``, ``removed`` give the same, and raise the same KeyError).
+
+        None is the common case, checked without building a message: a document only
+        ``sub`` provides (new, changed in every given field, or removed). A document
+        other subscriptions also provide takes the general path."""
+        docs = self.collections.get(collection)
+        view = docs.get(doc_id) if docs is not None else None
+        if not self.COMPACT or (fields is not None and "_id" in fields):
+            pass
+        elif op == "added":
+            if view is None:
+                if docs is None:
+                    docs = self.collections[collection] = {}
+                self.provided.setdefault(sub, {}).setdefault(collection, {})[doc_id] = None
+                docs[doc_id] = _pack(sub, fields)
+                return None
+        elif type(view) is bytes:
+            owner, own = _unpack(view)
+            if owner == sub and op == "removed":
+                return None if self.removed(sub, collection, doc_id) else []
+            if owner == sub and op == "changed":
+                assert fields is not None
+                collector = self._change_own(own, fields)
+                docs[doc_id] = _pack(owner, own)  # type: ignore[index]
+                if collector and len(collector) == len(fields):
+                    return None  # every field changed visibly: the message itself
+                return self._changed_message(collection, doc_id, collector)
+        if op == "added":
+            return self.added(sub, collection, doc_id, fields)  # type: ignore[arg-type]
+        if op == "changed":
+            return self.changed(sub, collection, doc_id, fields)  # type: ignore[arg-type]
+        return self.removed(sub, collection, doc_id)
+
+    @staticmethod
+    def _change_own(own: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+        """Change the fields of a document with one provider; what visibly changed."""
+        collector: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key == "_id":
+                continue
+            if value is UNDEFINED:
+                if key in own:
+                    del own[key]
+                    collector[key] = UNDEFINED
+            else:
+                if key not in own or not ejson_equals(own[key], value):
+                    collector[key] = value
+                own[key] = value
+        return collector
 
     def removed(self, sub: Any, collection: str, doc_id: str) -> list[Message]:
         docs = self.collections.get(collection, {})

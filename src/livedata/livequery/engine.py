@@ -25,6 +25,13 @@ mergebox → clients.
   clients, so one client's many observers cannot hold everyone else back.
 - What a client may hold is bounded (limits.py): distinct observers per connection and
   per address, observer starts per second, documents per connection.
+- Encode once, send many (issue 14): a change of an observer is encoded once (DDP's
+  ``added``/``changed``/``removed``, EJSON) and the same frame goes to every session
+  whose mergebox agrees it is exactly its own diff (``Mergebox.apply``: the session's
+  only provider of the document); sessions with overlapping subscriptions get their own
+  messages, with Meteor's semantics. An observer's initial documents are encoded once
+  too (kept per document while it is unchanged), so N clients subscribing at once cost
+  one encoding, not N.
 - Users: an observer is shared by everyone subscribing with the same publication and
   parameters, unless ``get_queries`` read ``self.user``: then only by the same user.
   When a connection logs in or out, ``rerun`` moves each of its subscriptions to the
@@ -43,6 +50,8 @@ from typing import TYPE_CHECKING, Any
 from livedata.capture.log import ChangeRow
 from livedata.dbthreads import with_connection
 from livedata.dbwait import run_waiting
+from livedata.ddp.mergebox import message_for
+from livedata.ddp.messages import serialize
 from livedata.exposure.joins import Via
 from livedata.exposure.matching import routing_value
 from livedata.livequery.joins import JoinIndexes
@@ -57,6 +66,11 @@ if TYPE_CHECKING:
 
 #: named before the engine left ``publish``; kept, since logging configurations name it
 logger = logging.getLogger("livedata.publish")
+
+#: Observers with more documents than this do not keep their initial documents encoded:
+#: each subscriber encodes its own as it streams them (no encoded copy of a huge result
+#: held for as long as the observer lives: issue 19's 70,000 books).
+SHARED_INITIAL_MAX = 10_000
 
 
 class Engine:
@@ -79,6 +93,9 @@ class Engine:
         #: observers whose refresh failed (database away): fully re-read when possible
         self.stale: set[Observer] = set()
         self._healer: asyncio.Task[None] | None = None
+        #: observer → (collection, id) → (fields, the encoded ``added``) of its documents
+        #: sent to a subscriber since they last changed (see ``_initial_frames``)
+        self._initial: dict[Observer, dict[tuple[str, str], tuple[dict[str, Any], str]]] = {}
 
     # --- subscriptions ------------------------------------------------------------------
 
@@ -99,7 +116,8 @@ class Engine:
         async with self._lock:
             observer = await self._observer_for(name, params, session)
             self._attach(session, sub_id, observer)
-            session.publish_added(sub_id, observer.documents())
+            docs = observer.documents()
+            session.publish_added(sub_id, docs, self._initial_frames(observer, docs))
         await session.stream()
         session.ready(sub_id)
 
@@ -139,6 +157,26 @@ class Engine:
             observer = existing  # a user-independent publication already observed
         self.holdings.admit_documents(session, observer)
         return observer
+
+    def _initial_frames(
+        self, observer: Observer, docs: list[tuple[str, str, dict[str, Any]]]
+    ) -> list[str] | None:
+        """The encoded ``added`` of each of ``docs`` (the observer's documents), encoded
+        once per document while it is unchanged (None: too many documents to keep).
+
+        A document is known unchanged by identity: a refresh replaces the fields dict of
+        a document that changed, never mutates it; ``_publish`` also drops its entry."""
+        if len(docs) > SHARED_INITIAL_MAX:
+            return None
+        cache = self._initial.setdefault(observer, {})
+        out = []
+        for collection, doc_id, fields in docs:
+            hit = cache.get((collection, doc_id))
+            if hit is None or hit[0] is not fields:
+                frame = serialize(message_for(collection, "added", doc_id, fields))
+                hit = cache[(collection, doc_id)] = (fields, frame)
+            out.append(hit[1])
+        return out
 
     def _attach(self, session: Subscriber, sub_id: str, observer: Observer) -> None:
         observer.subscribers[(session, sub_id)] = None
@@ -228,6 +266,7 @@ class Engine:
         if self.observers.get(observer.key) is observer:
             del self.observers[observer.key]
             observer.release()
+            self._initial.pop(observer, None)
             give_back(size(observer))  # its documents are freed now: return the pages
         for label in observer.dependencies:
             _discard(self.all_by_model, label, observer)
@@ -333,11 +372,20 @@ class Engine:
         self.stale.discard(observer)
         self._publish(observer, diffs)
 
-    @staticmethod
-    def _publish(observer: Observer, diffs: list[list[Any]]) -> None:
-        if any(diffs):
-            for session, sub_id in list(observer.subscribers):
-                session.publish_diffs(sub_id, diffs)
+    def _publish(self, observer: Observer, diffs: list[list[Any]]) -> None:
+        """Send an observer's changes to its subscribers, each change encoded once
+        (``frames``, aligned with ``diffs``) for the sessions it is exactly the diff of."""
+        if not any(diffs):
+            return
+        cache = self._initial.get(observer)
+        frames = []
+        for changes in diffs:
+            frames.append([serialize(message_for(*change)) for change in changes])
+            if cache:
+                for collection, _op, doc_id, _fields in changes:
+                    cache.pop((collection, doc_id), None)
+        for session, sub_id in list(observer.subscribers):
+            session.publish_diffs(sub_id, diffs, frames)
 
     @staticmethod
     def _refresh(observer: Observer, rows: list[ChangeRow]) -> list[list[Any]]:

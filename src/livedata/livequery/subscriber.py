@@ -26,8 +26,15 @@ class Subscriber(Protocol):
         """A stable id of the connection, for the observer-start rate limits."""
         ...
 
-    def publish_added(self, sub_id: str, docs: list[tuple[str, str, dict[str, Any]]]) -> None:
-        """A subscription's initial documents, to be streamed by ``stream``."""
+    def publish_added(
+        self,
+        sub_id: str,
+        docs: list[tuple[str, str, dict[str, Any]]],
+        frames: list[str] | None = None,
+    ) -> None:
+        """A subscription's initial documents, to be streamed by ``stream``; ``frames``:
+        each one's ``added`` encoded once for every subscriber (``mergebox.message_for``),
+        to send where the subscriber's view agrees it is exactly its diff."""
 
     async def stream(self) -> None:
         """Send the documents queued by ``publish_added``, at the client's pace."""
@@ -35,8 +42,11 @@ class Subscriber(Protocol):
     def ready(self, sub_id: str) -> None:
         """The subscription's initial documents are out: tell the client."""
 
-    def publish_diffs(self, sub_id: str, diffs: list[list[Any]]) -> None:
-        """Changes of an observer, for one of its subscriptions on this connection."""
+    def publish_diffs(self, sub_id: str, diffs: list[list[Any]], frames: list[list[str]]) -> None:
+        """Changes of an observer, for one of its subscriptions on this connection:
+        ``diffs`` per query, lists of (collection, op, id, fields); ``frames`` the same
+        shape, each change encoded once for every subscriber (``mergebox.message_for``),
+        to send where the subscriber's view agrees it is exactly its diff."""
 
     def replace_view(self, box: Mergebox) -> None:
         """Swap in a rebuilt view (the user changed); the client gets the difference."""

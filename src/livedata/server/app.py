@@ -50,7 +50,11 @@ def _freeze_startup_objects() -> None:
     """Move what start-up made (modules, classes, Django's registries: ~90k objects) out
     of the cyclic GC's reach, so full collections walk only what serving creates.
 
-    Measured with bench/gcprobe.py under bench/live_queries.py (see the commit)."""
+    Measured with bench/gcprobe.py under bench/live_queries.py (see the commit). The
+    collection thresholds stay Python's: under bench/fanout.py's 1000x30 (1000 clients,
+    30 changes/s, encode-once sending) a whole server run made 3-4 full collections (up
+    to 35 ms CPU), while clients connected and subscribed or left, none while changes
+    went out (two timed runs); young collections there were 0.4 ms at p99 (issue 14)."""
     import gc
 
     gc.collect()

@@ -11,7 +11,7 @@ from livedata.ddp import messages
 from livedata.server.ddp_session import DDPSession, Services
 from livedata.server.headers import headers_of
 from livedata.server.origin import origin_allowed, site_origin
-from livedata.server.outgoing import Writer
+from livedata.server.outgoing import Flag, Writer
 
 logger = logging.getLogger("livedata.server")
 
@@ -53,7 +53,7 @@ async def serve_websocket(
     if message["type"] != "websocket.connect":
         return
     await send({"type": "websocket.accept"})
-    closed = asyncio.Event()
+    closed = Flag()
 
     async def send_text(text: str) -> None:
         if not closed.is_set():
