@@ -301,14 +301,12 @@ class FullViews(Mergebox):
     COMPACT = False  # Meteor's structure as ported: the reference
 
 
-def test_compact_documents_behave_exactly_like_full_views():
-    """Random add/change/remove/unsubscribe sequences: same messages, same documents."""
-    from hypothesis import given, settings
+def _steps(subs, ids, keys, values):
+    """Hypothesis strategy: one step of a random mergebox sequence (added, changed,
+    removed, or a subscription's end), over the given subscriptions, ids and keys."""
     from hypothesis import strategies as st
 
-    subs, ids, keys = ["A", "B", "C"], ["1", "2"], ["x", "y", "_id"]
-    values = st.one_of(st.integers(0, 2), st.sampled_from(["a", "b"]), st.just(UNDEFINED))
-    op = st.one_of(
+    return st.one_of(
         st.tuples(
             st.just("added"),
             st.sampled_from(subs),
@@ -325,23 +323,35 @@ def test_compact_documents_behave_exactly_like_full_views():
         st.tuples(st.just("unsub"), st.sampled_from(subs), st.none(), st.none()),
     )
 
-    def apply(box: Mergebox, step) -> object:
-        kind, sub, doc_id, fields = step
-        try:
-            if kind == "unsub":
-                return box.remove_subscription(sub)
-            if kind == "removed":
-                return box.removed(sub, "c", doc_id)
-            return getattr(box, kind)(sub, "c", doc_id, fields)
-        except KeyError:
-            return "KeyError"
+
+def _step(box: Mergebox, step) -> object:
+    """Apply one step through the mergebox's general entry points."""
+    kind, sub, doc_id, fields = step
+    try:
+        if kind == "unsub":
+            return box.remove_subscription(sub)
+        if kind == "removed":
+            return box.removed(sub, "c", doc_id)
+        return getattr(box, kind)(sub, "c", doc_id, fields)
+    except KeyError:
+        return "KeyError"
+
+
+def test_compact_documents_behave_exactly_like_full_views():
+    """Random add/change/remove/unsubscribe sequences: same messages, same documents."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    subs, ids, keys = ["A", "B", "C"], ["1", "2"], ["x", "y", "_id"]
+    values = st.one_of(st.integers(0, 2), st.sampled_from(["a", "b"]), st.just(UNDEFINED))
+    op = _steps(subs, ids, keys, values)
 
     @settings(max_examples=400, deadline=None)
     @given(st.lists(op, max_size=25))
     def check(steps) -> None:
         compact, full = Mergebox(), FullViews()
         for step in steps:
-            assert apply(compact, step) == apply(full, step), step
+            assert _step(compact, step) == _step(full, step), step
             for doc_id in ids:
                 assert compact.document("c", doc_id) == full.document("c", doc_id)
 
@@ -361,33 +371,7 @@ def test_apply_agrees_with_the_full_views_and_says_when_the_shared_message_is_ex
         st.sampled_from(["a", "b", True, 1.0, nan]),
         st.just(UNDEFINED),
     )
-    op = st.one_of(
-        st.tuples(
-            st.just("added"),
-            st.sampled_from(subs),
-            st.sampled_from(ids),
-            st.dictionaries(st.sampled_from(keys), values.filter(lambda v: v is not UNDEFINED)),
-        ),
-        st.tuples(
-            st.just("changed"),
-            st.sampled_from(subs),
-            st.sampled_from(ids),
-            st.dictionaries(st.sampled_from(keys), values),
-        ),
-        st.tuples(st.just("removed"), st.sampled_from(subs), st.sampled_from(ids), st.none()),
-        st.tuples(st.just("unsub"), st.sampled_from(subs), st.none(), st.none()),
-    )
-
-    def general(box: Mergebox, step) -> object:
-        kind, sub, doc_id, fields = step
-        try:
-            if kind == "unsub":
-                return box.remove_subscription(sub)
-            if kind == "removed":
-                return box.removed(sub, "c", doc_id)
-            return getattr(box, kind)(sub, "c", doc_id, fields)
-        except KeyError:
-            return "KeyError"
+    op = _steps(subs, ids, keys, values)
 
     @settings(max_examples=400, deadline=None)
     @given(st.lists(op, max_size=25))
@@ -395,9 +379,9 @@ def test_apply_agrees_with_the_full_views_and_says_when_the_shared_message_is_ex
         compact, full = Mergebox(), FullViews()
         for step in steps:
             kind, sub, doc_id, fields = step
-            expected = general(full, step)
+            expected = _step(full, step)
             if kind == "unsub":
-                got = general(compact, step)
+                got = _step(compact, step)
             else:
                 try:
                     got = compact.apply(sub, "c", kind, doc_id, fields)
