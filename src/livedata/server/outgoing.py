@@ -110,17 +110,8 @@ class Writer:
             self.carry()
             return
         # inline: no task per message (a client that does not read blocks only its own
-        # receive loop); the loop of _send_queued, not a call to it: one coroutine less
-        # on every reply (issue 14 measures per-message overhead)
-        self._sending = True
-        outbox = self.outbox
-        try:
-            while outbox:
-                await self._send(outbox.popleft())
-                if self._room is not None and outbox.bytes <= self._room_low:
-                    self._room.set()
-        finally:
-            self._sending = False
+        # receive loop)
+        await self._send_queued()
 
     async def room(self, below: int) -> None:
         if self._room is None:
