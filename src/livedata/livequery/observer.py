@@ -188,21 +188,19 @@ class QueryObserver:
         full = self.sliced or any(r.op == "truncate" or r.model != self.label for r in relevant)
         if self.matcher is None and len(relevant) > REQUERY_THRESHOLD:
             full = True  # a burst: one full query beats a huge IN list
-        if not full and self.matcher is not None:
+        if full:
+            return self.resync()
+        if self.matcher is not None:
             state = self._match_in_memory(relevant)
             new = {pk: doc for pk, doc in state.items() if doc is not None}
-            candidates = set(state)
+            candidates: Iterable[str] = set(state)
             self.in_memory += 1
-        elif full:
-            new = self.fetch()
-            candidates: Iterable[str] = set(new) | set(self.docs)
         else:
             pks = {r.pk for r in relevant if r.pk is not None}
             model_pk = self.queryset.model._meta.pk
             keys = [model_pk.to_python(pk) for pk in pks]
             new = self.fetch(self.queryset.filter(pk__in=keys))
             candidates = pks
-        if full or self.matcher is None:
             self.queried += 1
         return self._diff(new, candidates)
 
@@ -217,9 +215,7 @@ class QueryObserver:
         if any(r.op == "truncate" for r in rows) or (
             sum(map(len, changed.values())) > REQUERY_THRESHOLD
         ):
-            new = self.fetch()
-            self.queried += 1
-            return self._diff(new, set(new) | set(self.docs))
+            return self.resync()
         links: dict[str, tuple[Any, ...]] = {}
         state = self._match_in_memory([r for r in rows if r.model == self.label], links)
         if changed:
@@ -280,7 +276,8 @@ class QueryObserver:
         return all(r.model == self.label and r.op != "truncate" for r in mine)
 
     def resync(self) -> list[tuple[str, str, dict[str, Any] | None]]:
-        """Re-read the whole result (after a failed refresh): the client ends up exact."""
+        """Re-read the whole result (a failed refresh, a truncate, a change the rows alone
+        cannot decide, a burst): the client ends up exact."""
         new = self.fetch()
         self.queried += 1
         return self._diff(new, set(new) | set(self.docs))
