@@ -456,3 +456,40 @@ def test_a_follower_from_a_pruned_position_is_told_and_stops(db_params, connect,
         told, got = asyncio.run(main())
     assert "refetch" in str(told[0]) and got == []
     assert "stopped" in caplog.text
+
+
+def test_watched_channels_share_the_connection_and_are_told_after_a_reconnect(db_params):
+    """``watch``: a NOTIFY on another channel calls its watcher (a burst once) and reads
+    no log; a reconnection calls it too (what was sent meanwhile is lost)."""
+
+    async def main() -> tuple[list[float], int, int]:
+        calls: list[float] = []
+        listener = Listener(params=db_params)
+        listener.poll_interval = 30
+        listener.reconnect_min = 0.05
+        task = asyncio.create_task(listener.run())
+        await asyncio.wait_for(listener.connected.wait(), 10)
+        listener.watch("livedata_test_other", lambda: calls.append(time.monotonic()))
+        await until(lambda: len(calls) == 1)  # told once it LISTENs
+        reads = listener.reads
+        async with await psycopg.AsyncConnection.connect(**db_params, autocommit=True) as conn:
+            async with conn.transaction():  # folded into one NOTIFY by PostgreSQL
+                for _ in range(3):
+                    await conn.execute("SELECT pg_notify('livedata_test_other', '')")
+            await until(lambda: len(calls) >= 2)
+            await conn.execute("SELECT pg_notify('livedata_test_other', 'again')")
+            await until(lambda: len(calls) >= 3)
+            reads_after, notifies = listener.reads, listener.notifies
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND (query LIKE 'LISTEN %%' OR query LIKE '%%pg_current_snapshot%%')"
+            )
+        await until(lambda: listener.connects == 2 and len(calls) >= 4)
+        listener.stop()
+        await task
+        return calls, reads_after - reads, notifies
+
+    calls, reads, notifies = asyncio.run(main())
+    assert len(calls) == 4
+    assert reads == 0 and notifies == 0  # the log's own channel was not woken

@@ -14,7 +14,11 @@ position, so each follower receives every committed change exactly once.
 
     listener = Listener()
     follower = listener.follow(my_async_callable)   # called with a Batch
+    listener.watch("my_channel", my_callback)       # other NOTIFYs, on the same connection
     await listener.run()                            # until listener.stop()
+
+``watch`` lets other parts of the process wait for a NOTIFY of their own (the webhook
+dispatcher: subscriptions changed) without a connection and a poll of their own.
 """
 
 from __future__ import annotations
@@ -92,6 +96,9 @@ class Listener:
         self.reconnect_min = conf.LISTENER_RECONNECT_MIN
         self.reconnect_max = conf.LISTENER_RECONNECT_MAX
         self.followers: list[Follower] = []
+        #: other channels this connection LISTENs on, with their callbacks (``watch``)
+        self._watches: dict[str, list[Callable[[], None]]] = {}
+        self._unlistened: set[str] = set()
         self._stopping = asyncio.Event()
         self._poke = asyncio.Event()
         self.connected = asyncio.Event()
@@ -148,6 +155,31 @@ class Listener:
         params = self._params or await asyncio.to_thread(connection_params, self._alias)
         return await psycopg.AsyncConnection.connect(**_generic_plans(params))
 
+    def watch(self, channel: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the event loop) on every NOTIFY on ``channel``, and after
+        every (re)connection, since NOTIFYs sent while disconnected are lost. A burst of
+        NOTIFYs received together calls it once."""
+        if channel == self.channel:
+            raise ValueError(f"{channel!r} is the change log's own channel")
+        if channel not in self._watches:
+            self._watches[channel] = []
+            self._unlistened.add(channel)
+            self._poke.set()  # LISTEN on it now, not after the next commit
+        self._watches[channel].append(callback)
+
+    def _notified(self, channels: set[str]) -> None:
+        for channel in channels:
+            for callback in self._watches.get(channel, ()):
+                try:
+                    callback()
+                except Exception:
+                    logger.exception("livedata listener: a watcher of %r failed", channel)
+
+    async def _listen_watched(self, conn: psycopg.AsyncConnection, channels: set[str]) -> None:
+        for channel in sorted(channels):
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        self._unlistened -= channels
+
     def stop(self) -> None:
         self._stopping.set()
         self._poke.set()
@@ -196,6 +228,7 @@ class Listener:
         exists = await (await conn.execute(log.TABLE_EXISTS_SQL)).fetchone()
         if not exists or not exists[0]:
             raise MissingLogTable()
+        await self._listen_watched(conn, set(self._watches))
         if self.position is None:
             self.position = await log.head_async(conn)
         # followers made before this learn where the stream starts (a write fence waiting
@@ -205,9 +238,14 @@ class Listener:
         self.connects += 1
         self.connected.set()
         logger.debug("livedata listener connected at %s", self.position)
+        self._notified(set(self._watches))  # what was sent while disconnected is lost
 
     async def _serve(self, conn: psycopg.AsyncConnection) -> None:
         while not self._stopping.is_set():
+            if self._unlistened:  # watched since: tell them once it listens
+                fresh = set(self._unlistened)
+                await self._listen_watched(conn, fresh)
+                self._notified(fresh)
             await self._drain(conn)
             await self._wait(conn)
 
@@ -220,11 +258,13 @@ class Listener:
         connection is the listener's alone and idle here, so nothing else reads it.
         """
         backlog = getattr(conn, "_notifies_backlog", None)
-        if backlog:  # NOTIFYs psycopg received during the last read: read again
-            self.notifies += len(backlog)
-            backlog.clear()
-            return
+        if backlog:  # NOTIFYs psycopg received during the last read
+            ours = self._sort_backlog(backlog)
+            if ours:  # read again
+                self.notifies += ours
+                return
         pgconn = conn.pgconn
+        channel = self.channel.encode()
         fd = pgconn.socket
         poke = self._poke
         lost: list[psycopg.Error] = []
@@ -235,9 +275,15 @@ class Listener:
                 if pgconn.status != pq.ConnStatus.OK:
                     raise psycopg.OperationalError("the server closed the connection")
                 notified = False
-                while pgconn.notifies() is not None:
-                    self.notifies += 1
-                    notified = True
+                others: set[str] = set()
+                while (n := pgconn.notifies()) is not None:
+                    if n.relname == channel:
+                        self.notifies += 1
+                        notified = True
+                    else:
+                        others.add(n.relname.decode())
+                if others:
+                    self._notified(others)
             except psycopg.Error as exc:  # the connection broke while idle
                 lost.append(exc)
                 poke.set()
@@ -263,7 +309,7 @@ class Listener:
             # whatever committed before this read began is in it: their NOTIFYs are moot
             backlog = getattr(conn, "_notifies_backlog", None)
             if backlog:
-                backlog.clear()
+                self._sort_backlog(backlog)
             self._poke.clear()
             batch = await log.read_batch_async(
                 conn, self.position, limit=self.batch_size, models=self.models
@@ -274,6 +320,21 @@ class Listener:
             self.position = batch.end
             if batch.caught_up:
                 return
+
+    def _sort_backlog(self, backlog: Any) -> int:
+        """Empty psycopg's backlog of NOTIFYs: calls the watchers of other channels,
+        returns how many were the log's."""
+        ours = 0
+        others: set[str] = set()
+        for n in backlog:
+            if n.channel == self.channel:
+                ours += 1
+            else:
+                others.add(n.channel)
+        backlog.clear()
+        if others:
+            self._notified(others)
+        return ours
 
     def publish(self, batch: Batch) -> None:
         for follower in list(self.followers):

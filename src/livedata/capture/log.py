@@ -318,14 +318,6 @@ def horizon(conn: Any) -> int | None:
     return None if row is None else int(row[0])
 
 
-async def horizon_async(conn: Any) -> int | None:
-    """``horizon`` on an async connection."""
-    async with conn.cursor() as cur:
-        await cur.execute(HORIZON_SQL)
-        row = await cur.fetchone()
-    return None if row is None else int(row[0])
-
-
 def oldest(conn: Any) -> Position:
     """The oldest position still readable in full (``START`` if nothing was pruned)."""
     return Position.oldest_at(horizon(conn))

@@ -22,6 +22,10 @@ number of hosts cooperate through PostgreSQL only:
   listener's stream again. Contiguity and catch-up live there, not here. Catch-ups share
   at most ``CATCH_UP_CONNECTIONS`` connections per dispatcher
   (``ConnectionLimit``). Nothing is lost when NOTIFYs are: the listener also polls.
+- **Reloading** the subscriptions is one statement (``store.overview``), every
+  ``WEBHOOK_REFRESH_INTERVAL`` while any subscription is active. With none, the
+  dispatcher waits for its trigger's NOTIFY (a subscription added, enabled, replaced,
+  removed), received on the listener's connection: an idle process costs nothing.
 - **Delivering**: one request at a time per subscription (so in log order), all
   subscriptions concurrently (a slow receiver only holds its own runner). Retries
   follow ``WEBHOOK_RETRY_SCHEDULE``; runners waiting long for a retry are handed back.
@@ -51,12 +55,12 @@ from typing import Any
 
 import psycopg
 
-from livedata.capture import log
 from livedata.capture.follower import ConnectionLimit, Follower, first_line
 from livedata.capture.listener import Listener, connection_params
 from livedata.capture.position import Position
 from livedata.conf import LivedataSettings, livedata_settings
 from livedata.webhooks import store
+from livedata.webhooks.models import NOTIFY_CHANNEL
 from livedata.webhooks.owners import Owners
 from livedata.webhooks.runner import Runner
 from livedata.webhooks.selection import Selection
@@ -66,6 +70,10 @@ from livedata.webhooks.transport import Transport
 logger = logging.getLogger("livedata.webhooks")
 
 PRUNE_EVERY = 600.0
+#: With no active subscription, reload only when the subscriptions' trigger NOTIFYs
+#: (``models.NOTIFY_CHANNEL``, through the listener's connection), or after this long
+#: (a safety net): an idle process costs the database nothing per second.
+IDLE_RELOAD = 60.0
 #: catch-up connections a dispatcher's followers share (claiming 100 subscriptions at
 #: once must not open 100 connections)
 CATCH_UP_CONNECTIONS = 2
@@ -117,6 +125,10 @@ class Dispatcher:
         self._last_prune = 0.0
         self._last_recheck = time.monotonic()
         self.recheck_every = self.conf.WEBHOOK_PERMISSION_RECHECK
+        #: some subscription is active: reload every WEBHOOK_REFRESH_INTERVAL (to claim
+        #: what a dead worker held, take turns, see a horizon move) instead of IDLE_RELOAD
+        self.watching = True
+        listener.watch(NOTIFY_CHANNEL, self.poke)
 
     # --- control ------------------------------------------------------------------------
     def poke(self) -> None:
@@ -203,7 +215,7 @@ class Dispatcher:
                 waiter = asyncio.ensure_future(self._poke.wait())
                 done, _ = await asyncio.wait(
                     {waiter, flusher},
-                    timeout=self.conf.WEBHOOK_REFRESH_INTERVAL,
+                    timeout=self.conf.WEBHOOK_REFRESH_INTERVAL if self.watching else IDLE_RELOAD,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 waiter.cancel()
@@ -240,10 +252,10 @@ class Dispatcher:
         """Read the subscriptions, hand back what changed or is more than the fair
         share, claim what is free (or take turns), re-check permissions, prune."""
         assert self.conn is not None
-        active = await store.active(self.conn)
-        self.horizon = await log.horizon_async(self.conn)
-        workers = await store.workers(self.conn)
-        locked = await store.locked_anywhere(self.conn)
+        seen = await store.overview(self.conn)
+        active, workers, locked = seen.active, seen.workers, seen.locked
+        self.horizon = seen.horizon
+        self.watching = bool(active)
         restart = self._hand_back_changed(active)
         share = fair_share(len(active), workers, self.concurrency)
         held = self._hand_back_extras(share)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import pgtrigger
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from livedata.capture.position import START, Position
+
+#: What the subscriptions' triggers NOTIFY when a dispatcher must look at them again (one
+#: was added, removed, enabled, disabled, replaced or had its position set): dispatchers
+#: with nothing to deliver wait for it instead of polling (``webhooks.dispatcher``).
+NOTIFY_CHANNEL = "livedata_webhooks"
+_NOTIFY = f"PERFORM pg_notify('{NOTIFY_CHANNEL}', ''); RETURN NULL;"
 
 
 class Subscription(models.Model):
@@ -61,6 +68,23 @@ class Subscription(models.Model):
             models.UniqueConstraint(fields=["owner", "name"], name="livedata_webhook_owner_name")
         ]
         indexes = [models.Index(fields=["state"], name="livedata_webhook_state")]
+        triggers = [
+            pgtrigger.Trigger(
+                name="webhooks_notify",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert | pgtrigger.Delete | pgtrigger.Truncate,
+                level=pgtrigger.Statement,
+                func=_NOTIFY,
+            ),
+            # not on the workers' own flushes (positions, retry state, counters)
+            pgtrigger.Trigger(
+                name="webhooks_notify_update",
+                when=pgtrigger.After,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.AnyChange("state", "generation", "updated"),
+                func=_NOTIFY,
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.owner_id}) → {self.url}"
