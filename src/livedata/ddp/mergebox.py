@@ -12,11 +12,14 @@ Mirrors Meteor's SessionCollectionView / SessionDocumentView (docs/ddp-wire-refe
 
 Memory shape: a server holds one mergebox per connection and one entry per document it
 shows, so this is the biggest structure in the process and what Python's cyclic GC must
-walk at every full collection. Most documents have one provider: they are kept as the
-pickled bytes of ``(sub, fields)``, so the dicts holding them contain only strings and
-bytes, which the GC never tracks or walks; only documents that several subscriptions
-provide get a full ``_DocumentView``. Measured with bench/gcprobe.py and
-bench/live_queries.py (see the commits).
+walk at every full collection. Most documents have one provider: they are kept as a
+tuple ``(sub, pickled fields)``, so the dicts holding them contain only strings, bytes
+and tuples of those, which the GC stops tracking; only documents that several
+subscriptions provide get a full ``_DocumentView``. Measured with bench/gcprobe.py and
+bench/live_queries.py (see the commits). The pickled fields are shared: connections
+applying the same change (one fan-out: the same ``fields`` object, the same pickled
+state before it) get the same bytes object, pickled once (``_dump``, ``_change_shared``),
+so 1000 clients of one publication hold one copy of each document's fields, not 1000.
 
 Encode once, send many (issue 14): a shared live query's change is the same for every
 connection that has the document from that subscription alone, so the server encodes
@@ -119,19 +122,59 @@ class _DocumentView:
             collector[key] = entries[0][1]
 
 
-View = _DocumentView | bytes  # bytes: the pickled (sub, fields) of a one-provider document
+#: a one-provider document: (its subscription, its pickled fields)
+Compact = tuple[Any, bytes]
+View = _DocumentView | Compact
+
+# Caches shared by every connection's mergebox: a fan-out applies the same changes (the
+# same objects) to each connection in turn, and subscribers of one publication get the
+# same initial documents. Keyed by identity; each entry holds the objects it is keyed by,
+# so those ids cannot be reused meanwhile. Emptied when full (a fan-out is short).
+CACHE_SIZE = 1024
+_dumped: dict[int, tuple[dict[str, Any], bytes]] = {}
+_changed: dict[tuple[int, int], tuple[bytes, dict[str, Any], bytes, dict[str, Any]]] = {}
 
 
-def _pack(sub: Any, fields: dict[str, Any]) -> bytes:
-    return pickle.dumps((sub, fields), pickle.HIGHEST_PROTOCOL)
+def _dump(fields: dict[str, Any]) -> bytes:
+    """The pickle of ``fields``: the same bytes object for the same dict (callers never
+    change a dict once they passed it here: the live queries replace a changed
+    document's fields, never mutate them)."""
+    hit = _dumped.get(id(fields))
+    if hit is not None and hit[0] is fields:
+        return hit[1]
+    if len(_dumped) >= CACHE_SIZE:
+        _dumped.clear()
+    packed = pickle.dumps(fields, pickle.HIGHEST_PROTOCOL)
+    _dumped[id(fields)] = (fields, packed)
+    return packed
 
 
-def _unpack(view: bytes) -> tuple[Any, dict[str, Any]]:
-    return pickle.loads(view)
+def _pack(sub: Any, fields: dict[str, Any]) -> Compact:
+    return (sub, pickle.dumps(fields, pickle.HIGHEST_PROTOCOL))
+
+
+def _unpack(view: Compact) -> tuple[Any, dict[str, Any]]:
+    return view[0], pickle.loads(view[1])
+
+
+def _change_shared(packed: bytes, fields: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    """A one-provider document's pickled fields after ``fields`` changed, and what visibly
+    changed (not to be modified: the next connection may get the same dict)."""
+    key = (id(packed), id(fields))
+    hit = _changed.get(key)
+    if hit is not None and hit[0] is packed and hit[1] is fields:
+        return hit[2], hit[3]
+    if len(_changed) >= CACHE_SIZE:
+        _changed.clear()
+    own = pickle.loads(packed)
+    collector = Mergebox._change_own(own, fields)
+    after = pickle.dumps(own, pickle.HIGHEST_PROTOCOL)
+    _changed[key] = (packed, fields, after, collector)
+    return after, collector
 
 
 def _fields(view: View) -> dict[str, Any]:
-    return _unpack(view)[1] if type(view) is bytes else view.fields()  # type: ignore[arg-type,union-attr]
+    return _unpack(view)[1] if type(view) is tuple else view.fields()  # type: ignore[arg-type,union-attr]
 
 
 def message_for(collection: str, op: str, doc_id: str, fields: dict[str, Any] | None) -> Message:
@@ -169,7 +212,7 @@ class Mergebox:
         is_new = view is None
         if view is None:
             view = docs[doc_id] = _DocumentView()
-        elif type(view) is bytes:
+        elif type(view) is tuple:
             view = docs[doc_id] = _DocumentView.of(*_unpack(view))
         view.exists_in[sub] = None
         collector: dict[str, Any] = {}
@@ -188,7 +231,7 @@ class Mergebox:
         if view is None:
             raise KeyError(f"Could not find element with id {doc_id} to change")
         collector: dict[str, Any] = {}
-        if type(view) is bytes:
+        if type(view) is tuple:
             owner, own = _unpack(view)
             if owner == sub:  # the one provider: its values are the visible ones
                 collector = self._change_own(own, fields)
@@ -221,19 +264,19 @@ class Mergebox:
                 if docs is None:
                     docs = self.collections[collection] = {}
                 self.provided.setdefault(sub, {}).setdefault(collection, {})[doc_id] = None
-                docs[doc_id] = _pack(sub, fields)
+                docs[doc_id] = (sub, _dump(fields))  # type: ignore[arg-type]
                 return None
-        elif type(view) is bytes:
-            owner, own = _unpack(view)
+        elif type(view) is tuple:
+            owner = view[0]  # type: ignore[index]
             if owner == sub and op == "removed":
                 return None if self.removed(sub, collection, doc_id) else []
             if owner == sub and op == "changed":
                 assert fields is not None
-                collector = self._change_own(own, fields)
-                docs[doc_id] = _pack(owner, own)  # type: ignore[index]
+                packed, collector = _change_shared(view[1], fields)  # type: ignore[index]
+                docs[doc_id] = (owner, packed)  # type: ignore[index]
                 if collector and len(collector) == len(fields):
                     return None  # every field changed visibly: the message itself
-                return self._changed_message(collection, doc_id, collector)
+                return self._changed_message(collection, doc_id, dict(collector))
         if op == "added":
             return self.added(sub, collection, doc_id, fields)  # type: ignore[arg-type]
         if op == "changed":
@@ -260,8 +303,8 @@ class Mergebox:
     def removed(self, sub: Any, collection: str, doc_id: str) -> list[Message]:
         docs = self.collections.get(collection, {})
         view = docs.get(doc_id)
-        single = type(view) is bytes
-        if view is None or (_unpack(view)[0] != sub if single else sub not in view.exists_in):
+        single = type(view) is tuple
+        if view is None or (view[0] != sub if single else sub not in view.exists_in):  # type: ignore[index,operator]
             raise KeyError(f"Removed nonexistent document {doc_id}")
         ids = self.provided.get(sub, {}).get(collection)
         if ids is not None:
