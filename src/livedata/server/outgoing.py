@@ -7,10 +7,11 @@ Nothing that produces frames (methods, the live-query engine) ever waits on a sl
 client: frames are put in the outbox and carried from there; a client whose outbox
 passes ``DDP_MAX_OUTGOING_BYTES`` is disconnected by its DDP session. Two carriers:
 
-- ``Writer`` (the raw WebSocket, and in-memory pipes in tests): a task pops the frames one
-  at a time and awaits the transport's ``send``; it exists only while there are frames
-  (an idle connection owns no task), and a reply to the client's own message goes out
-  inline (``carry_now``), without a task;
+- ``Writer`` (the raw WebSocket, and in-memory pipes in tests): frames are popped one at
+  a time and the transport's ``send`` driven inline; only a send that has to wait for
+  the socket goes on in a task, which exists only while there are frames (an idle
+  connection owns no task); a reply to the client's own message goes out inline
+  (``carry_now``), without a task;
 - ``sockjs.ddp.SockJSCarrier``: the outbox is the SockJS session's, whose receivers take
   every queued frame at once when the client polls or streams.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Generator
+from types import CoroutineType
 from typing import Any, Protocol
 
 from livedata.ddp.messages import serialize
@@ -94,16 +96,48 @@ class Writer:
         self._room_low = 0  # ...to this many bytes
 
     def carry(self) -> None:
-        if self._task is None and not self._sending and not self.outbox.closed:
-            write = self._write()
-            try:
-                waiting_on = write.send(None)  # inline, until a send has to wait
-            except StopIteration:
-                return  # all sent: no task
-            except Exception:  # the transport is gone (the session learns it from it)
-                logger.debug("sending to a DDP client failed", exc_info=True)
+        """Send what is queued, inline: each frame's ``send`` is driven here, without a
+        coroutine of ours around it (the fan-out path: once per change per session). The
+        first send that has to wait for the socket goes on in a task, with the rest."""
+        if self._task is not None or self._sending or self.outbox.closed:
+            return
+        outbox, send, room = self.outbox, self._send, self._room
+        self._sending = True  # no one else sends meanwhile: frames keep their order
+        try:
+            while outbox:
+                sending = send(outbox.popleft())
+                if type(sending) is not CoroutineType:  # another awaitable: drive it too
+                    sending = _awaited(sending)
+                try:
+                    waiting_on = sending.send(None)
+                except StopIteration:
+                    if room is not None and outbox.bytes <= self._room_low:
+                        room.set()  # a stream waiting for room goes on
+                    continue
+                except Exception:  # the transport is gone (the session learns it from it)
+                    logger.debug("sending to a DDP client failed", exc_info=True)
+                    return
+                # the rest in a task; started here, so that a task cancelled before its
+                # first step still runs ``_finish``'s ``finally`` (through _Resumed)
+                rest = self._finish(_Resumed(sending, waiting_on))
+                self._task = asyncio.get_running_loop().create_task(
+                    _Resumed(rest, rest.send(None))
+                )
                 return
-            self._task = asyncio.get_running_loop().create_task(_Resumed(write, waiting_on))
+        finally:
+            if self._task is None:
+                self._sending = False
+
+    async def _finish(self, sending: _Resumed) -> None:
+        """The rest of a send that had to wait, then of the outbox (the writer task)."""
+        try:
+            await sending
+            if self._room is not None and self.outbox.bytes <= self._room_low:
+                self._room.set()
+            await self._send_queued()
+        finally:
+            self._sending = False
+            self._task = None
 
     async def carry_now(self) -> None:
         if self._task is not None or self._sending:
@@ -149,12 +183,6 @@ class Writer:
         if self._room is not None:
             self._room.set()
 
-    async def _write(self) -> None:
-        try:
-            await self._send_queued()
-        finally:
-            self._task = None
-
     async def _send_queued(self) -> None:
         """Send the frames ahead in the outbox, one at a time, until there are none;
         ``_sending`` meanwhile, so that no one else sends and frames keep their order."""
@@ -171,7 +199,7 @@ class Writer:
 
 class _Resumed(Coroutine[Any, Any, None]):
     """The rest of ``coro``, started inline and suspended on ``waiting_on`` (what it
-    yielded: a future, or None for a bare yield), for a task to drive: the task's first
+    yielded: a future, or None for a bare yield), awaited by the writer task: its first
     step waits on ``waiting_on``, later ones go on into ``coro``. A task cancelled before
     its first step throws into ``coro`` itself, so its ``finally`` blocks run then."""
 
@@ -197,10 +225,20 @@ class _Resumed(Coroutine[Any, Any, None]):
         self._coro.close()
 
     def __await__(self) -> Generator[Any, None, None]:
-        raise TypeError("driven by a task, not awaited")
+        return self  # type: ignore[return-value]
+
+    def __iter__(self) -> _Resumed:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
 
 
 _STARTED = object()
+
+
+async def _awaited(awaitable: Awaitable[None]) -> None:
+    await awaitable
 
 
 async def stream(messages: list[dict[str, Any] | str], carrier: Carrier, closed: Flag) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from livedata.ddp import messages
@@ -55,9 +56,11 @@ async def serve_websocket(
     await send({"type": "websocket.accept"})
     closed = Flag()
 
-    async def send_text(text: str) -> None:
-        if not closed.is_set():
-            await send({"type": "websocket.send", "text": text})
+    def send_text(text: str) -> Awaitable[None]:
+        # the server's own send, not a coroutine around it (once per frame: the fan-out)
+        if closed.is_set():
+            return _nothing()
+        return send({"type": "websocket.send", "text": text})  # type: ignore[no-any-return]
 
     handler = asyncio.current_task()
     abandoned = False
@@ -97,6 +100,10 @@ async def serve_websocket(
     finally:
         closed.set()
         await ddp_session.stop()
+
+
+async def _nothing() -> None:
+    pass
 
 
 async def _receive_loop(ddp_session: DDPSession, receive: Any, limit: int) -> None:
