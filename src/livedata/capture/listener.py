@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -107,6 +108,9 @@ class Listener:
         self.connects = 0  # how many times a connection was (re)established
         self.reads = 0  # log reads (statements) so far
         self.notifies = 0  # wake-ups by NOTIFY
+        self.batches = 0  # batches offered to the followers (with rows or a moved end)
+        self.rows = 0  # change rows read
+        self.last_read: float | None = None  # time.monotonic() of the last read
 
     # --- followers --------------------------------------------------------------------
     def follow(
@@ -315,7 +319,10 @@ class Listener:
                 conn, self.position, limit=self.batch_size, models=self.models
             )
             self.reads += 1
+            self.last_read = time.monotonic()
             if batch.rows or batch.end != batch.start:
+                self.batches += 1
+                self.rows += len(batch.rows)
                 self.publish(batch)
             self.position = batch.end
             if batch.caught_up:
