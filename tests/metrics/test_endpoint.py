@@ -151,3 +151,44 @@ def test_sockjs_sessions_are_counted_apart(server, metrics_token):
     assert got[("livedata_connections", WS)] == 0
     assert got[("livedata_messages_out_total", (("transport", "sockjs"),))] >= 2
     assert got[("livedata_messages_out_total", WS)] == 0
+
+
+def test_a_failing_webhook_receiver_shows_as_backlog_and_retries(server, metrics_token):
+    from django.contrib.auth.models import Permission
+
+    from livedata.webhooks.models import Subscription
+    from tests.webhooks.conftest import Receiver, subscribe
+
+    failing = True
+    receiver = Receiver(respond=lambda _: (500, {}, b"down") if failing else (204, {}, b""))
+    receiver.start()
+    try:
+        owner = User.objects.create_user("svc")
+        owner.user_permissions.add(Permission.objects.get(codename="view_book"))
+        subscribe(User.objects.get(pk=owner.pk), "books", receiver.url)
+        labels = (("subscription", str(Subscription.objects.get(name="books").pk)),)
+        until(server, metrics_token, lambda s: s[("livedata_webhook_subscriptions_held", ())] == 1)
+
+        author = Author.objects.create(name="Janet", email="janet@example.com")
+        Book.objects.create(title="Hot Six", author=author)
+        retrying = until(
+            server,
+            metrics_token,
+            lambda s: s.get(("livedata_webhook_failed_attempts", labels), 0) >= 1,
+        )
+        assert retrying[("livedata_webhook_backlog", labels)] == 1
+        assert retrying[("livedata_webhook_backlog_seconds", labels)] > 0
+        assert retrying[("livedata_webhook_attempts_total", (("outcome", "failed"),))] >= 1
+
+        failing = False  # the next retry (at most 1.6 s later in the test settings) lands
+        delivered = until(
+            server,
+            metrics_token,
+            lambda s: (
+                s.get(("livedata_webhook_attempts_total", (("outcome", "delivered"),)), 0) >= 1
+            ),
+        )
+        assert delivered[("livedata_webhook_backlog", labels)] == 0
+        assert delivered[("livedata_webhook_failed_attempts", labels)] == 0
+    finally:
+        receiver.stop()

@@ -448,14 +448,23 @@ class Dispatcher:
             "gauge",
             "changes a webhook subscription received from the log, not yet acknowledged",
         )
+        age = Figure(
+            "webhook_backlog_seconds",
+            "gauge",
+            "seconds since the oldest change of the backlog was written (0: none)",
+        )
         failed = Figure(
             "webhook_failed_attempts",
             "gauge",
             "failed attempts in a row at a subscription's next change (0: delivering)",
         )
+        now = datetime.now(UTC)
         for runner in held:
             labels = (("subscription", str(runner.subscription.id)),)
-            backlog.values.append((labels, len(runner.state.buffer)))
+            buffer = runner.state.buffer
+            backlog.values.append((labels, len(buffer)))
+            oldest = datetime.fromisoformat(buffer[0].event["timestamp"]) if buffer else now
+            age.values.append((labels, max(0.0, (now - oldest).total_seconds())))
             failed.values.append((labels, runner.state.attempts))
         return [
             Figure.one(
@@ -465,6 +474,7 @@ class Dispatcher:
                 len(held),
             ),
             backlog,
+            age,
             failed,
             Figure(
                 "webhook_attempts_total",
