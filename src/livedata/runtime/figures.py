@@ -26,6 +26,12 @@ when the runtime starts; the figures ``livedata_broker_connected`` and
 
 ``current()`` is the board of the runtime serving in this process (``livedata serve``
 starts one), for views that have no runtime passed in.
+
+For the dashboard (issue 18): its publication reads ``board.read()`` on the event loop
+while someone is subscribed (nothing is read otherwise), and shows the same records the
+endpoint exposes. Labels stay bounded for Prometheus (publication, transport, consumer,
+subscription id): a detail the page needs beyond them (a subscription's parameters, a
+webhook's last attempts) belongs in a source of its own, not in these figures' labels.
 """
 
 from __future__ import annotations
