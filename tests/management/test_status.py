@@ -47,7 +47,7 @@ def test_the_log_and_a_webhook_subscription_behind_it():
     assert any(line.startswith("broker: not configured") for line in lines)
     mine = [line for line in lines if line.startswith(f'webhook {sub.pk} "orders"')]
     assert len(mine) == 1, lines
-    assert "active: behind 2 transaction(s), 2 row(s) of its models" in mine[0]
+    assert f"active at {sub.position}: behind 2 transaction(s), 2 row(s) of its models" in mine[0]
     assert "oldest written" in mine[0]
 
     call_command("prune", "--older-than", "0s")

@@ -151,8 +151,11 @@ class Command(BaseCommand):
             more = "+" if late.capped else ""
             oldest = "" if late.oldest is None else f", oldest written {_ago(late.oldest, now)}"
             retry = f", {sub.attempts} failed attempt(s), next {sub.next_attempt_at}"
+            saved = str(sub.position)
+            saved = saved if len(saved) <= 60 else saved[:57] + "..."
             lines.append(
-                f"{where}: behind {late.transactions}{more} transaction(s), {late.rows}{more} "
+                f"{where} at {saved}: behind {late.transactions}{more} transaction(s), "
+                f"{late.rows}{more} "
                 f"row(s) of its models{oldest}; delivered {sub.delivered}"
                 + (retry if sub.attempts else "")
             )
