@@ -192,3 +192,28 @@ def test_a_failing_webhook_receiver_shows_as_backlog_and_retries(server, metrics
         assert delivered[("livedata_webhook_failed_attempts", labels)] == 0
     finally:
         receiver.stop()
+
+
+def test_held_pull_clients_are_counted_by_model(server, metrics_token):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.contrib.auth.models import Permission
+
+    from tests.pull.conftest import feed_on, follow
+
+    reader = User.objects.create_user("billing")
+    reader.user_permissions.add(Permission.objects.get(codename="view_book"))
+    held = (("model", "bookstore.book"),)
+    with feed_on(server, tokens.issue(reader, kind="api")[0]) as feed:
+        _, handle, offset = follow(feed)
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(feed, offset=offset, handle=handle, live="true")
+            got = until(
+                server, metrics_token, lambda s: s.get(("livedata_pull_live_clients", held))
+            )
+            assert got[("livedata_pull_live_clients", held)] == 1
+            assert got[("livedata_consumer_lag_rows", (("consumer", "pull feed"),))] == 0
+            author = Author.objects.create(name="Janet", email="janet@example.com")
+            Book.objects.create(title="Hot Six", author=author)
+            assert answer.result(timeout=30).status_code == 200
+    until(server, metrics_token, lambda s: ("livedata_pull_live_clients", held) not in s)
