@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"publish"},
     {"accounts"},
     {"httpapi"},
-    {"livequery", "webhooks", "pull"},
+    {"livequery", "webhooks", "pull", "metrics"},
     {"server"},
     {"admin", "checks", "models", "urls", "api", "migrations"},  # Django's entry points
     {"apps"},  # the app config: wires the above at start-up

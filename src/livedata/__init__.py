@@ -23,7 +23,8 @@ that imports it back, inside a package either (the same test finds any cycle):
 7. ``httpapi`` (what the HTTP APIs share: authentication, JSON errors);
 8. ``livequery`` (the live-query engine: observers kept up to date from the listener's
    batches, which talks to subscribers through ``livequery.subscriber.Subscriber``),
-   ``webhooks``, ``pull``;
+   ``webhooks``, ``pull``, ``metrics`` (the figures of ``runtime.figures`` for
+   Prometheus, and their endpoint);
 9. ``server`` (transports, sessions, the ASGI app: the composition root);
 10. Django's entry points (``admin``, ``checks``, ``models``, ``urls``, ``api``,
     ``migrations``), then ``apps``, ``management``, ``cli`` and ``demo``, ``__main__``.

@@ -26,6 +26,7 @@ class LoginToken(models.Model):
         RESUME = "resume", "DDP login (resume token)"
         API = "api", "HTTP API token"
         RESET = "reset", "password reset"
+        METRICS = "metrics", "metrics scrape (/livedata/metrics only)"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="livedata_tokens"

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -159,6 +160,9 @@ class Follower:
         self._skip_until: Position | None = None
         self._retry = RETRY_MIN
         self.catch_ups = 0  # how many times it read the log itself
+        #: the batch being handed on now (for ``lag``), and whether it is reading the log
+        self._current: Batch | None = None
+        self.catching_up = False
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
 
     # --- the listener's side ----------------------------------------------------------
@@ -208,6 +212,7 @@ class Follower:
                 continue
             batch = self._queue.popleft()
             self._queued_rows -= len(batch.rows)
+            self._current = batch
             try:
                 await self._take(batch)
             except log.PositionExpired as exc:
@@ -226,11 +231,14 @@ class Follower:
                     first_line(exc),
                     self._retry,
                 )
+                self._current = None  # queued again: counted there while it waits
                 self._queue.appendleft(batch)
                 self._queued_rows += len(batch.rows)
                 await asyncio.sleep(self._retry)
                 self._retry = min(self._retry * 2, 5.0)
                 continue
+            finally:
+                self._current = None
             self._retry = RETRY_MIN
             self._release_fences()
 
@@ -260,6 +268,7 @@ class Follower:
     async def _catch_up(self, target: Position) -> None:
         assert self.position is not None
         self.catch_ups += 1
+        self.catching_up = True
         conn = await self._connect()
         try:
             while True:
@@ -274,6 +283,7 @@ class Follower:
                 if batch.end.complete and batch.end.snapshot.covers(target.snapshot):
                     return
         finally:
+            self.catching_up = False
             await conn.close()
 
     async def _hand(self, batch: Batch) -> None:
@@ -292,6 +302,29 @@ class Follower:
                 # consumers keep their own positions in the database
                 logger.exception("livedata: consumer %s failed on a batch", self.name)
         self.position = batch.end
+
+    def lag(self) -> tuple[int, int, float]:
+        """What the listener read that this consumer was not handed yet: (transactions,
+        rows, seconds since the oldest of them was written), of its models. Read on
+        demand (a scrape), from the queue it keeps anyway. While it catches up from the
+        log, the rows it has still to read there are not known: the figures are then at
+        least these (``catching_up`` says so)."""
+        batches = ([self._current] if self._current is not None else []) + list(self._queue)
+        txids: set[int] = set()
+        rows = 0
+        oldest = None
+        for batch in batches:
+            for row in batch.rows:
+                if self.models is not None and row.model not in self.models:
+                    continue
+                if self.position is not None and self.position.sees(row.txid):
+                    continue  # handed on already (the batch in hand, or one it is ahead of)
+                rows += 1
+                txids.add(row.txid)
+                if oldest is None or row.at < oldest:
+                    oldest = row.at
+        seconds = 0.0 if oldest is None else max(0.0, time.time() - oldest.timestamp())
+        return len(txids), rows, seconds
 
     def _release_fences(self) -> None:
         if self.position is None:

@@ -51,12 +51,14 @@ from livedata.capture.position import START, Position, PositionError, Snapshot
 __all__ = [
     "START",
     "Batch",
+    "Behind",
     "ChangeRow",
     "MissingLogTable",
     "Position",
     "PositionError",
     "PositionExpired",
     "Snapshot",
+    "behind",
     "head",
     "head_async",
     "prune",
@@ -316,6 +318,56 @@ def horizon(conn: Any) -> int | None:
         cur.execute(HORIZON_SQL)
         row = cur.fetchone()
     return None if row is None else int(row[0])
+
+
+# The committed rows a position has not received (of some models), at most ``cap`` of
+# them: the index on (txid, id) is entered at the position's xmin.
+BEHIND_SQL = f"""
+SELECT count(DISTINCT txid), count(*), min(at) FROM (
+    SELECT r.txid, r.at FROM {LOG_TABLE} r
+    WHERE r.txid >= pg_snapshot_xmin(%(snap)s::pg_snapshot)
+      AND NOT pg_visible_in_snapshot(r.txid, %(snap)s::pg_snapshot)
+      AND pg_visible_in_snapshot(r.txid, pg_current_snapshot())
+      AND NOT (%(until)s::pg_snapshot IS NOT NULL
+               AND pg_visible_in_snapshot(r.txid, %(until)s::pg_snapshot)
+               AND r.id <= %(last_id)s)
+      {{models}}
+    LIMIT %(cap)s
+) behind
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Behind:
+    """How far a position is behind the log's head: committed transactions and rows it
+    has not received, and when the oldest of them was written (None: none)."""
+
+    transactions: int
+    rows: int
+    oldest: datetime | None
+    #: ``rows`` reached the cap of the count: there are at least that many
+    capped: bool
+
+
+def behind(
+    conn: Any, position: Position, *, models: Iterable[str] | None = None, cap: int = 100_000
+) -> Behind:
+    """``Behind`` for ``position`` (a consumer's saved one), counting at most ``cap`` rows
+    (a position far behind costs a bounded read). ``conn``: a sync connection."""
+    params: dict[str, Any] = {
+        "snap": str(position.snapshot),
+        "until": None if position.until is None else str(position.until),
+        "last_id": position.last_id,
+        "cap": cap,
+    }
+    clause = ""
+    if models:
+        params["models"] = sorted({m.lower() for m in models})
+        clause = _MODELS_CLAUSE
+    with conn.cursor() as cur:
+        cur.execute(BEHIND_SQL.format(models=clause), params)
+        transactions, rows, oldest = cur.fetchone()
+    return Behind(int(transactions), int(rows), oldest, rows >= cap)
 
 
 def oldest(conn: Any) -> Position:

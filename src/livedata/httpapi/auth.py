@@ -2,7 +2,9 @@
 
 Bearer tokens must be API tokens (``livedata token USERNAME``): a DDP resume token or a
 password-reset token is refused like an unknown one (issue 19: both reached the pull
-feed and created webhook subscriptions).
+feed and created webhook subscriptions). An endpoint may accept other kinds too (the
+metrics endpoint takes metrics tokens: ``api_view(token_kinds=...)``); the kind that
+authenticated is in ``request.livedata_token_kind``.
 
 Credentials travel in clear over plain HTTP, so they are refused there unless the client
 is on a loopback address or ``LIVEDATA["HTTP_API_REQUIRE_TLS"]`` is False (behind a TLS
@@ -52,11 +54,15 @@ def _loopback(request: Any) -> bool:
         return False
 
 
-def authenticate(request: Any) -> Any:
+API_KINDS = (LoginToken.Kind.API,)
+
+
+def authenticate(request: Any, token_kinds: tuple[str, ...] = API_KINDS) -> Any:
     """The calling user, or None when no credentials were given.
 
     Raises ``ApiError`` 401 for wrong or unacceptable credentials (one message for an
-    unknown user and a wrong password: no user enumeration).
+    unknown user and a wrong password: no user enumeration). Bearer tokens of
+    ``token_kinds`` only are accepted.
     """
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if not header:
@@ -78,10 +84,11 @@ def authenticate(request: Any) -> Any:
         return _basic_user(basic.check(request, *credentials))
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer":
-        user = _bearer_user(value.strip())
-        if user is None:
+        found = _bearer_user(value.strip(), token_kinds)
+        if found is None:
             raise _unauthenticated("invalid or expired token")
-        return user
+        request.livedata_token_kind = found[1]
+        return found[0]
     raise _unauthenticated(f"unsupported authorization scheme {scheme!r}: use Basic or Bearer")
 
 
@@ -138,12 +145,13 @@ async def acheck_basic(request: Any) -> bool:
     return True
 
 
-#: hashed token → (when looked up, its user, when the token expires)
-_users_by_token: dict[str, tuple[float, Any, float | None]] = {}
+#: hashed token → (when looked up, its user, when the token expires, its kind)
+_users_by_token: dict[str, tuple[float, Any, float | None, str]] = {}
 _MAX_CACHED = 10_000
 
 
-def _bearer_user(secret: str) -> Any | None:
+def _bearer_user(secret: str, kinds: tuple[str, ...]) -> tuple[Any, str] | None:
+    """(user, token kind) of a live token of one of ``kinds``, or None."""
     ttl = livedata_settings().HTTP_API_AUTH_CACHE_SECONDS
     hashed = tokens.hash_token(secret) if isinstance(secret, str) else ""
     now = time.monotonic()
@@ -153,18 +161,19 @@ def _bearer_user(secret: str) -> Any | None:
         and now - cached[0] < ttl
         and (cached[2] is None or cached[2] > time.time())
     ):
-        return cached[1]
-    token = tokens.lookup(secret, kind=LoginToken.Kind.API)  # never a resume or reset token
-    if token is None:
-        _users_by_token.pop(hashed, None)
+        return (cached[1], cached[3]) if cached[3] in kinds else None
+    token = tokens.lookup(secret)
+    if token is None or token.kind not in kinds:  # never a resume or reset token
+        if token is None:
+            _users_by_token.pop(hashed, None)
         return None
     tokens.touch(token)
     if ttl > 0:
         if len(_users_by_token) >= _MAX_CACHED:
             _users_by_token.clear()
         expires = token.expires.timestamp() if token.expires is not None else None
-        _users_by_token[hashed] = (now, token.user, expires)
-    return token.user
+        _users_by_token[hashed] = (now, token.user, expires, token.kind)
+    return token.user, token.kind
 
 
 def forget_tokens(hashed: Iterable[str] | None = None) -> None:

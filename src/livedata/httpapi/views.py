@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from livedata import dbthreads
 from livedata.conf import livedata_settings
-from livedata.httpapi.auth import acheck_basic, authenticate
+from livedata.httpapi.auth import API_KINDS, acheck_basic, authenticate
 from livedata.httpapi.errors import ApiError
 
 logger = logging.getLogger("livedata.httpapi")
@@ -41,10 +41,15 @@ def close_db_threads() -> None:
     _db_threads.close()
 
 
-def api_view(*methods: str, login_required: bool = True) -> Callable[[View], View]:
+def api_view(
+    *methods: str,
+    login_required: bool = True,
+    token_kinds: tuple[str, ...] = API_KINDS,
+) -> Callable[[View], View]:
     """Make ``view`` a JSON API endpoint answering only ``methods``.
 
-    The caller is in ``request.api_user`` (None when anonymous and allowed). Sync and
+    The caller is in ``request.api_user`` (None when anonymous and allowed); bearer
+    tokens of ``token_kinds`` authenticate (API tokens by default). Sync and
     async views both work; for async ones authentication runs in ``run_in_db_thread``
     (a few threads with lasting connections, not a thread per request). CSRF does not
     apply: unsafe methods need explicit credentials (see ``auth``), never a cookie.
@@ -60,7 +65,7 @@ def api_view(*methods: str, login_required: bool = True) -> Callable[[View], Vie
             )
 
     def who(request: Any) -> Any:
-        user = authenticate(request)
+        user = authenticate(request, token_kinds)
         if user is None and login_required:
             raise ApiError(
                 401,

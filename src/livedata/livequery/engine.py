@@ -59,6 +59,7 @@ from livedata.livequery.limits import Holdings, size
 from livedata.livequery.observer import Observer, QueryObserver
 from livedata.memory import give_back
 from livedata.publish.publication import API, Publication
+from livedata.runtime.figures import Figure, Labels
 
 if TYPE_CHECKING:
     from livedata.livequery.subscriber import Subscriber
@@ -96,6 +97,8 @@ class Engine:
         #: observer → (collection, id) → (fields, the encoded ``added``) of its documents
         #: sent to a subscriber since they last changed (see ``_initial_frames``)
         self._initial: dict[Observer, dict[tuple[str, str], tuple[dict[str, Any], str]]] = {}
+        #: refreshes of observers dropped since (the figures' totals go on counting them)
+        self._refreshes_dropped = {"memory": 0, "query": 0}
 
     # --- subscriptions ------------------------------------------------------------------
 
@@ -265,6 +268,9 @@ class Engine:
             return
         if self.observers.get(observer.key) is observer:
             del self.observers[observer.key]
+            for q in observer.queries:
+                self._refreshes_dropped["memory"] += q.in_memory
+                self._refreshes_dropped["query"] += q.queried
             observer.release()
             self._initial.pop(observer, None)
             give_back(size(observer))  # its documents are freed now: return the pages
@@ -407,6 +413,74 @@ class Engine:
         loop = asyncio.get_running_loop()
         wait = self.runtime.settings.DDP_DATABASE_WAIT
         return await loop.run_in_executor(self.runtime.executor, run_waiting, wait, func, *args)
+
+    # --- figures ------------------------------------------------------------------------
+
+    def figures(self) -> list[Figure]:
+        """Observers, subscriptions and how they refresh, by publication (a source of
+        ``runtime.figures``: read on demand from the engine's own indexes)."""
+        observers: dict[str, int] = {}
+        subscriptions: dict[str, int] = {}
+        documents: dict[str, int] = {}
+        queries: dict[tuple[str, str], int] = {}
+        refreshes = dict(self._refreshes_dropped)
+        for observer in list(self.observers.values()):
+            name = observer.key[0]
+            observers[name] = observers.get(name, 0) + 1
+            subscriptions[name] = subscriptions.get(name, 0) + len(observer.subscribers)
+            for q in observer.queries:
+                documents[name] = documents.get(name, 0) + len(q.docs)
+                kind = (name, q.how_refreshed)
+                queries[kind] = queries.get(kind, 0) + 1
+                refreshes["memory"] += q.in_memory
+                refreshes["query"] += q.queried
+
+        def by_publication(counts: dict[str, int]) -> list[tuple[Labels, float]]:
+            return [((("publication", name),), n) for name, n in sorted(counts.items())]
+
+        return [
+            Figure(
+                "subscriptions",
+                "gauge",
+                "DDP subscriptions served, by publication",
+                by_publication(subscriptions),
+            ),
+            Figure(
+                "observers",
+                "gauge",
+                "live queries running (one per publication, parameters and user if it reads it)",
+                by_publication(observers),
+            ),
+            Figure(
+                "observer_queries",
+                "gauge",
+                "querysets of the observers by how a change reaches them: memory (log rows "
+                "alone), joins (in memory against join indexes), keys (re-query of the "
+                "changed keys), full (re-run)",
+                [
+                    ((("publication", name), ("refresh", how)), n)
+                    for (name, how), n in sorted(queries.items())
+                ],
+            ),
+            Figure(
+                "observer_documents",
+                "gauge",
+                "documents the observers hold, by publication",
+                by_publication(documents),
+            ),
+            Figure.one(
+                "observers_stale",
+                "gauge",
+                "observers whose refresh failed (database away), waiting to be re-read",
+                len(self.stale),
+            ),
+            Figure(
+                "observer_refreshes_total",
+                "counter",
+                "observer refreshes: done in memory, or with a query",
+                [((("how", how),), n) for how, n in refreshes.items()],
+            ),
+        ]
 
 
 def fair_order(observers: Iterable[Observer]) -> list[Observer]:

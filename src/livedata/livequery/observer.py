@@ -141,6 +141,19 @@ class QueryObserver:
             own_joins=own_joins and plan is not None,
         )
 
+    @property
+    def how_refreshed(self) -> str:
+        """How a change reaches its documents (the module docstring's cases), for the
+        figures: ``memory`` (the log rows alone), ``joins`` (in memory against the join
+        indexes; a joined row's change re-queries the keys it leads to), ``keys``
+        (re-queries the changed primary keys; a joined table's change re-runs it),
+        ``full`` (re-runs the whole query: a sliced query)."""
+        if self.sliced:
+            return "full"
+        if self.plan is not None:
+            return "joins"
+        return "memory" if self.matcher is not None else "keys"
+
     def release(self) -> None:
         """Give back the join indexes this query took (it is dropped)."""
         if self.plan is not None and self.joins is not None:

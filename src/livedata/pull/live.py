@@ -31,6 +31,7 @@ from livedata.publish.publication import API
 from livedata.pull.position import Handle
 from livedata.pull.reader import Annotated, MustRefetch, annotate, messages_of
 from livedata.pull.spec import FeedSpec
+from livedata.runtime.figures import Figure
 
 logger = logging.getLogger("livedata.pull")
 T = TypeVar("T")
@@ -183,7 +184,30 @@ def runtime_service(runtime: Any) -> Service | None:
     """The factory ``livedata.runtime.Runtime`` calls (registered by the app config)."""
     if runtime.listener is None:
         return None
+    runtime.figures.add("pull", lambda: figures(runtime.listener))
     return Service(runtime.listener)
+
+
+def figures(listener: Any) -> list[Figure]:
+    """Held pull clients by model and the feed's buffer (a source of
+    ``runtime.figures``; the notifier is made by the first live request)."""
+    found = _notifiers.get(id(listener))
+    note = found if found is not None and found.listener is listener else None
+    waiting = {} if note is None else {m: len(w) for m, w in note.waiters.items() if w}
+    return [
+        Figure(
+            "pull_live_clients",
+            "gauge",
+            "pull feed requests and event streams held open, by model",
+            [((("model", m),), n) for m, n in sorted(waiting.items())],
+        ),
+        Figure.one(
+            "pull_buffer_rows",
+            "gauge",
+            "change rows the pull feed keeps in memory for clients coming back",
+            0 if note is None else note.buffered_rows,
+        ),
+    ]
 
 
 def notifier() -> Notifier | None:

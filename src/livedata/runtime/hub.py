@@ -24,7 +24,9 @@ from livedata.capture.log import Batch, Snapshot
 from livedata.conf import LivedataSettings, livedata_settings
 from livedata.ddp.errors import DDPError
 from livedata.ddp.ratelimit import RateLimiter, Rule
+from livedata.runtime import figures
 from livedata.runtime.fence import Invocable, fence_snapshot, run_sync, run_waiting
+from livedata.runtime.figures import Figure
 
 logger = logging.getLogger("livedata.server")
 
@@ -62,8 +64,12 @@ class Runtime:
         self.fenced_follower: Follower | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._services: list[Any] | None = None
-        #: Live DDP sessions (``server.ddp_session``) with a heartbeat; one task ticks them all.
+        #: Live DDP sessions (``server.ddp_session``): one task ticks them all (heartbeats,
+        #: the connect deadline), and the figures count them
         self.sessions: set[Any] = set()
+        #: the process's figures (``runtime.figures``): each part registers its source
+        self.figures = figures.Board()
+        self.figures.add("listener", self._figures)
         self._ticker: asyncio.Task[None] | None = None
         #: thread pools (each thread keeps a DB connection), with their sizes: "default"
         #: runs sync methods and live-query refreshes; methods that hash passwords run on
@@ -97,6 +103,7 @@ class Runtime:
         self._consumers.append(_Consumer(consumer, name, models, fenced))
 
     async def start(self) -> None:
+        figures.serving(self.figures)
         if self.listener is not None and self._listener_task is None:
             for c in self._consumers:
                 follower = self.listener.follow(c.consumer, name=c.name, models=c.models)
@@ -145,6 +152,7 @@ class Runtime:
                     logger.exception("livedata: heartbeat of a session failed")
 
     async def stop(self) -> None:
+        figures.stopped(self.figures)
         for service in reversed(self._services or []):
             await service.stop()
         self._services = None
@@ -190,6 +198,60 @@ class Runtime:
             )
         except TimeoutError:
             logger.warning("livedata: write fence at %s timed out; sending updated", snapshot)
+
+    def _figures(self) -> list[Figure]:
+        """The listener's figures and each follower's lag (see ``runtime.figures``)."""
+        listener = self.listener
+        if listener is None:
+            return []
+        age = -1.0 if listener.last_read is None else time.monotonic() - listener.last_read
+        out = [
+            Figure.one("listener_connected", "gauge", _CONNECTED, listener.connected.is_set()),
+            *(
+                Figure.one(f"listener_{attr}_total", "counter", text, getattr(listener, attr))
+                for attr, text in _LISTENER_TOTALS
+            ),
+            Figure.one("listener_last_read_age_seconds", "gauge", _LAST_READ, age),
+        ]
+        per_consumer = [Figure(name, kind, text) for name, kind, text in _CONSUMER]
+        for follower in listener.followers:
+            labels = (("consumer", follower.name),)
+            values = (*follower.lag(), follower.catching_up, follower.catch_ups)
+            for figure, value in zip(per_consumer, values, strict=True):
+                figure.values.append((labels, float(value)))
+        return out + per_consumer
+
+
+_CONNECTED = "1 while the listener's LISTEN connection is up"
+_LAST_READ = "seconds since the listener's last read of the log (-1: none yet)"
+#: the listener's counters: (its attribute, what it counts)
+_LISTENER_TOTALS = [
+    ("connects", "times the listener (re)connected"),
+    ("reads", "reads of the change log"),
+    ("batches", "batches read from the change log and offered to the consumers"),
+    ("rows", "change rows read from the log"),
+    ("notifies", "wake-ups by NOTIFY"),
+]
+#: each follower's figures, in the order of ``Follower.lag()``, catching_up, catch_ups
+_CONSUMER: list[tuple[str, Any, str]] = [
+    (
+        "consumer_lag_transactions",
+        "gauge",
+        "committed transactions read by the listener, not yet handed to the consumer",
+    ),
+    ("consumer_lag_rows", "gauge", "change rows read, not yet handed to the consumer"),
+    (
+        "consumer_lag_seconds",
+        "gauge",
+        "seconds since the oldest change not yet handed to the consumer was written",
+    ),
+    (
+        "consumer_catching_up",
+        "gauge",
+        "1 while the consumer reads the log itself (behind: its lag is at least the above)",
+    ),
+    ("consumer_catch_ups_total", "counter", "times the consumer read the log itself"),
+]
 
 
 def _report_listener_exit(task: asyncio.Task[None]) -> None:

@@ -20,6 +20,7 @@ from livedata.publish.methods import registry as default_methods
 from livedata.publish.publication import API
 from livedata.runtime import Runtime
 from livedata.server.bodies import bounded_body
+from livedata.server.figures import session_figures
 from livedata.server.tokens import TokenWatch
 from livedata.server.without_middleware import ViewOnlyHandler, is_api_request
 
@@ -38,6 +39,8 @@ class DDPService:
         self.methods = methods or default_methods
         self.publications = API.publications  # names clients may subscribe to
         self.engine = Engine(runtime)
+        runtime.figures.add("ddp sessions", lambda: session_figures(runtime))
+        runtime.figures.add("live queries", self.engine.figures)
         # the live queries first (the write fence waits on them), then the token watch
         runtime.follow(self._on_engine_batch, name="live queries", fenced=True)
         self.tokens = TokenWatch(runtime)

@@ -83,8 +83,11 @@ class DDPSession:
         http_headers: Mapping[str, str] | None = None,
         site_origin: str = "",
         cookie_login: bool = True,
+        transport: str = "websocket",
     ) -> None:
         conf = services.settings
+        #: "websocket" (raw DDP) or "sockjs": the figures count sessions by it
+        self.transport = transport
         self.services = services
         self.runtime = services.runtime
         heartbeat = None
@@ -141,9 +144,17 @@ class DDPSession:
     # --- life cycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        if self.protocol.heartbeat is not None or self.protocol.connect_deadline is not None:
-            self.runtime.sessions.add(self)  # ticked: heartbeats, the connect deadline
+        self.runtime.sessions.add(self)  # ticked (heartbeats, the connect deadline), counted
         self.flush()
+
+    def _leave(self) -> None:
+        """Out of the runtime's live sessions; what it sent is carried on the figures'
+        totals (its outbox is closed: nothing more is counted on it)."""
+        if self in self.runtime.sessions:
+            self.runtime.sessions.discard(self)
+            labels = (("transport", self.transport),)
+            self.runtime.figures.carry("messages_out_total", labels, self.outbox.sent)
+            self.runtime.figures.carry("bytes_out_total", labels, self.outbox.sent_bytes)
 
     async def stop(self) -> None:
         """The transport is gone: stop this session's work and drop its subscriptions."""
@@ -151,7 +162,7 @@ class DDPSession:
         self.closed.set()
         self.outbox.close()
         await self.carrier.stop()  # a stream waiting for room goes on, to its end
-        self.runtime.sessions.discard(self)
+        self._leave()
         self.services.tokens.track_token(self, self.login_token, None)
         await self.services.engine.drop_session(self)
         # freed now rather than at the next full GC (sessions are in reference cycles), and
@@ -173,7 +184,7 @@ class DDPSession:
         self.protocol.close()
         self.closed.set()
         self.outbox.close()
-        self.runtime.sessions.discard(self)
+        self._leave()
         self._stream = None
         try:
             await self.carrier.close(code, reason)

@@ -59,6 +59,7 @@ from livedata.capture.follower import ConnectionLimit, Follower, first_line
 from livedata.capture.listener import Listener, connection_params
 from livedata.capture.position import Position
 from livedata.conf import LivedataSettings, livedata_settings
+from livedata.runtime.figures import Figure
 from livedata.webhooks import store
 from livedata.webhooks.models import NOTIFY_CHANNEL
 from livedata.webhooks.owners import Owners
@@ -129,6 +130,8 @@ class Dispatcher:
         #: what a dead worker held, take turns, see a horizon move) instead of IDLE_RELOAD
         self.watching = True
         listener.watch(NOTIFY_CHANNEL, self.poke)
+        #: attempts made by this dispatcher, by outcome (for the figures)
+        self.outcomes: dict[str, int] = {}
 
     # --- control ------------------------------------------------------------------------
     def poke(self) -> None:
@@ -434,8 +437,57 @@ class Dispatcher:
         self._last_prune = time.monotonic()
         await store.prune(self.conn, datetime.now(UTC) - self.conf.WEBHOOK_DELIVERY_RETENTION)
 
+    # --- figures ------------------------------------------------------------------------
+    def figures(self) -> list[Figure]:
+        """The subscriptions this dispatcher holds, their backlog and retries (a source
+        of ``runtime.figures``; how far each is behind the log is its follower's lag,
+        ``consumer_lag_*{consumer="webhooks subscription N"}``)."""
+        held = [r for r in list(self.runners.values()) if not r.stopping]
+        backlog = Figure(
+            "webhook_backlog",
+            "gauge",
+            "changes a webhook subscription received from the log, not yet acknowledged",
+        )
+        age = Figure(
+            "webhook_backlog_seconds",
+            "gauge",
+            "seconds since the oldest change of the backlog was written (0: none)",
+        )
+        failed = Figure(
+            "webhook_failed_attempts",
+            "gauge",
+            "failed attempts in a row at a subscription's next change (0: delivering)",
+        )
+        now = datetime.now(UTC)
+        for runner in held:
+            labels = (("subscription", str(runner.subscription.id)),)
+            buffer = runner.state.buffer
+            backlog.values.append((labels, len(buffer)))
+            oldest = datetime.fromisoformat(buffer[0].event["timestamp"]) if buffer else now
+            age.values.append((labels, max(0.0, (now - oldest).total_seconds())))
+            failed.values.append((labels, runner.state.attempts))
+        return [
+            Figure.one(
+                "webhook_subscriptions_held",
+                "gauge",
+                "webhook subscriptions this process delivers now",
+                len(held),
+            ),
+            backlog,
+            age,
+            failed,
+            Figure(
+                "webhook_attempts_total",
+                "counter",
+                "delivery attempts by outcome (delivered, failed, error, gone)",
+                [((("outcome", o),), n) for o, n in sorted(self.outcomes.items())],
+            ),
+        ]
+
     # --- writing back -------------------------------------------------------------------------
     def record(self, attempt: Attempt) -> None:
+        outcome = attempt.result.outcome
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         if attempt.result.ok and not self.conf.WEBHOOK_LOG_SUCCESSES:
             return
         self._attempts.append(attempt)

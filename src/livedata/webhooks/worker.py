@@ -31,7 +31,9 @@ def runtime_service(runtime: Any) -> Service | None:
     """The factory ``livedata.runtime.Runtime`` calls (when ``WEBHOOK_IN_SERVE``)."""
     if runtime.listener is None or not runtime.settings.WEBHOOK_IN_SERVE:
         return None
-    return Service(runtime.listener)
+    service = Service(runtime.listener)
+    runtime.figures.add("webhooks", service.dispatcher.figures)
+    return service
 
 
 async def run_worker(

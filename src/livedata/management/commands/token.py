@@ -1,4 +1,5 @@
-"""``livedata token USERNAME``: issue an HTTP API token (``Authorization: Bearer ...``)."""
+"""``livedata token USERNAME``: issue an HTTP API token (``Authorization: Bearer ...``),
+or with ``--kind metrics`` a token that opens the metrics endpoint only (a scraper's)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--days", type=int, default=None, help="expire after N days (default: never)"
         )
+        parser.add_argument(
+            "--kind",
+            choices=["api", "metrics"],
+            default="api",
+            help="api: the HTTP APIs as the user; metrics: /livedata/metrics and nothing else",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         User = get_user_model()
@@ -32,7 +39,7 @@ class Command(BaseCommand):
             raise CommandError("--days must be positive")
         secret, _ = tokens.issue(
             user,
-            kind=tokens.LoginToken.Kind.API,
+            kind=tokens.LoginToken.Kind(options["kind"]),
             lifetime=timedelta(days=days) if days else None,
             name=options["name"],
         )

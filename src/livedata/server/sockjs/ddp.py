@@ -78,6 +78,7 @@ class DDPHandler:
             http_headers=sockjs.http_headers,
             site_origin=site_origin({"scheme": sockjs.scheme}, sockjs.http_headers),
             cookie_login=sockjs.exclusive,
+            transport="sockjs",
         )
         self.ddp_session.start()
 
