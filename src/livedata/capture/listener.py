@@ -190,38 +190,44 @@ class Listener:
 
     async def run(self) -> None:
         """Serve until ``stop()``; reconnects with back-off when the database goes away."""
-        delay = self.reconnect_min
         try:
-            while not self._stopping.is_set():
-                conn: psycopg.AsyncConnection | None = None
-                params: dict[str, Any] = self._params or {}
-                try:
-                    params = params or await asyncio.to_thread(connection_params, self._alias)
-                    conn = await psycopg.AsyncConnection.connect(**_generic_plans(params))
-                    await self._listen(conn)
-                    delay = self.reconnect_min
-                    await self._serve(conn)
-                except psycopg.errors.UndefinedTable as exc:
-                    raise MissingLogTable() from exc
-                except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
-                    self.connected.clear()
-                    if self._stopping.is_set():
-                        break
-                    logger.warning(
-                        "livedata listener: database %s unavailable (%s); retrying in %.1fs",
-                        describe(params) if params else repr(self._alias),
-                        first_line(exc),
-                        delay,
-                    )
-                    await self._sleep(delay)
-                    delay = min(delay * 2, self.reconnect_max)
-                finally:
-                    self.connected.clear()
-                    if conn is not None:
-                        await conn.close()
+            await self._read_loop()
         finally:
             for follower in list(self.followers):
                 await follower.close()
+
+    async def _read_loop(self) -> None:
+        delay = self.reconnect_min
+        while not self._stopping.is_set():
+            conn: psycopg.AsyncConnection | None = None
+            params: dict[str, Any] = self._params or {}
+            try:
+                params = params or await asyncio.to_thread(connection_params, self._alias)
+                conn = await psycopg.AsyncConnection.connect(**_generic_plans(params))
+                await self._listen(conn)
+                delay = self.reconnect_min
+                await self._serve(conn)
+            except psycopg.errors.UndefinedTable as exc:
+                raise MissingLogTable() from exc
+            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+                self.connected.clear()
+                if self._stopping.is_set():
+                    break
+                self._report_unavailable(exc, params, delay)
+                await self._sleep(delay)
+                delay = min(delay * 2, self.reconnect_max)
+            finally:
+                self.connected.clear()
+                if conn is not None:
+                    await conn.close()
+
+    def _report_unavailable(self, exc: BaseException, params: dict[str, Any], delay: float) -> None:
+        logger.warning(
+            "livedata listener: database %s unavailable (%s); retrying in %.1fs",
+            describe(params) if params else repr(self._alias),
+            first_line(exc),
+            delay,
+        )
 
     async def _listen(self, conn: psycopg.AsyncConnection) -> None:
         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
@@ -316,7 +322,7 @@ class Listener:
             )
             self.reads += 1
             if batch.rows or batch.end != batch.start:
-                self.publish(batch)
+                await self._emit(batch)
             self.position = batch.end
             if batch.caught_up:
                 return
@@ -335,6 +341,10 @@ class Listener:
         if others:
             self._notified(others)
         return ours
+
+    async def _emit(self, batch: Batch) -> None:
+        """Where a batch read goes: this process's followers (the leader: the broker)."""
+        self.publish(batch)
 
     def publish(self, batch: Batch) -> None:
         for follower in list(self.followers):
