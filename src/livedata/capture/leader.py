@@ -27,6 +27,7 @@ returns a ``ClusterListener``, and:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -45,7 +46,10 @@ logger = logging.getLogger("livedata.listener")
 #: the log themselves instead of the broker holding megabytes per entry.
 MAX_ENTRY_BYTES = 4 * 1024 * 1024
 
-LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('livedata.leader'), hashtext(%s))"
+_LOCK = "pg_try_advisory_lock(hashtext('livedata.leader'), hashtext(%(key)s))"
+LOCK_SQL = f"SELECT {_LOCK}"
+#: A standby asked to read now (a write fence) wakes the leader as a commit's trigger does.
+NUDGE_SQL = f"SELECT pg_notify(%(channel)s, ''), {_LOCK}"
 
 
 def listener(**kwargs: Any) -> Listener:
@@ -186,7 +190,9 @@ class Leader(Listener):
     """The listener's read loop, run while holding the cluster's lock, into the stream.
 
     It reads on the session that holds the lock: when that session ends, so do its
-    reads, so a leader that lost the lock cannot go on appending.
+    reads, so a leader that lost the lock cannot go on appending. ``wake()`` (a write
+    fence waiting in this process) reads now on the leader; on a standby it sends the
+    channel's NOTIFY on the standby's session, which wakes the leader wherever it runs.
     """
 
     def __init__(self, owner: ClusterListener) -> None:
@@ -201,12 +207,16 @@ class Leader(Listener):
 
     async def _listen(self, conn: psycopg.AsyncConnection) -> None:
         stream = self.owner.stream
+        args = {"key": stream.key, "channel": self.channel}
         while not self._stopping.is_set():
             await stream.ping()  # contend only while we could append
-            row = await (await conn.execute(LOCK_SQL, [stream.key])).fetchone()
-            if row and row[0]:
+            nudged = self._poke.is_set()  # wake(): a write fence waits in this process
+            self._poke.clear()
+            row = await (await conn.execute(NUDGE_SQL if nudged else LOCK_SQL, args)).fetchone()
+            if row and row[-1]:
                 break
-            await self._sleep(self.retry)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), self.retry)  # or stop(), or wake()
         else:
             return
         # go on from where this process is: the stream goes on where it was

@@ -1,0 +1,98 @@
+"""The cluster listener in one process: gaps in the stream are read from PostgreSQL by
+position, entries read twice or unreadable change nothing, and a write fence on a
+standby wakes the leader. (Processes, failover and outages: test_broker.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from livedata.capture import log, wire
+from livedata.capture.broker import Stream
+from livedata.capture.leader import LOCK_SQL, ClusterListener
+from livedata.capture.log import Snapshot
+from tests.capture.redis_server import RedisServer
+from tests.capture.test_listener import collect, until, write
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path):
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server.url
+    server.stop()
+
+
+def test_a_gap_in_the_stream_is_read_from_the_log_and_nothing_comes_twice(
+    db_params, redis_url, caplog
+):
+    """The test holds the leader's lock and appends batches itself, leaving one out."""
+
+    async def main() -> tuple[list[str], int]:
+        async with await psycopg.AsyncConnection.connect(**db_params, autocommit=True) as me:
+            await me.execute(LOCK_SQL, {"key": "livedata"})  # no process becomes the leader
+            listener = ClusterListener(broker_url=redis_url, params=db_params)
+            got, consumer = collect()
+            follower = listener.follow(consumer)
+            task = asyncio.create_task(listener.run())
+            await asyncio.wait_for(listener.started.wait(), 10)
+            stream = Stream(redis_url, "livedata", maxlen=100)
+            await write(db_params, "one", "two")
+            first = await log.read_batch_async(me, listener.position)
+            await write(db_params, "three")
+            second = await log.read_batch_async(me, first.end)
+            await stream.append(wire.encode(second))  # the first never reaches the broker
+            await until(lambda: len(got) == 3)
+            await stream.append(wire.encode(second))  # twice
+            await stream.append(b"not a batch")
+            await write(db_params, "four")
+            third = await log.read_batch_async(me, second.end)
+            await stream.append(wire.encode(third))
+            await until(lambda: len(got) == 4)
+            await until(lambda: listener.broker_batches == 3)
+            listener.stop()
+            await task
+            await stream.close()
+            assert listener.source == "broker" and not listener.leader.elections
+            return [r.new["name"] for r in got], follower.catch_ups
+
+    with caplog.at_level(logging.WARNING, logger="livedata.listener"):
+        names, catch_ups = asyncio.run(main())
+    assert names == ["one", "two", "three", "four"]
+    assert catch_ups == 1
+    assert "skipped: not a livedata batch" in caplog.text
+
+
+def test_a_write_fence_on_a_standby_wakes_the_leader(db_params, redis_url):
+    """No NOTIFY (nothing captured was written) and a 30 s poll: the fence still holds
+    for well under a second in either process."""
+
+    async def main() -> list[float]:
+        listeners = [ClusterListener(broker_url=redis_url, params=db_params) for _ in range(2)]
+        followers = []
+        for listener in listeners:
+            listener.leader.poll_interval = 30
+            followers.append(listener.follow(collect()[1]))
+        tasks = [asyncio.create_task(listener.run()) for listener in listeners]
+        await until(lambda: sum(x.leader.leading for x in listeners) == 1)
+        waits = []
+        async with await psycopg.AsyncConnection.connect(**db_params, autocommit=True) as conn:
+            for follower in reversed(followers):  # the standby's first, if it is second
+                await conn.execute("SELECT pg_current_xact_id()")  # moves the snapshot only
+                text = (await (await conn.execute(log.HEAD_SQL)).fetchone())[0]
+                start = asyncio.get_running_loop().time()
+                await asyncio.wait_for(follower.wait_covers(Snapshot.parse(text)), 5)
+                waits.append(asyncio.get_running_loop().time() - start)
+        for listener in listeners:
+            listener.stop()
+        await asyncio.gather(*tasks)
+        return waits
+
+    waits = asyncio.run(main())
+    assert max(waits) < 1.0, waits
