@@ -61,9 +61,10 @@ class Stream:
     """One Redis stream: appended to by the leader, read by every process.
 
     Two connections: ``XREAD BLOCK`` holds one while it waits, and the leader appends on
-    the other. Errors of either become ``BrokerUnavailable``. No retries inside redis-py
-    beyond one (a connection the broker dropped): an append retried after a lost reply
-    could add an entry twice, and a process should move to PostgreSQL at once.
+    the other. Errors of either become ``BrokerUnavailable``. redis-py retries a command
+    once, at once (a pooled connection the broker dropped), not with its default back-off:
+    a process should move to PostgreSQL without waiting. An append retried after a lost
+    reply may be in the stream twice; followers drop a batch they already have.
     """
 
     def __init__(self, url: str, key: str, *, maxlen: int, block: float = 1.0) -> None:
