@@ -1,6 +1,6 @@
 """A cluster of three processes fed through the broker: one leader reads the log, all
-consume; killing the leader, stopping the broker or cutting PostgreSQL loses nothing and
-delivers nothing twice.
+consume; killing the leader, stopping the broker, cutting every database session or
+restarting PostgreSQL loses nothing and delivers nothing twice.
 
 Each test runs its own redis-server on a free port (stopped by the test, never the
 machine's), three ``tests.capture.broker_node`` processes (a ``ClusterListener`` whose
@@ -24,7 +24,7 @@ import psycopg
 import pytest
 
 from tests.capture.redis_server import RedisServer, wait_for
-from tests.conftest import ROOT, livedata_env
+from tests.conftest import ROOT, livedata_env, private_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,9 +32,10 @@ NODES = ("a", "b", "c")
 
 
 class Cluster:
-    def __init__(self, directory: Path, url: str) -> None:
+    def __init__(self, directory: Path, url: str, env: dict[str, str] | None = None) -> None:
         self.directory = directory
         self.url = url
+        self.env = env
         self.procs: dict[str, subprocess.Popen] = {}
         #: the log's last row before the processes started (the flush of an earlier test
         #: may leave rows: a TRUNCATE is captured)
@@ -51,7 +52,7 @@ class Cluster:
                 name,
                 self.url,
             ],
-            env=livedata_env(),
+            env=self.env or livedata_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -121,17 +122,21 @@ class Writer:
             conn.close()
 
 
+def start_cluster(nodes: Cluster, db_params: dict[str, Any]) -> None:
+    nodes.after = max(log_ids(db_params), default=0)
+    for name in NODES:
+        nodes.start(name)
+    wait_for(lambda: all(nodes.state(n).get("started") for n in NODES), 60, "3 processes")
+    wait_for(lambda: len(nodes.leaders()) == 1, 10, "a leader")
+
+
 @pytest.fixture
 def cluster(tmp_path: Path, db_params: dict[str, Any]) -> Iterator[tuple[Cluster, RedisServer]]:
     broker = RedisServer(tmp_path)
     broker.start()
     nodes = Cluster(tmp_path, broker.url)
-    nodes.after = max(log_ids(db_params), default=0)
     try:
-        for name in NODES:
-            nodes.start(name)
-        wait_for(lambda: all(nodes.state(n).get("started") for n in NODES), 60, "3 processes")
-        wait_for(lambda: len(nodes.leaders()) == 1, 10, "a leader")
+        start_cluster(nodes, db_params)
         yield nodes, broker
     finally:
         nodes.stop()
@@ -223,3 +228,31 @@ def test_cutting_postgresql_loses_nothing(cluster, db_params):
         wait_for(lambda: len(nodes.leaders()) == 1, 10, "a leader again")
         wait_for(progress(nodes, list(NODES)), 10, "rows after the cut")
     converge(nodes, db_params, list(NODES))
+
+
+def test_restarting_postgresql_loses_nothing(tmp_path):
+    """A real restart, on a throwaway embedded server as tests/server/test_restart.py does
+    (the machine's PostgreSQL is shared): every session goes, and connecting fails until
+    it is back."""
+    from livedata.embedded.server import ensure_server
+
+    server = ensure_server(tmp_path / "pgdata")
+    env = private_database(server, "restart_broker")
+    params = {"host": server.socket_dir, "dbname": "restart_broker", "user": "postgres"}
+    broker = RedisServer(tmp_path)
+    broker.start()
+    nodes = Cluster(tmp_path, broker.url, env)
+    try:
+        start_cluster(nodes, params)
+        with Writer(params):
+            wait_for(progress(nodes, list(NODES)), 10, "rows through the broker")
+            server.stop()
+            time.sleep(1.0)
+            server.start()
+            wait_for(lambda: len(nodes.leaders()) == 1, 15, "a leader again")
+            wait_for(progress(nodes, list(NODES)), 15, "rows after the restart")
+        converge(nodes, params, list(NODES))
+    finally:
+        nodes.stop()
+        broker.stop()
+        server.discard()
