@@ -97,8 +97,9 @@ class LivedataSettings:
     #: a broker each need their own).
     LISTENER_BROKER_STREAM: str = "livedata"
     #: Entries kept in the stream (trimmed approximately); a process further behind reads
-    #: the rest from PostgreSQL.
-    LISTENER_BROKER_MAXLEN: int = 10_000
+    #: the rest from PostgreSQL. Each is one batch, at most 1 MiB (larger ones go as a mark
+    #: that has the processes read those rows from the log).
+    LISTENER_BROKER_MAXLEN: int = 1000
     #: Seconds between a standby's attempts to become the leader (how fast a dead leader
     #: is replaced: its lock goes with its database session).
     LISTENER_LEADER_RETRY: float = 1.0

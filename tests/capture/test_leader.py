@@ -96,3 +96,43 @@ def test_a_write_fence_on_a_standby_wakes_the_leader(db_params, redis_url):
 
     waits = asyncio.run(main())
     assert max(waits) < 1.0, waits
+
+
+def test_a_step_another_reader_abandoned_does_not_hold_the_follower(db_params, redis_url):
+    """A follower that read a gap up to the end of a step skips the rest of that step's
+    batches; when they never come (their leader died, a new one goes on from the end of
+    the step), it takes the new chain instead of skipping it for ever."""
+
+    async def main() -> list[str]:
+        async with await psycopg.AsyncConnection.connect(**db_params, autocommit=True) as me:
+            await me.execute(LOCK_SQL, {"key": "livedata"})  # the test is the leader
+            listener = ClusterListener(broker_url=redis_url, params=db_params)
+            got, consumer = collect()
+            listener.follow(consumer)
+            task = asyncio.create_task(listener.run())
+            await asyncio.wait_for(listener.started.wait(), 10)
+            stream = Stream(redis_url, "livedata", maxlen=100)
+            await write(db_params, "zero")
+            skipped = await log.read_batch_async(me, listener.position)
+            async with me.transaction():  # one transaction larger than a batch
+                for i in range(25):
+                    await me.execute(
+                        "INSERT INTO bookstore_author (name, email) VALUES (%s, %s)",
+                        [f"big{i}", f"big{i}@example.com"],
+                    )
+            part = await log.read_batch_async(me, skipped.end, limit=10)
+            assert not part.end.complete
+            await stream.append(wire.encode(part))  # a gap, ending inside a step
+            await until(lambda: len(got) == 26)
+            await write(db_params, "later")
+            # the new leader's chain goes on from the step's end: the rest of it never comes
+            after = await log.read_batch_async(me, log.Position(part.end.end))
+            await stream.append(wire.encode(after))
+            await until(lambda: len(got) == 27)
+            listener.stop()
+            await task
+            await stream.close()
+            return [r.new["name"] for r in got]
+
+    names = asyncio.run(main())
+    assert names == ["zero", *[f"big{i}" for i in range(25)], "later"]

@@ -203,7 +203,7 @@ class Listener:
             params: dict[str, Any] = self._params or {}
             try:
                 params = params or await asyncio.to_thread(connection_params, self._alias)
-                conn = await psycopg.AsyncConnection.connect(**_generic_plans(params))
+                conn = await psycopg.AsyncConnection.connect(**self._session(params))
                 await self._listen(conn)
                 delay = self.reconnect_min
                 await self._serve(conn)
@@ -220,6 +220,10 @@ class Listener:
                 self.connected.clear()
                 if conn is not None:
                     await conn.close()
+
+    def _session(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The connection parameters of the read loop's session."""
+        return _generic_plans(params)
 
     def _report_unavailable(self, exc: BaseException, params: dict[str, Any], delay: float) -> None:
         logger.warning(
