@@ -136,3 +136,34 @@ def test_a_step_another_reader_abandoned_does_not_hold_the_follower(db_params, r
 
     names = asyncio.run(main())
     assert names == ["zero", *[f"big{i}" for i in range(25)], "later"]
+
+
+def test_watched_channels_are_heard_on_a_standby_and_while_the_broker_is_down(db_params, tmp_path):
+    """``watch`` (the webhook dispatcher's "subscriptions changed") needs no leadership:
+    a standby hears it on its lock session, and with the broker gone, on the session
+    that reads the log itself."""
+    server = RedisServer(tmp_path)
+    server.start()
+
+    async def main() -> None:
+        async with await psycopg.AsyncConnection.connect(**db_params, autocommit=True) as me:
+            await me.execute(LOCK_SQL, {"key": "livedata"})  # it stays a standby
+            listener = ClusterListener(broker_url=server.url, params=db_params)
+            calls: list[float] = []
+            listener.watch("livedata_test_watch", lambda: calls.append(0))
+            task = asyncio.create_task(listener.run())
+            await until(lambda: calls)  # told once listening (what came before is lost)
+            for _ in range(2):
+                before = len(calls)
+                await me.execute("NOTIFY livedata_test_watch")
+                await until(lambda before=before: len(calls) > before, 5)
+                if listener.source != "database":
+                    server.stop()  # the second time, without the broker
+                    await until(lambda: listener.source == "database")
+            listener.stop()
+            await task
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()

@@ -27,8 +27,8 @@ returns a ``ClusterListener``, and:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -89,6 +89,12 @@ class ClusterListener(Listener):
     def wake(self) -> None:
         super().wake()
         self.leader.wake()
+
+    def watch(self, channel: str, callback: Callable[[], None]) -> None:
+        """As ``Listener.watch``: on the leader's session (leading or standing by) while the
+        broker is up, on the session reading the log itself while it is down."""
+        super().watch(channel, callback)
+        self.leader.watch(channel, callback)
 
     def stop(self) -> None:
         super().stop()
@@ -205,18 +211,26 @@ class Leader(Listener):
     def leading(self) -> bool:
         return self.connected.is_set()
 
+    async def _before_connect(self) -> None:
+        await self.owner.stream.ping()  # contend only while we could append
+
     async def _listen(self, conn: psycopg.AsyncConnection) -> None:
         stream = self.owner.stream
         args = {"key": stream.key, "channel": self.channel}
+        await self._listen_watched(conn, set(self._watches))
+        self._notified(set(self._watches))  # what was sent while not listening is lost
         while not self._stopping.is_set():
-            await stream.ping()  # contend only while we could append
+            if self._unlistened:  # watched since
+                fresh = set(self._unlistened)
+                await self._listen_watched(conn, fresh)
+                self._notified(fresh)
+            await stream.ping()
             nudged = self._poke.is_set()  # wake(): a write fence waits in this process
             self._poke.clear()
             row = await (await conn.execute(NUDGE_SQL if nudged else LOCK_SQL, args)).fetchone()
             if row and row[-1]:
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), self.retry)  # or stop(), or wake()
+            await self._wait(conn, self.retry)  # or stop(), wake(), a watched NOTIFY
         else:
             return
         # go on from where this process is: the stream goes on where it was

@@ -202,6 +202,7 @@ class Listener:
             conn: psycopg.AsyncConnection | None = None
             params: dict[str, Any] = self._params or {}
             try:
+                await self._before_connect()
                 params = params or await asyncio.to_thread(connection_params, self._alias)
                 conn = await psycopg.AsyncConnection.connect(**self._session(params))
                 await self._listen(conn)
@@ -220,6 +221,9 @@ class Listener:
                 self.connected.clear()
                 if conn is not None:
                     await conn.close()
+
+    async def _before_connect(self) -> None:
+        """What must hold before the read loop opens its session (an ``OSError`` backs off)."""
 
     def _session(self, params: dict[str, Any]) -> dict[str, Any]:
         """The connection parameters of the read loop's session."""
@@ -259,8 +263,8 @@ class Listener:
             await self._drain(conn)
             await self._wait(conn)
 
-    async def _wait(self, conn: psycopg.AsyncConnection) -> None:
-        """Until a NOTIFY, a ``wake()``, ``stop()`` or the poll timer.
+    async def _wait(self, conn: psycopg.AsyncConnection, timeout: float | None = None) -> None:
+        """Until a NOTIFY, a ``wake()``, ``stop()`` or the poll timer (or ``timeout``).
 
         The socket is watched directly (``loop.add_reader`` and libpq's own input
         functions) rather than through ``conn.notifies()``: that costs two tasks, a lock
@@ -304,7 +308,7 @@ class Listener:
         loop = asyncio.get_running_loop()
         readable()  # input that arrived with the last read's results
         loop.add_reader(fd, readable)
-        timer = loop.call_later(self.poll_interval, poke.set)
+        timer = loop.call_later(self.poll_interval if timeout is None else timeout, poke.set)
         try:
             await poke.wait()
         finally:
