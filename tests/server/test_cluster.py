@@ -3,16 +3,15 @@ reaches the DDP clients of every process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import subprocess
 import time
 
 import psycopg
 import pytest
 
 from tests.capture.redis_server import RedisServer, wait_for
-from tests.conftest import spawn_livedata
-from tests.server.conftest import free_port, stop, wait_listening
+from tests.server.conftest import _serve
 from tests.server.test_websocket import CONNECT, Client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,25 +28,14 @@ def test_every_process_serves_changes_while_one_reads_the_log(tmp_path, db_param
     broker = RedisServer(tmp_path)
     broker.start()
     settings = json.dumps({"LISTENER_BROKER_URL": broker.url})
-    ports = [free_port() for _ in range(2)]
-    procs = [
-        spawn_livedata(
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            stderr=subprocess.STDOUT,
-            LIVEDATA_SETTINGS=settings,
-        )
-        for port in ports
-    ]
-    db = psycopg.connect(**db_params, autocommit=True)
-    try:
+    serve = contextlib.contextmanager(_serve)
+    with contextlib.ExitStack() as stack:
+        stack.callback(broker.stop)
+        db = stack.enter_context(psycopg.connect(**db_params, autocommit=True))
         clients = []
-        for port, proc in zip(ports, procs, strict=True):
-            wait_listening(port, proc)
-            client = Client(f"127.0.0.1:{port}")
+        for _ in range(2):
+            client = Client(stack.enter_context(serve("", LIVEDATA_SETTINGS=settings)))
+            stack.callback(client.close)
             client.recv()
             client.send(CONNECT)
             client.recv()
@@ -66,10 +54,4 @@ def test_every_process_serves_changes_while_one_reads_the_log(tmp_path, db_param
                 if message.get("collection") == "bookstore.book":
                     break
             assert message["msg"] == "added" and message["fields"]["title"] == "Dune"
-            client.close()
         assert db.execute(LEADER_LOCKS).fetchone()[0] == 1
-    finally:
-        db.close()
-        for proc in procs:
-            stop(proc)
-        broker.stop()
