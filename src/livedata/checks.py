@@ -43,3 +43,26 @@ def deprecated_names(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
         for old, new in DEPRECATED.items()
         if old in given
     ]
+
+
+@checks.register()
+def broker_url_valid(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``LISTENER_BROKER_URL`` is empty (no broker) or a Redis URL the listener can use."""
+    from livedata.capture.broker import check_url
+    from livedata.conf import livedata_settings
+
+    url = livedata_settings().LISTENER_BROKER_URL
+    if url == "":
+        return []
+    try:
+        check_url(url)
+    except ValueError as exc:
+        return [
+            checks.Error(
+                f"LIVEDATA['LISTENER_BROKER_URL'] is not usable: {exc}.",
+                hint="A Redis URL such as 'redis://127.0.0.1:6379/0' (rediss:// for TLS, "
+                "unix:///path/redis.sock), or '' to have each process read PostgreSQL.",
+                id="livedata.E006",
+            )
+        ]
+    return []

@@ -89,6 +89,20 @@ class LivedataSettings:
     #: Reconnect back-off of the listener: first and longest wait, in seconds.
     LISTENER_RECONNECT_MIN: float = 0.1
     LISTENER_RECONNECT_MAX: float = 5.0
+    #: A broker through which one process (the leader, elected with a PostgreSQL advisory
+    #: lock) feeds every process the batches it reads, e.g. "redis://127.0.0.1:6379/0"
+    #: (Redis Streams; see livedata.capture.leader). Empty: each process reads the log.
+    LISTENER_BROKER_URL: str = ""
+    #: The stream's key; it also names the leader's lock (clusters sharing a database and
+    #: a broker each need their own).
+    LISTENER_BROKER_STREAM: str = "livedata"
+    #: Entries kept in the stream (trimmed approximately); a process further behind reads
+    #: the rest from PostgreSQL. Each is one batch, at most 1 MiB (larger ones go as a mark
+    #: that has the processes read those rows from the log).
+    LISTENER_BROKER_MAXLEN: int = 1000
+    #: Seconds between a standby's attempts to become the leader (how fast a dead leader
+    #: is replaced: its lock goes with its database session).
+    LISTENER_LEADER_RETRY: float = 1.0
 
     # --- Audit context (livedata.capture.context) -----------------------------------------
     #: Request header carrying a request id for the audit context (else one is generated).

@@ -11,9 +11,14 @@ Each follower keeps its position and hands its consumer a gap-free chain of batc
 - one that starts behind (a follower whose position is ahead, e.g. a durable consumer
   that resumed later than the listener) is filtered to the transactions the follower
   has not received;
+- one that ends where the follower already is adds nothing and is dropped;
 - anything else is a gap (the queue overflowed and was cut, the follower started from a
-  saved position, the listener reconnected): the follower reads the log itself, on a
+  saved position, the listener reconnected, batches came from another reader: a new
+  leader, the broker after an outage): the follower reads the log itself, on a
   connection of its own, from its position to the end of that batch, then goes on.
+
+So batches may come from any reader of the log, in any mix: the follower hands its
+consumer each committed row once, in order.
 
 When its queue holds more than ``max_rows`` rows, it keeps only the newest batch: the
 follower catches up from the log, which costs one read per ``limit`` rows instead of
@@ -244,15 +249,22 @@ class Follower:
 
     async def _take(self, batch: Batch) -> None:
         if self._skip_until is not None:
-            if batch.end == self._skip_until:
-                self._skip_until = None
-            return
+            if batch.start.until == self._skip_until.snapshot:
+                # the rest of the step it read itself
+                if batch.end == self._skip_until:
+                    self._skip_until = None
+                return
+            # another reader's chain (a new leader, a process reading the log itself):
+            # the rest of that step will not come; take this batch as it is
+            self._skip_until = None
         if self.position is None:
             self.position = batch.start
         if batch.start == self.position:
             await self._hand(batch)
             return
         here = self.position
+        if batch.end != batch.start and here.covers(batch.end):
+            return  # nothing it has not received (a broker's entry read twice)
         whole = here.complete and batch.start.complete and batch.end.complete
         if whole and here.snapshot.covers(batch.start.snapshot):
             # it starts behind us: hand on only what we have not received

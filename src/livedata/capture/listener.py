@@ -208,38 +208,52 @@ class Listener:
 
     async def run(self) -> None:
         """Serve until ``stop()``; reconnects with back-off when the database goes away."""
-        delay = self.reconnect_min
         try:
-            while not self._stopping.is_set():
-                conn: psycopg.AsyncConnection | None = None
-                params: dict[str, Any] = self._params or {}
-                try:
-                    params = params or await asyncio.to_thread(connection_params, self._alias)
-                    conn = await psycopg.AsyncConnection.connect(**_generic_plans(params))
-                    await self._listen(conn)
-                    delay = self.reconnect_min
-                    await self._serve(conn)
-                except psycopg.errors.UndefinedTable as exc:
-                    raise MissingLogTable() from exc
-                except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
-                    self.connected.clear()
-                    if self._stopping.is_set():
-                        break
-                    logger.warning(
-                        "livedata listener: database %s unavailable (%s); retrying in %.1fs",
-                        describe(params) if params else repr(self._alias),
-                        first_line(exc),
-                        delay,
-                    )
-                    await self._sleep(delay)
-                    delay = min(delay * 2, self.reconnect_max)
-                finally:
-                    self.connected.clear()
-                    if conn is not None:
-                        await conn.close()
+            await self._read_loop()
         finally:
             for follower in list(self.followers):
                 await follower.close()
+
+    async def _read_loop(self) -> None:
+        delay = self.reconnect_min
+        while not self._stopping.is_set():
+            conn: psycopg.AsyncConnection | None = None
+            params: dict[str, Any] = self._params or {}
+            try:
+                await self._before_connect()
+                params = params or await asyncio.to_thread(connection_params, self._alias)
+                conn = await psycopg.AsyncConnection.connect(**self._session(params))
+                await self._listen(conn)
+                delay = self.reconnect_min
+                await self._serve(conn)
+            except psycopg.errors.UndefinedTable as exc:
+                raise MissingLogTable() from exc
+            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+                self.connected.clear()
+                if self._stopping.is_set():
+                    break
+                self._report_unavailable(exc, params, delay)
+                await self._sleep(delay)
+                delay = min(delay * 2, self.reconnect_max)
+            finally:
+                self.connected.clear()
+                if conn is not None:
+                    await conn.close()
+
+    async def _before_connect(self) -> None:
+        """What must hold before the read loop opens its session (an ``OSError`` backs off)."""
+
+    def _session(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The connection parameters of the read loop's session."""
+        return _generic_plans(params)
+
+    def _report_unavailable(self, exc: BaseException, params: dict[str, Any], delay: float) -> None:
+        logger.warning(
+            "livedata listener: database %s unavailable (%s); retrying in %.1fs",
+            describe(params) if params else repr(self._alias),
+            first_line(exc),
+            delay,
+        )
 
     async def _listen(self, conn: psycopg.AsyncConnection) -> None:
         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
@@ -267,8 +281,8 @@ class Listener:
             await self._drain(conn)
             await self._wait(conn)
 
-    async def _wait(self, conn: psycopg.AsyncConnection) -> None:
-        """Until a NOTIFY, a ``wake()``, ``stop()`` or the poll timer.
+    async def _wait(self, conn: psycopg.AsyncConnection, timeout: float | None = None) -> None:
+        """Until a NOTIFY, a ``wake()``, ``stop()`` or the poll timer (or ``timeout``).
 
         The socket is watched directly (``loop.add_reader`` and libpq's own input
         functions) rather than through ``conn.notifies()``: that costs two tasks, a lock
@@ -312,7 +326,7 @@ class Listener:
         loop = asyncio.get_running_loop()
         readable()  # input that arrived with the last read's results
         loop.add_reader(fd, readable)
-        timer = loop.call_later(self.poll_interval, poke.set)
+        timer = loop.call_later(self.poll_interval if timeout is None else timeout, poke.set)
         try:
             await poke.wait()
         finally:
@@ -337,7 +351,7 @@ class Listener:
             if batch.rows or batch.end != batch.start:
                 self.batches += 1
                 self.rows += len(batch.rows)
-                self.publish(batch)
+                await self._emit(batch)
             self.position = batch.end
             if batch.caught_up:
                 return
@@ -356,6 +370,10 @@ class Listener:
         if others:
             self._notified(others)
         return ours
+
+    async def _emit(self, batch: Batch) -> None:
+        """Where a batch read goes: this process's followers (the leader: the broker)."""
+        self.publish(batch)
 
     def publish(self, batch: Batch) -> None:
         for follower in list(self.followers):

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Protocol
 
 from livedata import dbthreads
 from livedata.capture.follower import Follower
+from livedata.capture.leader import listener as cluster_listener
 from livedata.capture.listener import Listener
 from livedata.capture.log import Batch, Snapshot
 from livedata.conf import LivedataSettings, livedata_settings
@@ -58,7 +59,7 @@ class Runtime:
 
     def __init__(self, *, settings: LivedataSettings | None = None, listen: bool = True) -> None:
         self.settings = settings or livedata_settings()
-        self.listener: Listener | None = Listener() if listen else None
+        self.listener: Listener | None = cluster_listener() if listen else None
         self._consumers: list[_Consumer] = []
         #: the follower whose progress ``fence`` waits on (the live queries')
         self.fenced_follower: Follower | None = None

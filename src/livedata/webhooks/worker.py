@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from livedata.capture.leader import listener as cluster_listener
 from livedata.capture.listener import Listener
 from livedata.webhooks.dispatcher import Dispatcher
 
@@ -42,7 +43,7 @@ async def run_worker(
     """``livedata deliver``: a listener and a dispatcher, until SIGINT/SIGTERM."""
     import signal
 
-    listener = Listener()
+    listener = cluster_listener()  # a Listener, fed by the broker when one is configured
     dispatcher = Dispatcher(listener, concurrency=concurrency)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
