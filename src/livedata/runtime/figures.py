@@ -17,12 +17,10 @@ Who registers what (each where it is composed, so this module knows none of them
 - ``webhooks.worker.runtime_service``: the dispatcher's subscriptions and backlog;
 - ``pull.live.runtime_service``: held pull clients.
 
-**Cluster hooks.** ``Board.broker`` and ``Board.leader`` are ``None`` until a broker or a
-leader election is configured (issue 15's scale-out): their figures are then absent,
-which Prometheus reads as unknown, and ``livedata status`` says "none". Whoever adds
-them sets a callable returning ``BrokerState`` / ``LeaderState`` on the runtime's board
-when the runtime starts; the figures ``livedata_broker_connected`` and
-``livedata_leader`` appear from then on, with no other change.
+**Cluster hooks.** ``Board.broker`` and ``Board.leader`` are ``None`` without a broker
+(``LISTENER_BROKER_URL``): their figures are then absent. With one, the runtime sets
+them to read its ``ClusterListener`` (``Runtime._plug_cluster``), and the figures
+``livedata_broker_connected`` and ``livedata_leader`` appear.
 
 ``current()`` is the board of the runtime serving in this process (``livedata serve``
 starts one), for views that have no runtime passed in.

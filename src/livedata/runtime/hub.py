@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +21,7 @@ from typing import Any, ClassVar, Protocol
 
 from livedata import dbthreads
 from livedata.capture.follower import Follower
+from livedata.capture.leader import ClusterListener
 from livedata.capture.leader import listener as cluster_listener
 from livedata.capture.listener import Listener
 from livedata.capture.log import Batch, Snapshot
@@ -71,6 +74,8 @@ class Runtime:
         #: the process's figures (``runtime.figures``): each part registers its source
         self.figures = figures.Board()
         self.figures.add("listener", self._figures)
+        if isinstance(self.listener, ClusterListener):
+            self._plug_cluster(self.listener)
         self._ticker: asyncio.Task[None] | None = None
         #: thread pools (each thread keeps a DB connection), with their sizes: "default"
         #: runs sync methods and live-query refreshes; methods that hash passwords run on
@@ -85,6 +90,16 @@ class Runtime:
         }
         self.executor = self.pools["default"][0]
         self.rate_limiter = RateLimiter(Rule.from_setting(r) for r in self.settings.DDP_RATE_LIMITS)
+
+    def _plug_cluster(self, listener: ClusterListener) -> None:
+        """The broker's and the leader's figures (``Board.broker``, ``Board.leader``)."""
+        name = f"{socket.gethostname()}:{os.getpid()}"
+        self.figures.broker = lambda: figures.BrokerState(
+            "redis", listener.source == "broker", f"batches from {listener.source}"
+        )
+        self.figures.leader = lambda: figures.LeaderState(
+            listener.leader.leading, name if listener.leader.leading else None
+        )
 
     def follow(
         self,

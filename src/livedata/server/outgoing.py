@@ -120,9 +120,7 @@ class Writer:
                 # the rest in a task; started here, so that a task cancelled before its
                 # first step still runs ``_finish``'s ``finally`` (through _Resumed)
                 rest = self._finish(_Resumed(sending, waiting_on))
-                self._task = asyncio.get_running_loop().create_task(
-                    _Resumed(rest, rest.send(None))
-                )
+                self._task = asyncio.get_running_loop().create_task(_Resumed(rest, rest.send(None)))
                 return
         finally:
             if self._task is None:

@@ -16,6 +16,7 @@ An unreachable database is one line on stderr and exit status 1.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,7 @@ from django.db import DatabaseError, connection
 from livedata.capture import log
 from livedata.capture.listener import APPLICATION_NAME
 from livedata.capture.position import Position, PositionError
+from livedata.conf import livedata_settings
 
 PROCESSES_SQL = """
 SELECT application_name, pid, client_addr::text, backend_start, state
@@ -38,13 +40,46 @@ NEWEST_SQL = f"SELECT id, at FROM {log.LOG_TABLE} ORDER BY id DESC LIMIT 1"
 HORIZON_AT_SQL = f"SELECT txid::text, pruned_at FROM {log.HORIZON_TABLE} WHERE name = 'pruned'"
 
 
-def cluster_lines() -> list[str]:
-    """The broker's and the leader's lines. The scale-out work replaces these with what
-    the database (or the broker) says of them; until then neither exists."""
-    return [
-        "broker: not configured (every server process reads the log itself)",
-        "leader: none (no leader election without a broker)",
-    ]
+LEADER_SQL = """
+SELECT a.application_name, a.pid, a.backend_start FROM pg_locks l
+JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.classid::int = hashtext('livedata.leader')
+  AND l.objid::int = hashtext(%s)
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
+
+def cluster_lines(cur: Any, now: datetime) -> list[str]:
+    """The broker's line (reachable or not) and the leader's (who holds its lock)."""
+    conf = livedata_settings()
+    if not conf.LISTENER_BROKER_URL:
+        return [
+            "broker: not configured (every server process reads the log itself)",
+            "leader: none (no leader election without a broker)",
+        ]
+    from livedata.capture.broker import BrokerUnavailable, Stream
+
+    stream = Stream(conf.LISTENER_BROKER_URL, conf.LISTENER_BROKER_STREAM, maxlen=1)
+    try:
+        asyncio.run(_ping(stream))
+        reach = "reachable"
+    except BrokerUnavailable as exc:
+        reach = f"UNREACHABLE ({exc}): processes read the log themselves"
+    lines = [f"broker: redis stream {stream.key!r} {reach}"]
+    cur.execute(LEADER_SQL, [stream.key])
+    held = cur.fetchone()
+    if held is None:
+        lines.append("leader: none holds the lock (no server running, or the broker is down)")
+    else:
+        lines.append(f"leader: {held[0]} (backend pid {held[1]}, since {_ago(held[2], now)})")
+    return lines
+
+
+async def _ping(stream: Any) -> None:
+    try:
+        await stream.ping()
+    finally:
+        await stream.close()
 
 
 def _ago(when: datetime | None, now: datetime) -> str:
@@ -116,7 +151,8 @@ class Command(BaseCommand):
             lines.append("log: horizon none (never pruned: every change since install is kept)")
         else:
             lines.append(f"log: horizon txid {horizon[0]}, pruned {_ago(horizon[1], now)}")
-        lines += cluster_lines()
+        with connection.cursor() as cur:
+            lines += cluster_lines(cur, now)
         listeners = [p for p in processes if p[0].startswith(APPLICATION_NAME)]
         for name, pid, address, started, state in processes:
             role = "server" if name.startswith(APPLICATION_NAME) else "webhook delivery"
