@@ -123,17 +123,22 @@ class LivedataSettings:
     DDP_HEARTBEAT_INTERVAL: float = 15.0
     DDP_HEARTBEAT_TIMEOUT: float = 15.0
     #: Admission (livedata.runtime.admission): new DDP sessions a process takes on per
-    #: second, with bursts of ``DDP_ACCEPT_BURST``; the others wait their turn (their
-    #: first message, ``connect``, waits), so a reconnect storm after another process
-    #: restarted is spread out rather than taken at once. One whose turn is more than
-    #: ``DDP_ACCEPT_WAIT`` seconds off gets a DDP ``error`` "Server busy" and a close
-    #: with 1013 at once (clients retry with back-off). 0: no limit.
+    #: second, with bursts of ``DDP_ACCEPT_BURST``; the others wait their turn (a raw
+    #: WebSocket before it is accepted, a SockJS session at its first message), so a
+    #: reconnect storm after another process restarted is spread out rather than taken at
+    #: once. One whose turn is more than ``DDP_ACCEPT_WAIT`` seconds off is refused at
+    #: once: HTTP 503 for a WebSocket (Meteor's client backs off), a DDP ``error``
+    #: "Server busy" and a close with 1013 for SockJS. The wait stays below Meteor's 10 s
+    #: for a socket to open. 0: no limit.
     DDP_ACCEPT_RATE: float = 200.0
     DDP_ACCEPT_BURST: int = 50
-    DDP_ACCEPT_WAIT: float = 10.0
-    #: Subscriptions being set up at once in a process (initial query, initial documents
-    #: streamed, ``ready``); others wait their turn, up to ``DDP_SUBSCRIBE_WAIT`` seconds,
-    #: then get nosub 503 "Server busy". Bounds the initial documents in flight. 0: no cap.
+    DDP_ACCEPT_WAIT: float = 5.0
+    #: Subscriptions being set up at once in a process (waiting for the engine, the
+    #: initial query, the documents entering the client's view; they are then streamed at
+    #: the client's pace without a slot, so a client that reads nothing holds none);
+    #: others wait their turn, up to ``DDP_SUBSCRIBE_WAIT`` seconds, then get nosub 503
+    #: "Server busy". The engine runs initial queries one at a time anyway: this bounds
+    #: the queue in front of it and the wait. 0: no cap.
     DDP_SUBSCRIBE_CONCURRENCY: int = 32
     DDP_SUBSCRIBE_WAIT: float = 30.0
     #: Largest inbound message; a bigger one gets an error and the connection is closed.

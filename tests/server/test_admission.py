@@ -1,7 +1,8 @@
 """Admission control on a real ``livedata serve`` (livedata.runtime.admission): a burst
-of DDP connects beyond the accept rate all succeed, spread over time; one that would
-wait past its deadline gets a DDP error and a 1013 close; subscriptions beyond the
-concurrency cap wait their turn, and past their wait get nosub 503."""
+of DDP connections beyond the accept rate all succeed, spread over time; one that would
+wait past its deadline is refused at once (a WebSocket with HTTP 503 before it opens, a
+SockJS session with a DDP error and a 1013 close); subscriptions beyond the concurrency
+cap wait their turn, and past their wait get nosub 503."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import InvalidStatus
 
 from tests.server.conftest import _serve
 
@@ -49,37 +51,30 @@ async def _messages(ws, until, timeout: float = 10) -> list[dict]:
     return got
 
 
-async def _connect_all(server: str, n: int) -> list[tuple[float, list[dict], int | None]]:
-    """Open ``n`` WebSockets, then send ``connect`` on all at once; per client: seconds
-    from then to its answer, the messages up to it, and the close code (None: open)."""
-    sockets = [await connect(f"ws://{server}/websocket", open_timeout=10) for _ in range(n)]
-    for ws in sockets:
-        assert json.loads(await ws.recv()) == {"server_id": "0"}
+async def _open_all(server: str, n: int) -> list[tuple[float, Any]]:
+    """Open ``n`` WebSockets at once; per client: seconds until its handshake was
+    answered, and then its ``connected`` message or the refusal (``InvalidStatus``)."""
     start = time.monotonic()
 
-    async def one(ws) -> tuple[float, list[dict], int | None]:
-        got = await _messages(ws, lambda m: m.get("msg") in ("connected", "error"))
+    async def one() -> tuple[float, Any]:
+        try:
+            ws = await connect(f"ws://{server}/websocket", open_timeout=15)
+        except InvalidStatus as refused:
+            return time.monotonic() - start, refused
         took = time.monotonic() - start
-        code = None
-        if got[-1]["msg"] == "error":
-            with pytest.raises(ConnectionClosed):
-                async with asyncio.timeout(5):
-                    await ws.recv()
-            code = ws.close_code
-        return took, got, code
-
-    await asyncio.gather(*(ws.send(CONNECT) for ws in sockets))
-    try:
-        return await asyncio.gather(*(one(ws) for ws in sockets))
-    finally:
-        for ws in sockets:
+        try:
+            await ws.send(CONNECT)
+            return took, (await _messages(ws, lambda m: m.get("msg") == "connected"))[-1]
+        finally:
             await ws.close()
+
+    return await asyncio.gather(*(one() for _ in range(n)))
 
 
 def test_a_burst_of_connects_beyond_the_rate_all_succeed_spread_over_time(paced_server):
-    results = asyncio.run(_connect_all(paced_server, 30))
-    assert [got[-1]["msg"] for _, got, _ in results] == ["connected"] * 30
-    times = sorted(t for t, _, _ in results)
+    results = asyncio.run(_open_all(paced_server, 30))
+    assert [answer["msg"] for _, answer in results] == ["connected"] * 30
+    times = sorted(t for t, _ in results)
     # 5 at once, then 20/s: the last no sooner than 25 / 20 s after the burst
     assert times[4] < 0.5
     for k, t in enumerate(times):
@@ -87,17 +82,53 @@ def test_a_burst_of_connects_beyond_the_rate_all_succeed_spread_over_time(paced_
     assert times[-1] < 5
 
 
-def test_a_connect_that_would_wait_past_the_deadline_gets_an_error_and_1013(tight_server):
-    results = asyncio.run(_connect_all(tight_server, 8))
-    connected = [r for r in results if r[1][-1]["msg"] == "connected"]
-    refused = [r for r in results if r[1][-1]["msg"] == "error"]
+def test_a_websocket_that_would_wait_past_the_deadline_is_refused_503_before_it_opens(
+    tight_server,
+):
+    results = asyncio.run(_open_all(tight_server, 8))
+    connected = [t for t, answer in results if isinstance(answer, dict)]
+    refused = [(t, answer) for t, answer in results if isinstance(answer, InvalidStatus)]
     # 1 at once, then one each 0.2 s while the wait stays within 0.5 s: 0, 0.2, 0.4
     assert len(connected) == 3
     assert len(refused) == 5
-    for took, got, code in refused:
-        assert got[-1]["reason"] == "Server busy: a new session would wait more than 0.5 s"
-        assert code == 1013
+    for took, error in refused:
+        assert error.response.status_code == 503
+        assert error.response.headers["Retry-After"] == "1"
+        assert error.response.body == b"Server busy: a new session would wait more than 0.5 s"
         assert took < 0.3  # refused at once, not after waiting
+
+
+def test_a_sockjs_session_waits_at_its_connect_and_past_the_deadline_gets_error_and_1013(
+    tight_server,
+):
+    async def one(i: int) -> tuple[list[dict], list | None]:
+        url = f"ws://{tight_server}/sockjs/000/storm{i}/websocket"
+        async with connect(url, open_timeout=10) as ws:
+            assert await ws.recv() == "o"
+            await ws.send(json.dumps([CONNECT]))
+            got: list[dict] = []
+            async with asyncio.timeout(10):
+                while True:
+                    frame = await ws.recv()
+                    if frame.startswith("c"):
+                        return got, json.loads(frame[1:])
+                    if frame.startswith("a"):
+                        got += [json.loads(m) for m in json.loads(frame[1:])]
+                        if any(m.get("msg") == "connected" for m in got):
+                            return got, None
+
+    async def main() -> list[tuple[list[dict], list | None]]:
+        return await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(8))), 20)
+
+    results = asyncio.run(main())
+    connected = [got for got, close in results if close is None]
+    refused = [(got, close) for got, close in results if close is not None]
+    assert len(connected) == 3
+    assert len(refused) == 5
+    for got, close in refused:
+        reason = "Server busy: a new session would wait more than 0.5 s"
+        assert got == [{"server_id": "0"}, {"msg": "error", "reason": reason}]
+        assert close == [1013, "server busy"]
 
 
 def test_subscriptions_beyond_the_cap_wait_their_turn_then_get_nosub_503(capped_server):

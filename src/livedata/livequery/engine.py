@@ -113,8 +113,9 @@ class Engine:
         into ``nosub``: ``admission.Busy`` when it waited ``DDP_SUBSCRIBE_WAIT`` for a
         turn among the ``DDP_SUBSCRIBE_CONCURRENCY`` being set up.
         """
-        # admission: at most DDP_SUBSCRIBE_CONCURRENCY set up at once (query to ready),
-        # so a reconnect storm's subscriptions queue here (``Busy`` past the wait)
+        # admission: at most DDP_SUBSCRIBE_CONCURRENCY set up at once, so a reconnect
+        # storm's subscriptions queue here (``Busy`` past the wait). The slot is given
+        # back before streaming: a client that reads nothing must not hold it.
         async with self.runtime.subscribe_slots.slot():
             await self.runtime.listening()  # the initial query must not predate the listener
             async with self._lock:
@@ -122,8 +123,8 @@ class Engine:
                 self._attach(session, sub_id, observer)
                 docs = observer.documents()
                 session.publish_added(sub_id, docs, self._initial_frames(observer, docs))
-            await session.stream()
-            session.ready(sub_id)
+        await session.stream()
+        session.ready(sub_id)
 
     async def _observer_for(self, name: str, params: list[Any], session: Subscriber) -> Observer:
         """The observer the session's subscription joins, started if need be (lock held).

@@ -13,11 +13,16 @@ instead (queued, not refused):
   whose turn would come later than ``DDP_ACCEPT_WAIT`` seconds is refused at once with
   ``Busy``: the queue is bounded by rate x wait + burst, whatever arrives.
 - ``Slots``: at most ``DDP_SUBSCRIBE_CONCURRENCY`` subscriptions being set up at once
-  (the initial query, the initial documents streamed, ``ready``); one waiting longer
-  than ``DDP_SUBSCRIBE_WAIT`` gets ``Busy``.
+  (waiting for the engine's lock, the initial query, the documents entering the
+  client's mergebox; the streaming that follows is at the client's pace and holds no
+  slot, so clients that read nothing cannot hold them all); one waiting longer than
+  ``DDP_SUBSCRIBE_WAIT`` gets ``Busy``.
 
-``Busy`` is Meteor's error 503, which clients may retry; the DDP session turns it into
-an ``error`` message and a close with 1013 (Try Again Later), the engine into ``nosub``.
+``Busy`` is Meteor's error 503, which clients may retry. A raw WebSocket waits for its
+turn before it is accepted and is refused with HTTP 503 (Meteor's client then backs off
+as after any failed attempt); a SockJS session waits at its first message (``connect``)
+and is refused with a DDP ``error`` and a close with 1013 (Try Again Later); the engine
+turns a subscription's into ``nosub``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class Busy(DDPError):
 
     def __init__(self, what: str, wait: float) -> None:
         super().__init__(503, f"Server busy: {what} would wait more than {wait:g} s")
+        self.wait = wait
 
 
 class Pacer:

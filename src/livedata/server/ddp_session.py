@@ -90,6 +90,7 @@ class DDPSession:
         http_headers: Mapping[str, str] | None = None,
         site_origin: str = "",
         cookie_login: bool = True,
+        admitted: bool = False,
     ) -> None:
         conf = services.settings
         self.services = services
@@ -136,8 +137,8 @@ class DDPSession:
         #: live subscriptions: id → (publication, params), to re-run them as a new user
         self.subs: dict[str, tuple[str, list[Any]]] = {}
         self._cookie_checked = False
-        #: its turn to start came (``_admit``)
-        self._admitted = False
+        #: its turn to start came (``_admit``; a raw WebSocket's, before it was accepted)
+        self._admitted = admitted
         self._user_published = False
         #: the method running now (its pending login change may drop a token: see
         #: ``leaving_token``)
@@ -232,7 +233,8 @@ class DDPSession:
 
     async def _admit(self) -> bool:
         """Wait for this session's turn to start (``runtime.admission``: the pace new
-        sessions start at), its first message (``connect``) held meanwhile. The wait is
+        sessions start at), its first message (``connect``) held meanwhile: SockJS
+        sessions (a raw WebSocket waited before it was accepted). The wait is
         bounded by ``DDP_ACCEPT_WAIT`` (so the connect deadline is lifted: the client did
         speak); past it the client gets a DDP ``error`` and a close with 1013 (Try
         Again Later), which Meteor's clients answer by reconnecting with back-off."""

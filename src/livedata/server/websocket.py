@@ -1,13 +1,17 @@
 """Raw DDP over WebSocket (``/websocket``): one DDP message per text frame, as Meteor's
-Node and mobile clients speak it. Origin checks and the inbound size limit live here."""
+Node and mobile clients speak it. Origin checks, admission (the pace sessions start at:
+``runtime.admission``, waited for before the socket is accepted) and the inbound size
+limit live here."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import Any
 
 from livedata.ddp import messages
+from livedata.runtime.admission import Busy
 from livedata.server.ddp_session import DDPSession, Services
 from livedata.server.headers import headers_of
 from livedata.server.origin import origin_allowed, site_origin
@@ -52,6 +56,11 @@ async def serve_websocket(
     message = await receive()
     if message["type"] != "websocket.connect":
         return
+    try:  # admission: the session's turn to start, before the socket opens
+        await services.runtime.admission.admit()
+    except Busy as exc:
+        await _busy(scope, send, exc)
+        return
     await send({"type": "websocket.accept"})
     closed = Flag()
 
@@ -86,6 +95,7 @@ async def serve_websocket(
         client_address=client[0] if client else None,
         http_headers=headers,
         site_origin=site,
+        admitted=True,
     )
     limit = conf.DDP_MAX_MESSAGE_BYTES
     ddp_session.start()
@@ -97,6 +107,25 @@ async def serve_websocket(
     finally:
         closed.set()
         await ddp_session.stop()
+
+
+async def _busy(scope: dict[str, Any], send: Any, exc: Busy) -> None:
+    """Refuse the WebSocket before it opens: 503 with ``Retry-After`` (a close before
+    accept, which the server turns into 403, without the HTTP response extension).
+
+    Before it opens, not after: Meteor's client resets its retry count when a socket
+    opens, so a socket opened and then closed for being busy is retried after 10 ms, and
+    again, while a refused one counts as a failed attempt and backs off (5 s, 11 s...)."""
+    body = (exc.reason or "Server busy").encode()
+    headers = [(b"content-type", b"text/plain; charset=UTF-8")]
+    headers += [(b"content-length", str(len(body)).encode())]
+    headers += [(b"retry-after", str(math.ceil(exc.wait)).encode())]
+    if "websocket.http.response" in scope.get("extensions", {}):
+        start = {"type": "websocket.http.response.start", "status": 503, "headers": headers}
+        await send(start)
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1013})
 
 
 async def _receive_loop(ddp_session: DDPSession, receive: Any, limit: int) -> None:
