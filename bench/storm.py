@@ -56,7 +56,7 @@ from typing import Any
 
 import psutil
 import psycopg
-from bench import benchlib
+from bench import benchlib, fanout
 from bench.asgi_servers import ROOT, free_port, start
 from bench.fanout import PY, SEED_AUTHORS, SERVER_SETTINGS, node_env, seed
 
@@ -142,10 +142,12 @@ def serve(port: int, settings: dict[str, Any], gc_probe: Path | None = None) -> 
     return start(cmd, port, env)
 
 
-class Clients:
-    """N storm clients over ``procs`` Node processes (storm_client.js)."""
+class Clients(fanout.Clients):
+    """N storm clients over ``procs`` Node processes (storm_client.js); talked to as
+    bench/fanout.py's are (``send``, ``expect``, ``close``)."""
 
     def __init__(self, urls: list[str], n: int, procs: int, emails: int = 0) -> None:
+        # not fanout.Clients.__init__: that one starts fanout_client.js
         counts = [n // procs + (i < n % procs) for i in range(procs)]
         script = str(ROOT / "bench" / "storm_client.js")
         env = node_env()
@@ -159,33 +161,14 @@ class Clients:
             self.procs.append(subprocess.Popen(cmd, env=env, **pipes))
 
     def command(self, command: dict[str, Any], answer: str | None = None) -> list[dict[str, Any]]:
-        for proc in self.procs:
-            assert proc.stdin is not None
-            proc.stdin.write(json.dumps(command) + "\n")
-            proc.stdin.flush()
-        if answer is None:
-            return []
-        out = []
-        for proc in self.procs:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            got = json.loads(line) if line else {"event": "exited"}
-            if got["event"] != answer:
-                raise RuntimeError(f"load generator: {got}")
-            out.append(got)
-        return out
+        """Send ``command`` to every generator process; their answers (``answer`` events)."""
+        self.send([command] * len(self.procs))
+        return [] if answer is None else self.expect(answer)
 
     def wait_ready(self, timeout: float) -> list[dict[str, Any]]:
         return self.command(
             {"cmd": "wait", "deadline": time.time() * 1000 + timeout * 1000}, "ready"
         )
-
-    def close(self) -> None:
-        for proc in self.procs:
-            assert proc.stdin is not None
-            proc.stdin.close()
-        for proc in self.procs:
-            proc.wait(timeout=30)
 
 
 class Sampler(threading.Thread):
@@ -455,10 +438,7 @@ def main() -> None:
         print(f"{name}: done", flush=True)
     benchlib.print_server(results["postgres"])
     report(results)
-    out = ROOT / "bench" / "results" / "storm.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nWrote {out}")
+    benchlib.write_results("storm", results)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ import time
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import spawn_livedata
-from tests.server.conftest import free_port, stop, wait_listening
+from tests.server.conftest import free_port, spawn_serve, stop, wait_listening
 
 CONNECT = json.dumps({"msg": "connect", "version": "1", "support": ["1"]})
 PERIOD = 2.0
@@ -60,15 +59,7 @@ async def _closes_after_sigterm(port: int, proc: subprocess.Popen) -> tuple[list
 def test_sigterm_closes_websockets_spread_over_the_period(transactional_db):
     port = free_port()
     settings = {"HTTP_SHUTDOWN_PERIOD": PERIOD, "DDP_HEARTBEAT_INTERVAL": 0}
-    proc = spawn_livedata(
-        "serve",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        stderr=subprocess.STDOUT,
-        LIVEDATA_SETTINGS=json.dumps(settings),
-    )
+    proc = spawn_serve(port, LIVEDATA_SETTINGS=json.dumps(settings))
     try:
         wait_listening(port, proc)
         times, codes = asyncio.run(_closes_after_sigterm(port, proc))

@@ -3,9 +3,9 @@
 When a server process restarts, its clients reconnect to the others within
 milliseconds (Meteor's client retries twice after 10 ms before backing off): hundreds of
 ``connect`` handshakes and subscriptions arrive at once on processes already serving
-their own clients. Taken all at once, their initial documents, mergeboxes and frames
-pile up in memory and the event loop stalls for everyone. Here they wait their turn
-instead (queued, not refused):
+their own clients. Taken all at once, the event loop stalls for the clients already
+there (bench/storm.py: a survivor's answer to a ping took up to 0.8-1.8 s without
+admission, 0.4-0.5 s with it). Here they wait their turn instead (queued, not refused):
 
 - ``Pacer``: new sessions at ``DDP_ACCEPT_RATE`` per second with bursts of
   ``DDP_ACCEPT_BURST`` (a token bucket, kept as reservations: each arrival is given the

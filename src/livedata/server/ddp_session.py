@@ -237,7 +237,8 @@ class DDPSession:
         sessions (a raw WebSocket waited before it was accepted). The wait is
         bounded by ``DDP_ACCEPT_WAIT`` (so the connect deadline is lifted: the client did
         speak); past it the client gets a DDP ``error`` and a close with 1013 (Try
-        Again Later), which Meteor's clients answer by reconnecting with back-off."""
+        Again Later). Its transport had opened, so Meteor's client retries after 10 ms:
+        for SockJS the wait, not the refusal, is what spreads a storm."""
         self._admitted = True
         self.protocol.connect_deadline = None
         try:
