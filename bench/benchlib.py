@@ -6,8 +6,10 @@ the server of ``DATABASE_URL`` when that is set; it is created if missing and mi
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -56,3 +58,12 @@ def server_info(params: dict[str, Any]) -> dict[str, str]:
 def print_server(info: dict[str, str]) -> None:
     print(f"PostgreSQL: {info['version']}")
     print(f"Server:     {info['server']} (synchronous_commit={info['synchronous_commit']})")
+
+
+def write_results(name: str, results: dict[str, Any]) -> Path:
+    """Write ``results`` to bench/results/NAME.json (not kept in git) and say where."""
+    out = Path(__file__).resolve().parent / "results" / f"{name}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nWrote {out}")
+    return out

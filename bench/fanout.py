@@ -444,10 +444,7 @@ def main() -> None:
         print(f"{wl.name}: done", flush=True)
     benchlib.print_server(results["postgres"])
     report(results)
-    out = ROOT / "bench" / "results" / "fanout.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nWrote {out}")
+    benchlib.write_results("fanout", results)
 
 
 if __name__ == "__main__":

@@ -122,6 +122,11 @@ class LivedataSettings:
     #: one more is answered 503 and closed. Behind a reverse proxy every client has the
     #: proxy's address: cap there, and set this 0 (no cap) or high.
     HTTP_MAX_CONNECTIONS_PER_ADDRESS: int = 200
+    #: On SIGTERM, seconds over which open DDP WebSockets are closed, evenly spread (as
+    #: Meteor's ``@meteorjs/ddp-graceful-shutdown``), so their clients reconnect to the
+    #: other processes in a trickle, not all at once; the port stops accepting at once.
+    #: Keep it below your orchestrator's kill grace period. 0: all closed at once.
+    HTTP_SHUTDOWN_PERIOD: float = 5.0
 
     # --- DDP server ---------------------------------------------------------------------
     #: Seconds a DDP connection (WebSocket or SockJS) has to send ``connect``; else it is
@@ -131,6 +136,25 @@ class LivedataSettings:
     #: the timeout after the ping (Meteor: 15 and 15). 0 disables server pings.
     DDP_HEARTBEAT_INTERVAL: float = 15.0
     DDP_HEARTBEAT_TIMEOUT: float = 15.0
+    #: Admission (livedata.runtime.admission): new DDP sessions a process takes on per
+    #: second, with bursts of ``DDP_ACCEPT_BURST``; the others wait their turn (a raw
+    #: WebSocket before it is accepted, a SockJS session at its first message), so a
+    #: reconnect storm after another process restarted is spread out rather than taken at
+    #: once. One whose turn is more than ``DDP_ACCEPT_WAIT`` seconds off is refused at
+    #: once: HTTP 503 for a WebSocket (Meteor's client backs off), a DDP ``error``
+    #: "Server busy" and a close with 1013 for SockJS. The wait stays below Meteor's 10 s
+    #: for a socket to open. 0: no limit.
+    DDP_ACCEPT_RATE: float = 200.0
+    DDP_ACCEPT_BURST: int = 50
+    DDP_ACCEPT_WAIT: float = 5.0
+    #: Subscriptions being set up at once in a process (waiting for the engine, the
+    #: initial query, the documents entering the client's view; they are then streamed at
+    #: the client's pace without a slot, so a client that reads nothing holds none);
+    #: others wait their turn, up to ``DDP_SUBSCRIBE_WAIT`` seconds, then get nosub 503
+    #: "Server busy". The engine runs initial queries one at a time anyway: this bounds
+    #: the queue in front of it and the wait. 0: no cap.
+    DDP_SUBSCRIBE_CONCURRENCY: int = 32
+    DDP_SUBSCRIBE_WAIT: float = 30.0
     #: Largest inbound message; a bigger one gets an error and the connection is closed.
     DDP_MAX_MESSAGE_BYTES: int = 1024 * 1024
     #: Outgoing bytes queued for one client before it is judged too slow and disconnected

@@ -56,20 +56,17 @@ def fast_heartbeat_server(transactional_db) -> Iterator[str]:
     yield from _serve("fast-heartbeat")
 
 
-def _serve(overrides: str, **env: str) -> Iterator[str]:
+def spawn_serve(port: int, **env: str) -> Any:
+    """A ``livedata serve`` process on ``port`` (its output on stdout), not yet listening."""
     import subprocess
 
+    cmd = ["serve", "--port", str(port), "--log-level", "warning"]
+    return spawn_livedata(*cmd, stderr=subprocess.STDOUT, **env)
+
+
+def _serve(overrides: str, **env: str) -> Iterator[str]:
     port = free_port()
-    proc = spawn_livedata(
-        "serve",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        stderr=subprocess.STDOUT,
-        LIVEDATA_TEST_OVERRIDES=overrides,
-        **env,
-    )
+    proc = spawn_serve(port, LIVEDATA_TEST_OVERRIDES=overrides, **env)
     try:
         wait_listening(port, proc)
         yield f"127.0.0.1:{port}"

@@ -12,6 +12,7 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 from livedata.conf import livedata_settings
+from livedata.runtime.admission import Admission
 from livedata.runtime.figures import Board
 from livedata.server.ddp_session import SLOW_CLIENT, DDPSession
 from livedata.server.outgoing import Writer
@@ -27,7 +28,9 @@ CONNECT = '{"msg":"connect","version":"1","support":["1"]}'
 def services():
     conf = replace(livedata_settings(), DDP_MAX_OUTGOING_BYTES=LIMIT, DDP_SESSION_LOGIN=False)
     conf = replace(conf, DDP_HEARTBEAT_INTERVAL=0, DDP_CONNECT_TIMEOUT=0)
-    runtime = SimpleNamespace(settings=conf, sessions=set(), figures=Board())
+    runtime = SimpleNamespace(
+        settings=conf, sessions=set(), figures=Board(), admission=Admission(0, 0, 0)
+    )
 
     class Engine:
         async def drop_session(self, session):

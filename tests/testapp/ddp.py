@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from django.core.exceptions import PermissionDenied, ValidationError
 
@@ -114,3 +115,15 @@ def add_book(call, title: str, author_email: str):
 @method(name="test.limited", rate_limits={"per": "connection", "calls": 3, "seconds": 60})
 def limited(call):
     return "ok"
+
+
+class SlowBooks(Publication):
+    """Every book, its observer built ``seconds`` late (a slow initial query: the
+    admission tests); ``tag`` makes distinct observers."""
+
+    def get_queries(self, seconds, tag):
+        time.sleep(seconds)
+        return [Book.objects.all()]
+
+
+API.register([SlowBooks])

@@ -113,14 +113,19 @@ class Engine:
         there are they never overflow its outgoing buffer (issue 19).
 
         Raises ``DDPError`` (or any error from the publication) for the caller to turn
-        into ``nosub``.
+        into ``nosub``: ``admission.Busy`` when it waited ``DDP_SUBSCRIBE_WAIT`` for a
+        turn among the ``DDP_SUBSCRIBE_CONCURRENCY`` being set up.
         """
-        await self.runtime.listening()  # the initial query must not predate the listener
-        async with self._lock:
-            observer = await self._observer_for(name, params, session)
-            self._attach(session, sub_id, observer)
-            docs = observer.documents()
-            session.publish_added(sub_id, docs, self._initial_frames(observer, docs))
+        # admission: at most DDP_SUBSCRIBE_CONCURRENCY set up at once, so a reconnect
+        # storm's subscriptions queue here (``Busy`` past the wait). The slot is given
+        # back before streaming: a client that reads nothing must not hold it.
+        async with self.runtime.subscribe_slots.slot():
+            await self.runtime.listening()  # the initial query must not predate the listener
+            async with self._lock:
+                observer = await self._observer_for(name, params, session)
+                self._attach(session, sub_id, observer)
+                docs = observer.documents()
+                session.publish_added(sub_id, docs, self._initial_frames(observer, docs))
         await session.stream()
         session.ready(sub_id)
 

@@ -4,6 +4,8 @@
   the thread pools (each thread keeps a database connection), the background services
   (webhook delivery, the pull feed's notifier), the heartbeat ticker, the rate limiter,
   and method invocation with its write fence.
+- ``admission``: admission control, the pace at which new DDP sessions start and the
+  subscriptions set up at once (a reconnect storm queues rather than piles up).
 - ``fence``: the SQL of the write fence (a snapshot taken after a method's commit) and
   a sync method's transaction.
 

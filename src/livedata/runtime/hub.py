@@ -29,6 +29,7 @@ from livedata.conf import LivedataSettings, livedata_settings
 from livedata.ddp.errors import DDPError
 from livedata.ddp.ratelimit import RateLimiter, Rule
 from livedata.runtime import figures
+from livedata.runtime.admission import Admission, Slots
 from livedata.runtime.fence import Invocable, fence_snapshot, run_sync, run_waiting
 from livedata.runtime.figures import Figure
 
@@ -90,6 +91,15 @@ class Runtime:
         }
         self.executor = self.pools["default"][0]
         self.rate_limiter = RateLimiter(Rule.from_setting(r) for r in self.settings.DDP_RATE_LIMITS)
+        #: admission control (``admission``): the pace new DDP sessions start at, and the
+        #: subscriptions set up at once, so a reconnect storm queues instead of piling up
+        conf = self.settings
+        self.admission = Admission(
+            conf.DDP_ACCEPT_RATE, conf.DDP_ACCEPT_BURST, conf.DDP_ACCEPT_WAIT
+        )
+        self.subscribe_slots = Slots(
+            conf.DDP_SUBSCRIBE_CONCURRENCY, conf.DDP_SUBSCRIBE_WAIT, "a new subscription"
+        )
 
     def _plug_cluster(self, listener: ClusterListener) -> None:
         """The broker's and the leader's figures (``Board.broker``, ``Board.leader``)."""

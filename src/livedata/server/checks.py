@@ -15,7 +15,16 @@ LIMITS = (
     "HTTP_MAX_CONNECTIONS_PER_ADDRESS",
     "DDP_CONNECT_TIMEOUT",
     "DDP_SOCKJS_MAX_SESSIONS_PER_ADDRESS",
+    "DDP_ACCEPT_RATE",
+    "DDP_SUBSCRIBE_CONCURRENCY",
+    "HTTP_SHUTDOWN_PERIOD",
 )
+#: admission's other numbers (0 or more too), with what 0 means for them
+OTHERS = {
+    "DDP_ACCEPT_BURST": "one at a time",
+    "DDP_ACCEPT_WAIT": "never wait",
+    "DDP_SUBSCRIBE_WAIT": "never wait",
+}
 
 
 @checks.register(checks.Tags.security)
@@ -24,12 +33,12 @@ def server_limits(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
 
     conf = livedata_settings()
     errors: list[checks.CheckMessage] = []
-    for name in LIMITS:
+    for name, zero in {**dict.fromkeys(LIMITS, "no limit"), **OTHERS}.items():
         value = getattr(conf, name)
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             errors.append(
                 checks.Error(
-                    f"LIVEDATA[{name!r}] must be a number, 0 (no limit) or more, not {value!r}.",
+                    f"LIVEDATA[{name!r}] must be a number, 0 ({zero}) or more, not {value!r}.",
                     id="livedata.E005",
                 )
             )

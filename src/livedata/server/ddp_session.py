@@ -17,6 +17,8 @@ What it leaves to others:
   until a login method succeeds, or from the Django session cookie of a same-origin
   browser): publications and methods see it, a change of user re-runs every
   subscription, and the user's own document is published without a subscription;
+- ``runtime.admission``: the pace new sessions start at (a session's first message
+  waits its turn) and the subscriptions set up at once (in the engine);
 - ``tokens``: closing the sessions logged in with a deleted login token;
 - ``app.DDPService``: what every session of the process shares (``Services`` here, a
   Protocol, so this module does not import the app).
@@ -31,6 +33,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from livedata.dbwait import DatabaseUnavailable, is_database_error
+from livedata.ddp import messages
 from livedata.ddp.connection import (
     CallMethod,
     Close,
@@ -45,6 +48,7 @@ from livedata.ddp.mergebox import Mergebox
 from livedata.ddp.messages import UNDEFINED, serialize
 from livedata.memory import give_back
 from livedata.publish.methods import ConnectionInfo, MethodCall
+from livedata.runtime.admission import Busy
 from livedata.server.login import moves_off_token, universal_documents, user_from_cookie
 from livedata.server.outbox import Queued
 from livedata.server.outgoing import Carrier, Flag, stream
@@ -60,6 +64,9 @@ logger = logging.getLogger("livedata.server")
 
 #: How a client whose outbox passed ``DDP_MAX_OUTGOING_BYTES`` is closed.
 SLOW_CLIENT = (1008, "outgoing buffer limit")
+#: How a client refused by admission control (``runtime.admission``) is closed: 1013 is
+#: WebSocket's "Try Again Later".
+BUSY = (1013, "server busy")
 
 
 class Services(Protocol):
@@ -84,6 +91,7 @@ class DDPSession:
         site_origin: str = "",
         cookie_login: bool = True,
         transport: str = "websocket",
+        admitted: bool = False,
     ) -> None:
         conf = services.settings
         #: "websocket" (raw DDP) or "sockjs": the figures count sessions by it
@@ -132,6 +140,8 @@ class DDPSession:
         #: live subscriptions: id → (publication, params), to re-run them as a new user
         self.subs: dict[str, tuple[str, list[Any]]] = {}
         self._cookie_checked = False
+        #: its turn to start came (``_admit``; a raw WebSocket's, before it was accepted)
+        self._admitted = admitted
         self._user_published = False
         #: the method running now (its pending login change may drop a token: see
         #: ``leaving_token``)
@@ -205,6 +215,8 @@ class DDPSession:
     async def feed(self, text: str) -> None:
         if self.closed.is_set():
             return
+        if not self._admitted and not await self._admit():
+            return
         if not self._cookie_checked:
             self._cookie_checked = True
             user = await user_from_cookie(
@@ -229,6 +241,26 @@ class DDPSession:
             self._actions.append(action)
         if self._actions and self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def _admit(self) -> bool:
+        """Wait for this session's turn to start (``runtime.admission``: the pace new
+        sessions start at), its first message (``connect``) held meanwhile: SockJS
+        sessions (a raw WebSocket waited before it was accepted). The wait is
+        bounded by ``DDP_ACCEPT_WAIT`` (so the connect deadline is lifted: the client did
+        speak); past it the client gets a DDP ``error`` and a close with 1013 (Try
+        Again Later). Its transport had opened, so Meteor's client retries after 10 ms:
+        for SockJS the wait, not the refusal, is what spreads a storm."""
+        self._admitted = True
+        self.protocol.connect_deadline = None
+        try:
+            await self.runtime.admission.admit()
+        except Busy as exc:
+            logger.info("livedata: refused a new session: %s", exc.reason)
+            self.protocol.send(messages.error(exc.reason or "Server busy"))
+            self.flush()
+            await self.shutdown(*BUSY)
+            return False
+        return not self.closed.is_set()
 
     async def _work(self) -> None:
         """Run queued subs/methods one at a time, in arrival order (as Meteor does)."""

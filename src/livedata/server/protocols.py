@@ -15,6 +15,8 @@ subclasses of its httptools and websockets-sansio protocols instead (settings in
 - ``HTTP_MAX_HEADER_BYTES``: a request whose headers pass it gets 431 and is closed.
 - ``HTTP_MAX_CONNECTIONS_PER_ADDRESS``: connections open at once from one client address
   in this process (WebSockets included); one more is answered 503 at once and closed.
+- ``HTTP_SHUTDOWN_PERIOD``: on shutdown, open WebSockets are closed evenly spread over
+  this many seconds (``Drain``), not all at once.
 
 Another ASGI server gets none of this: configure its own timeouts and limits.
 """
@@ -211,10 +213,58 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+class Drain:
+    """The closing times of a process's WebSockets on shutdown: the ``n`` open when it
+    began are closed one every ``period / n`` seconds, the first at once (Meteor's
+    ``@meteorjs/ddp-graceful-shutdown``), so their clients reconnect elsewhere in a
+    trickle rather than all in the same millisecond."""
+
+    def __init__(self, period: float, n: int) -> None:
+        self.step = period / max(1, n)
+        self.given = 0
+
+    def next_delay(self) -> float:
+        delay = self.given * self.step
+        self.given += 1
+        return delay
+
+
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol, releasing its connection's place in the
-    per-address count when it ends (the count began as HTTP, before the upgrade)."""
+    per-address count when it ends (the count began as HTTP, before the upgrade), and
+    closed on shutdown at its turn of ``HTTP_SHUTDOWN_PERIOD`` (``Drain``).
+
+    uvicorn's shutdown stops listening, then calls every connection's ``shutdown`` at
+    once and waits up to ``timeout_graceful_shutdown`` (``livedata serve`` sets it above
+    the period) for them to be gone; the lifespan's shutdown (the listener, the pools)
+    follows. Until its turn a connection is served as before."""
+
+    #: each server's drain (by its set of connections), made when its first connection
+    #: is told to shut down
+    drains: ClassVar[dict[int, tuple[set[Any], Drain]]] = {}
 
     def connection_lost(self, exc: Exception | None) -> None:
         connections.close(self.transport)
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        cls = GuardedWebSocketProtocol
+        found = cls.drains.get(id(self.connections))
+        if found is None or found[0] is not self.connections:
+            from livedata.conf import livedata_settings
+
+            open_sockets = sum(
+                1 for c in self.connections if isinstance(c, cls) and c.handshake_complete
+            )
+            period = livedata_settings().HTTP_SHUTDOWN_PERIOD
+            found = (self.connections, Drain(period, open_sockets))
+            cls.drains[id(self.connections)] = found
+        delay = found[1].next_delay() if self.handshake_complete else 0.0
+        if delay <= 0:
+            super().shutdown()
+        else:
+            asyncio.get_running_loop().call_later(delay, self._shutdown_now)
+
+    def _shutdown_now(self) -> None:
+        if not self.transport.is_closing():
+            super().shutdown()

@@ -1,14 +1,18 @@
 """Raw DDP over WebSocket (``/websocket``): one DDP message per text frame, as Meteor's
-Node and mobile clients speak it. Origin checks and the inbound size limit live here."""
+Node and mobile clients speak it. Origin checks, admission (the pace sessions start at:
+``runtime.admission``, waited for before the socket is accepted) and the inbound size
+limit live here."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable
 from typing import Any
 
 from livedata.ddp import messages
+from livedata.runtime.admission import Busy
 from livedata.server.ddp_session import DDPSession, Services
 from livedata.server.headers import headers_of
 from livedata.server.origin import origin_allowed, site_origin
@@ -22,21 +26,44 @@ CLOSE_TIMEOUT = 5.0
 
 async def refuse(scope: dict[str, Any], receive: Any, send: Any, status: int, text: str) -> None:
     """Answer an HTTP request, or refuse a WebSocket before accepting it, with ``status``."""
-    body = text.encode()
-    headers = [(b"content-type", b"text/plain; charset=UTF-8")]
-    headers.append((b"content-length", str(len(body)).encode()))
     if scope["type"] == "http":
+        body, headers = _plain(text)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return
     if (await receive())["type"] != "websocket.connect":
         return
+    await refuse_opening(scope, send, status, text)
+
+
+async def refuse_opening(
+    scope: dict[str, Any],
+    send: Any,
+    status: int,
+    text: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    close_code: int | None = None,
+) -> None:
+    """Refuse a WebSocket whose ``websocket.connect`` came, before accepting it: an HTTP
+    ``status`` response where the server can send one, else a close before accept (which
+    the server answers with 403), with ``close_code`` (default 4000 + ``status``)."""
     if "websocket.http.response" in scope.get("extensions", {}):
-        start = {"type": "websocket.http.response.start", "status": status, "headers": headers}
+        body, headers = _plain(text)
+        start = {
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": headers + (extra or []),
+        }
         await send(start)
         await send({"type": "websocket.http.response.body", "body": body})
-    else:  # closed before accept: the server answers 403
-        await send({"type": "websocket.close", "code": 4000 + status})
+    else:
+        await send({"type": "websocket.close", "code": close_code or 4000 + status})
+
+
+def _plain(text: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    body = text.encode()
+    headers = [(b"content-type", b"text/plain; charset=UTF-8")]
+    return body, [*headers, (b"content-length", str(len(body)).encode())]
 
 
 async def serve_websocket(
@@ -52,6 +79,11 @@ async def serve_websocket(
         return
     message = await receive()
     if message["type"] != "websocket.connect":
+        return
+    try:  # admission: the session's turn to start, before the socket opens
+        await services.runtime.admission.admit()
+    except Busy as exc:
+        await _busy(scope, send, exc)
         return
     await send({"type": "websocket.accept"})
     closed = Flag()
@@ -89,6 +121,7 @@ async def serve_websocket(
         client_address=client[0] if client else None,
         http_headers=headers,
         site_origin=site,
+        admitted=True,
     )
     limit = conf.DDP_MAX_MESSAGE_BYTES
     ddp_session.start()
@@ -104,6 +137,17 @@ async def serve_websocket(
 
 async def _nothing() -> None:
     pass
+
+
+async def _busy(scope: dict[str, Any], send: Any, exc: Busy) -> None:
+    """Refuse the WebSocket before it opens: 503 with ``Retry-After`` (a close before
+    accept, which the server turns into 403, without the HTTP response extension).
+
+    Before it opens, not after: Meteor's client resets its retry count when a socket
+    opens, so a socket opened and then closed for being busy is retried after 10 ms, and
+    again, while a refused one counts as a failed attempt and backs off (5 s, 11 s...)."""
+    retry = [(b"retry-after", str(math.ceil(exc.wait)).encode())]
+    await refuse_opening(scope, send, 503, exc.reason or "Server busy", retry, close_code=1013)
 
 
 async def _receive_loop(ddp_session: DDPSession, receive: Any, limit: int) -> None:

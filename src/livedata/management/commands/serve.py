@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -59,6 +60,7 @@ def serve(host: str, port: int, *, workers: int = 1, log_level: str = "info") ->
         log_level=log_level,
         log_config=uvicorn_log_config(),  # SockJS session ids never in the access log
         proxy_headers=False,
-        # open SockJS streams and long polls would otherwise hold a shutdown forever
-        timeout_graceful_shutdown=3,
+        # WebSockets close over HTTP_SHUTDOWN_PERIOD (protocols.Drain); then open SockJS
+        # streams and long polls, which would otherwise hold a shutdown forever, are cut
+        timeout_graceful_shutdown=math.ceil(conf.HTTP_SHUTDOWN_PERIOD) + 3,
     )
