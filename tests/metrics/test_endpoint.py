@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from livedata.accounts import tokens
 from livedata.demo.bookstore.models import Author, Book
+from tests.webhooks.conftest import demo_collections  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -153,6 +154,7 @@ def test_sockjs_sessions_are_counted_apart(server, metrics_token):
     assert got[("livedata_messages_out_total", WS)] == 0
 
 
+@pytest.mark.usefixtures("demo_collections")  # books exposed, whatever ran before
 def test_a_failing_webhook_receiver_shows_as_backlog_and_retries(server, metrics_token):
     from django.contrib.auth.models import Permission
 
