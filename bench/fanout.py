@@ -67,6 +67,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -79,6 +80,7 @@ from bench.live_queries import server_xacts
 
 PY = sys.executable
 JS = ROOT / "tests" / "js"
+GC_PROBE = ROOT / "bench" / "results" / "fanout_gc.json"  # --gc-probe: written by the server
 SPAWN = multiprocessing.get_context("spawn")  # the writer: a fresh process
 SEED_AUTHORS = 50
 STATS_LAG = 2.5  # seconds for pg_stat_database to have the transactions made before
@@ -239,9 +241,12 @@ class Clients:
 
 
 @contextmanager
-def serving(server: str, params: dict[str, Any], authors: int, workers: int = 1) -> Iterator[Any]:
+def serving(
+    server: str, params: dict[str, Any], authors: int, workers: int = 1, probe: Path | None = None
+) -> Iterator[Any]:
     """A freshly seeded database and the server (livedata or bare) on a free port; yields
-    (process, WebSocket URL, author ids)."""
+    (process, WebSocket URL, author ids). ``probe``: run livedata under bench/gcprobe.py,
+    which writes its GC pauses there when the server exits."""
     ids = seed(params, authors)
     port = free_port()
     if server == "bare":
@@ -251,7 +256,8 @@ def serving(server: str, params: dict[str, Any], authors: int, workers: int = 1)
     else:
         overrides = json.loads(os.environ.get("LIVEDATA_SETTINGS") or "{}")
         env = {"LIVEDATA_SETTINGS": json.dumps({**SERVER_SETTINGS, **overrides})}
-        cmd = [PY, "-m", "livedata", "serve", "--port", "{port}", "--log-level", "warning"]
+        runner = ["-m", "bench.gcprobe", str(probe)] if probe else ["-m", "livedata"]
+        cmd = [PY, *runner, "serve", "--port", "{port}", "--log-level", "warning"]
         proc = start([*cmd, "--workers", str(workers)], port, env)
         if workers > 1:
             time.sleep(5)  # the port opens before the worker processes have booted
@@ -269,7 +275,8 @@ def cpu_seconds(proc: subprocess.Popen) -> float:
 
 def live_run(wl: Workload, server: str, params: dict[str, Any], args: Any) -> dict[str, Any]:
     clients_n, emails = scaled(wl.clients, args.quick), emails_of(wl, args.quick)
-    with serving(server, params, emails, wl.workers) as (proc, url, ids):
+    probe = GC_PROBE if server == "livedata" and args.gc_probe else None
+    with serving(server, params, emails, wl.workers, probe) as (proc, url, ids):
         authors = ids[:emails] if emails else ids[:SEED_AUTHORS]
         clients = Clients(url, clients_n, args.procs)
         if emails:
@@ -334,6 +341,7 @@ def live_run(wl: Workload, server: str, params: dict[str, Any], args: Any) -> di
         "workers": wl.workers,
         "gen_lag_p99_ms": max(r["lagP99Ms"] for r in reports),
         "gen_lag_max_ms": max(r["lagMaxMs"] for r in reports),
+        **({"gc": json.loads(probe.read_text())} if probe else {}),
     }
 
 
@@ -421,6 +429,9 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, help="writer seconds per run (10; 2 quick)")
     parser.add_argument("--procs", type=int, default=4, help="Node load-generator processes")
+    parser.add_argument(
+        "--gc-probe", action="store_true", help="record livedata's GC pauses (bench/gcprobe.py)"
+    )
     args = parser.parse_args()
     args.seconds = args.seconds or (2.0 if args.quick else 10.0)
     names = args.only.split(",") if args.only else [w.name for w in WORKLOADS]

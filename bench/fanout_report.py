@@ -134,12 +134,29 @@ def goals(runs: dict[str, Any], floor: float = 0.0) -> list[tuple[str, bool, str
     return out
 
 
+def gc_table(runs: dict[str, Any]) -> None:
+    """livedata's collections per generation during each run (``--gc-probe``)."""
+    probed = {n: r["livedata"]["gc"] for n, r in runs.items() if "gc" in r.get("livedata", {})}
+    if not probed:
+        return
+    print("\nlivedata's cyclic GC (bench/gcprobe.py): collections, CPU ms total / max / p99")
+    print(f"{'workload':<10} {'gen':>3} {'count':>6} {'total':>8} {'max':>7} {'p99':>7}")
+    for name, gc in probed.items():
+        for gen in ("gen0", "gen1", "gen2"):
+            g = gc[gen]
+            print(
+                f"{name:<10} {gen[-1]:>3} {g['count']:>6} {g['cpu_ms_total']:>8.1f}"
+                f" {g['cpu_ms_max']:>7.2f} {g['cpu_ms_p99']:>7.2f}"
+            )
+
+
 def report(results: dict[str, Any]) -> None:
     runs = results["runs"]
     quick = " (--quick: a smoke check, not figures)" if results["quick"] else ""
     print(f"\n{results['seconds']:.0f} s per run, {results['procs']} Node processes{quick}")
     live_table(runs)
     subscribe_table(runs)
+    gc_table(runs)
     floor = results.get("notify_floor", 0.0)
     email_table(runs, floor)
     checked = goals(runs, floor)
