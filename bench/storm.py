@@ -1,10 +1,10 @@
 """A reconnect storm: one of 3 ``livedata serve`` processes restarts under 2000 clients (issue 15).
 
-- **Servers**: 3 ``livedata serve`` processes on loopback ports behind HAProxy (Debian's
-  ``haproxy``, installed with apt-get when missing and run as root, as ``./dev`` installs
-  Chromium; without it the clients are spread over the ports themselves and move to the
-  next port on each retry). HAProxy balances round-robin, health-checks every 200 ms and
-  redispatches a refused connection.
+- **Servers**: 3 ``livedata serve`` processes on loopback ports behind HAProxy (the
+  README's configuration, from bench/haproxy.py, which installs Debian's ``haproxy``
+  when missing and run as root; without it the clients are spread over the ports
+  themselves and move to the next port on each retry). HAProxy balances ``/websocket``
+  round-robin, health-checks every 200 ms and redispatches a refused connection.
 - **Clients**: 2000 Node ``ws`` clients (bench/storm_client.js, over ``--procs``
   processes) subscribed to the demo's ``AllBooks`` (the bookstore seed: 150 documents),
   reconnecting with Meteor's own back-off (packages/retry/retry.js, driven as Meteor's
@@ -56,7 +56,7 @@ from typing import Any
 
 import psutil
 import psycopg
-from bench import benchlib, fanout
+from bench import benchlib, fanout, haproxy
 from bench.asgi_servers import ROOT, free_port, start
 from bench.fanout import PY, SEED_AUTHORS, SERVER_SETTINGS, node_env, seed
 
@@ -77,40 +77,6 @@ MODES: dict[str, dict[str, Any]] = {
 DEFAULT_MODES = ["off", "admission", "admission+drain"]
 
 
-def haproxy() -> str | None:
-    """The haproxy binary, installed from Debian's package when missing (as root)."""
-    found = shutil.which("haproxy")
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        print("installing Debian's haproxy for the storm bench...", flush=True)
-        apt = ["apt-get", "install", "-y", "-q", "haproxy"]
-        if subprocess.run(apt, capture_output=True).returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], capture_output=True)
-            subprocess.run(apt, capture_output=True)
-        found = shutil.which("haproxy")
-    return found
-
-
-HAPROXY_CONFIG = """\
-global
-    maxconn 8000
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 1h
-    timeout server 1h
-    timeout tunnel 1h
-    retries 3
-    option redispatch
-frontend ddp
-    bind 127.0.0.1:{port}
-    default_backend livedata
-backend livedata
-    balance roundrobin
-    default-server check inter 200ms fall 1 rise 2
-{servers}
-"""
-
-
 class Balancer:
     """HAProxy in front of ``ports`` (None: no HAProxy; clients spread themselves)."""
 
@@ -120,9 +86,9 @@ class Balancer:
             self.urls = [f"ws://127.0.0.1:{p}/websocket" for p in ports]
             return
         port = free_port()
-        servers = "\n".join(f"    server s{i} 127.0.0.1:{p}" for i, p in enumerate(ports))
+        servers = [f"127.0.0.1:{p}" for p in ports]
         self.config = Path(tempfile.mkdtemp(prefix="storm-")) / "haproxy.cfg"
-        self.config.write_text(HAPROXY_CONFIG.format(port=port, servers=servers))
+        self.config.write_text(haproxy.config(f"127.0.0.1:{port}", servers))
         cmd = [binary, "-db", "-f", str(self.config)]
         self.proc = start(cmd, port)
         self.urls = [f"ws://127.0.0.1:{port}/websocket"]
@@ -422,7 +388,7 @@ def main() -> None:
         parser.error(f"unknown modes: {', '.join(sorted(unknown))}")
     os.environ.setdefault("LIVEDATA_DB_NAME", "livedata_storm")
     params = benchlib.setup()
-    binary = None if args.no_haproxy else haproxy()
+    binary = None if args.no_haproxy else haproxy.binary()
     results: dict[str, Any] = {
         "clients": args.clients,
         "publication": f"BooksByAuthorEmail over {args.emails} authors"

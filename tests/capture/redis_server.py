@@ -27,7 +27,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 class RedisServer:
     """A redis-server of the test's own (no persistence: a restart empties the stream)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, host: str = "127.0.0.1") -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail(
@@ -35,8 +35,9 @@ class RedisServer:
             )
         self.binary = binary
         self.directory = directory
+        self.host = host  # another address for test hosts in network namespaces
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = f"redis://{host}:{self.port}/0"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -46,19 +47,21 @@ class RedisServer:
                 "--port",
                 str(self.port),
                 "--bind",
-                "127.0.0.1",
+                self.host,
                 "--save",
                 "",
                 "--appendonly",
                 "no",
                 "--dir",
                 str(self.directory),
+                # bound to the test hosts' bridge only: no password, no protection
+                *(["--protected-mode", "no"] if self.host != "127.0.0.1" else []),
             ],
             stdout=subprocess.DEVNULL,
         )
         import redis
 
-        client = redis.Redis(port=self.port)
+        client = redis.Redis(host=self.host, port=self.port)
         wait_for(lambda: _pings(client), 10, "redis-server to start")
         client.close()
 
