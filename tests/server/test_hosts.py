@@ -161,7 +161,8 @@ class Deployment:
 
     def __init__(self, net: Network, db: Postgres, broker: RedisServer, work: Path) -> None:
         self.net, self.work = net, work
-        ignored = ("LIVEDATA_DB_NAME", "LIVEDATA_PGDATA", "LIVEDATA_TEST_OVERRIDES")
+        # PGAPPNAME would rename the sessions leader() tells the processes apart by
+        ignored = ("LIVEDATA_DB_NAME", "LIVEDATA_PGDATA", "LIVEDATA_TEST_OVERRIDES", "PGAPPNAME")
         self.env = {k: v for k, v in os.environ.items() if k not in ignored}
         self.env.update(
             DJANGO_SETTINGS_MODULE="tests.settings",
