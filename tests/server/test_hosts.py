@@ -171,15 +171,18 @@ class Deployment:
             DATABASE_URL=db.url,
             LIVEDATA_SETTINGS=json.dumps({"LISTENER_BROKER_URL": broker.url}),
         )
-        subprocess.run(livedata_cmd("migrate", "-v0"), env=self.env, check=True, cwd=ROOT)
         # on their own hosts every process has the same port, as in production
         port = free_port()
         self.servers = [f"{a}:{port if net.namespaces else free_port()}" for a in net.addresses]
-        self.procs = [self._serve(i) for i in range(HOSTS)]
+        self.procs: list[subprocess.Popen] = []  # close() stops what start() started
+        self.haproxy: subprocess.Popen | None = None
+
+    def start(self, binary: str) -> None:
+        subprocess.run(livedata_cmd("migrate", "-v0"), env=self.env, check=True, cwd=ROOT)
+        for i in range(HOSTS):
+            self.procs.append(self._serve(i))
         self.haproxy_port = free_port()
-        binary = haproxy.binary()
-        if binary is None:
-            pytest.fail("haproxy is missing and could not be installed: apt-get install haproxy")
+        work = self.work
         config = work / "haproxy.cfg"
         config.write_text(haproxy.config(f"127.0.0.1:{self.haproxy_port}", self.servers))
         self.haproxy = subprocess.Popen(
@@ -216,10 +219,11 @@ class Deployment:
         return int(held[0][0].rsplit(":", 1)[1]) if len(held) == 1 else None
 
     def close(self) -> None:
-        for proc in [*self.procs, self.haproxy]:
+        procs = [p for p in [*self.procs, self.haproxy] if p is not None]
+        for proc in procs:
             if proc.poll() is None:
                 proc.terminate()
-        for proc in [*self.procs, self.haproxy]:
+        for proc in procs:
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -231,6 +235,9 @@ class Deployment:
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[tuple[Deployment, Postgres]]:
+    binary = haproxy.binary()
+    if binary is None:
+        pytest.fail("haproxy is missing and could not be installed: apt-get install haproxy")
     with contextlib.ExitStack() as stack:
         net = Network()
         stack.callback(net.close)  # last: after every process in it is gone
@@ -242,6 +249,7 @@ def deployment(tmp_path: Path) -> Iterator[tuple[Deployment, Postgres]]:
         broker.start()
         deploy = Deployment(net, db, broker, tmp_path)
         stack.callback(deploy.close)
+        deploy.start(binary)
         yield deploy, db
 
 
