@@ -297,10 +297,10 @@ def live_run(wl: Workload, server: str, params: dict[str, Any], args: Any) -> di
         w.start()
         assert q.get() == "started"
         clients.send([{"cmd": "lag"}] * len(clients.procs))
-        cpu0, t0 = cpu_seconds(proc), time.perf_counter()
+        cpu0, t0, wall0 = cpu_seconds(proc), time.perf_counter(), time.time()
         out = q.get()
         w.join()
-        cpu1, t1 = cpu_seconds(proc), time.perf_counter()
+        cpu1, t1, wall1 = cpu_seconds(proc), time.perf_counter(), time.time()
         commits = {book: ns / 1e6 for book, (ns, _) in out["commits"].items()}
         times = sorted(commits.values())
         expected = [expected_of(emails, o, count, out["commits"]) for o, count in clients.slices()]
@@ -341,8 +341,16 @@ def live_run(wl: Workload, server: str, params: dict[str, Any], args: Any) -> di
         "workers": wl.workers,
         "gen_lag_p99_ms": max(r["lagP99Ms"] for r in reports),
         "gen_lag_max_ms": max(r["lagMaxMs"] for r in reports),
-        **({"gc": json.loads(probe.read_text())} if probe else {}),
+        **({"gc": gc_during(probe, wall0, wall1)} if probe else {}),
     }
+
+
+def gc_during(probe: Path, start: float, end: float) -> dict[str, Any]:
+    """The server's GC summary, and its full collections while the writer ran."""
+    gc = json.loads(probe.read_text())
+    during = [c for t, c in gc["full_collections"] if start <= t <= end]
+    gc["full_while_writing"] = {"count": len(during), "cpu_ms_max": max(during, default=0.0)}
+    return gc
 
 
 def notify_floor(params: dict[str, Any], changes: int = 50) -> float:

@@ -142,6 +142,11 @@ def gc_table(runs: dict[str, Any]) -> None:
     print("\nlivedata's cyclic GC (bench/gcprobe.py): collections, CPU ms total / max / p99")
     print(f"{'workload':<10} {'gen':>3} {'count':>6} {'total':>8} {'max':>7} {'p99':>7}")
     for name, gc in probed.items():
+        during = gc["full_while_writing"]
+        print(
+            f"{name:<10} full collections while the writer ran: {during['count']}"
+            f" (longest {during['cpu_ms_max']:.1f} ms CPU)"
+        )
         for gen in ("gen0", "gen1", "gen2"):
             g = gc[gen]
             print(

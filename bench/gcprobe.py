@@ -21,6 +21,7 @@ from typing import Any
 
 _started: list[float] = [0.0, 0.0]
 _pauses: dict[int, list[tuple[float, float]]] = {0: [], 1: [], 2: []}
+_full: list[tuple[float, float]] = []  # each full collection: (time.time() at its end, CPU ms)
 _tracked_at_biggest: list[Any] = [0.0, None]
 
 
@@ -31,6 +32,8 @@ def _callback(phase: str, info: dict[str, Any]) -> None:
     wall = (time.perf_counter() - _started[0]) * 1000
     cpu = (time.process_time() - _started[1]) * 1000
     _pauses[info["generation"]].append((wall, cpu))
+    if info["generation"] == 2:
+        _full.append((time.time(), cpu))
     if info["generation"] == 2 and cpu > _tracked_at_biggest[0]:
         _tracked_at_biggest[0] = cpu  # what the longest full collection had to walk
         _tracked_at_biggest[1] = {"tracked": len(gc.get_objects()), "types": _census()}
@@ -45,6 +48,7 @@ def _summary(out: str) -> None:
     result: dict[str, Any] = {
         "at_longest_full_collection": _tracked_at_biggest[1],
         "tracked_at_exit": len(gc.get_objects()),
+        "full_collections": [[round(t, 3), round(c, 2)] for t, c in _full],
     }
     for gen, pauses in _pauses.items():
         walls = sorted(p[0] for p in pauses) or [0.0]

@@ -15,3 +15,28 @@ def test_limits_must_be_numbers_zero_or_more():
     assert "HTTP_HEADER_TIMEOUT" in errors[0].msg and "DDP_CONNECT_TIMEOUT" in errors[1].msg
     with override_settings(LIVEDATA={"HTTP_MAX_CONNECTIONS_PER_ADDRESS": 0}):
         assert server_limits() == []  # 0: no cap
+
+
+def test_gc_thresholds_must_be_three_whole_numbers_or_none():
+    for bad in [(700, 10), (700, 10, "10"), (700, -1, 10), 700, (True, 10, 10)]:
+        with override_settings(LIVEDATA={"HTTP_GC_THRESHOLDS": bad}):
+            [error] = server_limits()
+        assert error.id == "livedata.E005" and "HTTP_GC_THRESHOLDS" in error.msg
+    for good in [None, (10_000, 10, 10), [700, 10, 10]]:
+        with override_settings(LIVEDATA={"HTTP_GC_THRESHOLDS": good}):
+            assert server_limits() == []
+
+
+def test_start_up_freezes_and_sets_the_gc_thresholds():
+    import gc
+
+    from livedata.server.app import _freeze_startup_objects
+
+    before = gc.get_threshold()
+    try:
+        _freeze_startup_objects((12_345, 11, 12))
+        assert gc.get_threshold() == (12_345, 11, 12)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

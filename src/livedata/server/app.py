@@ -49,19 +49,20 @@ class DDPService:
         await self.engine.on_changes(batch.rows)
 
 
-def _freeze_startup_objects() -> None:
+def _freeze_startup_objects(thresholds: tuple[int, int, int] | None = None) -> None:
     """Move what start-up made (modules, classes, Django's registries: ~90k objects) out
     of the cyclic GC's reach, so full collections walk only what serving creates.
 
-    Measured with bench/gcprobe.py under bench/live_queries.py (see the commit). The
-    collection thresholds stay Python's: under bench/fanout.py's 1000x30 (1000 clients,
-    30 changes/s, encode-once sending) a whole server run made 3-4 full collections (up
-    to 35 ms CPU), while clients connected and subscribed or left, none while changes
-    went out (two timed runs); young collections there were 0.4 ms at p99 (issue 14)."""
+    Measured with bench/gcprobe.py under bench/live_queries.py (see the commit), and
+    under bench/fanout.py --gc-probe: with Python's thresholds, 1000 clients on AllBooks
+    at 10 changes/s made a full collection of 100 ms CPU while changes went out (the
+    p99); with ``HTTP_GC_THRESHOLDS`` (10,000, 10, 10) none did."""
     import gc
 
     gc.collect()
     gc.freeze()
+    if thresholds is not None:  # HTTP_GC_THRESHOLDS
+        gc.set_threshold(*thresholds)
 
 
 def _is_sockjs(path: str) -> bool:
@@ -144,7 +145,7 @@ class LivedataApp:
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
-                _freeze_startup_objects()
+                _freeze_startup_objects(self.runtime.settings.HTTP_GC_THRESHOLDS)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.runtime.stop()

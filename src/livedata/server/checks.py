@@ -42,4 +42,17 @@ def server_limits(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
                     id="livedata.E005",
                 )
             )
+    thresholds = conf.HTTP_GC_THRESHOLDS
+    if thresholds is not None and not (
+        isinstance(thresholds, list | tuple)
+        and len(thresholds) == 3
+        and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in thresholds)
+    ):
+        errors.append(
+            checks.Error(
+                "LIVEDATA['HTTP_GC_THRESHOLDS'] must be None or three whole numbers, 0 or more "
+                f"(gc.set_threshold's), not {thresholds!r}.",
+                id="livedata.E005",
+            )
+        )
     return errors
