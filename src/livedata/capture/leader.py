@@ -218,12 +218,9 @@ class Leader(Listener):
         stream = self.owner.stream
         args = {"key": stream.key, "channel": self.channel}
         await self._listen_watched(conn, set(self._watches))
-        self._notified(set(self._watches))  # what was sent while not listening is lost
         while not self._stopping.is_set():
             if self._unlistened:  # watched since
-                fresh = set(self._unlistened)
-                await self._listen_watched(conn, fresh)
-                self._notified(fresh)
+                await self._listen_watched(conn)
             await stream.ping()
             nudged = self._poke.is_set()  # wake(): a write fence waits in this process
             self._poke.clear()

@@ -194,10 +194,16 @@ class Listener:
                 except Exception:
                     logger.exception("livedata listener: a watcher of %r failed", channel)
 
-    async def _listen_watched(self, conn: psycopg.AsyncConnection, channels: set[str]) -> None:
-        for channel in sorted(channels):
+    async def _listen_watched(
+        self, conn: psycopg.AsyncConnection, channels: set[str] | None = None
+    ) -> None:
+        """LISTEN on ``channels`` (default: those watched since the last call), then tell
+        their watchers: whatever was sent before this session listened is lost."""
+        fresh = set(self._unlistened if channels is None else channels)
+        for channel in sorted(fresh):
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-        self._unlistened -= channels
+        self._unlistened -= fresh
+        self._notified(fresh)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -271,14 +277,11 @@ class Listener:
         self.connects += 1
         self.connected.set()
         logger.debug("livedata listener connected at %s", self.position)
-        self._notified(set(self._watches))  # what was sent while disconnected is lost
 
     async def _serve(self, conn: psycopg.AsyncConnection) -> None:
         while not self._stopping.is_set():
-            if self._unlistened:  # watched since: tell them once it listens
-                fresh = set(self._unlistened)
-                await self._listen_watched(conn, fresh)
-                self._notified(fresh)
+            if self._unlistened:  # watched since
+                await self._listen_watched(conn)
             await self._drain(conn)
             await self._wait(conn)
 
