@@ -167,3 +167,40 @@ def test_watched_channels_are_heard_on_a_standby_and_while_the_broker_is_down(db
         asyncio.run(main())
     finally:
         server.stop()
+
+
+def test_the_leaders_own_process_gets_each_batch_without_waiting_for_the_broker(
+    db_params, redis_url
+):
+    """Appends are held back (CLIENT PAUSE WRITE): the leader's followers still get the
+    row at once, and the stream's copy, when it comes, is not handed on again."""
+
+    async def main() -> tuple[list[str], float, ClusterListener]:
+        import redis.asyncio as redis
+
+        listener = ClusterListener(broker_url=redis_url, params=db_params)
+        got, consumer = collect()
+        listener.follow(consumer)
+        task = asyncio.create_task(listener.run())
+        await until(lambda: listener.leader.leading, 15)
+        await write(db_params, "first")
+        await until(lambda: len(got) == 1 and listener.source == "broker")
+        admin = redis.Redis.from_url(redis_url)
+        await admin.execute_command("CLIENT", "PAUSE", 4000, "WRITE")
+        start = asyncio.get_running_loop().time()
+        await write(db_params, "paused")
+        await until(lambda: len(got) == 2, 2.0)
+        waited = asyncio.get_running_loop().time() - start
+        before = listener.broker_batches
+        await until(lambda: listener.broker_batches > before, 10)  # the stream's copy
+        await write(db_params, "after")
+        await until(lambda: len(got) == 3)
+        listener.stop()
+        await task
+        await admin.aclose()
+        return [r.new["name"] for r in got], waited, listener
+
+    names, waited, listener = asyncio.run(main())
+    assert names == ["first", "paused", "after"]
+    assert waited < 2.0
+    assert listener.local_batches >= 3

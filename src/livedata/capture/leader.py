@@ -11,8 +11,10 @@ returns a ``ClusterListener``, and:
   (``capture.wire``), to the stream (``capture.broker``). When the leader dies or its
   session breaks, PostgreSQL releases the lock and a standby takes over from where its
   own process was; a leader that cannot append gives the lock up.
-- **every process (the leader's too) consumes** the stream and offers each batch to its
-  followers, exactly as its own reads would be.
+- **every process consumes** the stream and offers each batch to its followers, exactly
+  as its own reads would be. The leader's own process offers each batch to its followers
+  as it reads it, before the append: they skip the broker's round trip, and drop the
+  stream's copy when it comes (it ends where they already are).
 - **PostgreSQL stays the source of truth.** A process starts at the log's head, as a
   listener does. Batches carry positions, and a follower reads any gap from the log
   itself (``capture.follower``): entries trimmed or lost with a restarted broker, a
@@ -84,11 +86,23 @@ class ClusterListener(Listener):
         self.leader = Leader(self)
         self.source = "starting"
         self.broker_batches = 0  # batches taken from the stream
+        self.local_batches = 0  # batches this process's leader offered as it read them
         self.fallbacks = 0  # times it went to read the log itself
 
     def wake(self) -> None:
         super().wake()
         self.leader.wake()
+
+    def offer_local(self, batch: Batch) -> None:
+        """A batch this process's leader just read: to the followers now, not after the
+        broker's round trip (they drop the stream's copy: it ends where they are)."""
+        self.local_batches += 1
+        self._advance(batch)
+
+    def _advance(self, batch: Batch) -> None:
+        self.publish(batch)
+        if self.position is None or not self.position.covers(batch.end):
+            self.position = batch.end  # never back (the stream's copy of a local batch)
 
     def watch(self, channel: str, callback: Callable[[], None]) -> None:
         """As ``Listener.watch``: on the leader's session (leading or standing by) while the
@@ -184,8 +198,7 @@ class ClusterListener(Listener):
                         logger.warning("livedata listener: entry %s skipped: %s", entry_id, exc)
                         continue
                     self.broker_batches += 1
-                    self.publish(batch)
-                    self.position = batch.end
+                    self._advance(batch)
         finally:
             if direct is not None:
                 direct.cancel()
@@ -255,9 +268,10 @@ class Leader(Listener):
         }
 
     def publish(self, batch: Batch) -> None:
-        """Nothing: the leader has no followers (its process consumes the stream)."""
+        """Nothing: the leader has no followers of its own (its process's are fed below)."""
 
     async def _emit(self, batch: Batch) -> None:
+        self.owner.offer_local(batch)  # this process first: one round trip less
         data = wire.encode(batch)
         if len(data) > MAX_ENTRY_BYTES:
             data = wire.mark(batch)
