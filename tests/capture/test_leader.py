@@ -204,3 +204,36 @@ def test_the_leaders_own_process_gets_each_batch_without_waiting_for_the_broker(
     assert names == ["first", "paused", "after"]
     assert waited < 2.0
     assert listener.local_batches >= 3
+
+
+def test_a_standby_with_no_fence_waiting_does_not_wake_the_leader(db_params, redis_url):
+    """A standby contends for the lock every retry; only a write fence waiting on it
+    sends the NOTIFY that has the leader read the log. Idle, the leader reads nothing."""
+
+    async def main() -> tuple[int, int]:
+        listeners = [ClusterListener(broker_url=redis_url, params=db_params) for _ in range(2)]
+        for listener in listeners:
+            listener.leader.poll_interval = 30  # no poll reads: only a NOTIFY wakes it
+            listener.leader.retry = 0.1
+            listener.follow(collect()[1])
+        tasks = [asyncio.create_task(x.run()) for x in listeners]
+        await until(lambda: sum(x.leader.leading for x in listeners) == 1)
+        leader = next(x.leader for x in listeners if x.leader.leading)
+        standby = next(x for x in listeners if not x.leader.leading)
+        await asyncio.sleep(0.5)  # its first reads after taking the lock
+        idle_from = leader.reads
+        await asyncio.sleep(2.0)  # about 20 of the standby's retries
+        idle = leader.reads - idle_from
+        fenced_from = leader.reads
+        async with await psycopg.AsyncConnection.connect(**db_params, autocommit=True) as conn:
+            text = (await (await conn.execute(log.HEAD_SQL)).fetchone())[0]
+        await asyncio.wait_for(standby.followers[0].wait_covers(Snapshot.parse(text)), 5)
+        fenced = leader.reads - fenced_from
+        for listener in listeners:
+            listener.stop()
+        await asyncio.gather(*tasks)
+        return idle, fenced
+
+    idle, fenced = asyncio.run(main())
+    assert idle == 0
+    assert fenced >= 1

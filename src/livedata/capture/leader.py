@@ -219,10 +219,16 @@ class Leader(Listener):
         self.owner = owner
         self.retry = livedata_settings().LISTENER_LEADER_RETRY
         self.elections = 0  # times this process became the leader
+        #: a write fence waits in this process (``wake()``): a standby nudges the leader
+        self._nudge = False
 
     @property
     def leading(self) -> bool:
         return self.connected.is_set()
+
+    def wake(self) -> None:
+        self._nudge = True
+        super().wake()
 
     async def _before_connect(self) -> None:
         await self.owner.stream.ping()  # contend only while we could append
@@ -235,7 +241,9 @@ class Leader(Listener):
             if self._unlistened:  # watched since
                 await self._listen_watched(conn)
             await stream.ping()
-            nudged = self._poke.is_set()  # wake(): a write fence waits in this process
+            # only for a fence: the retry's own timer sets _poke too, and a NOTIFY then
+            # would have the leader read the log once a retry for nothing
+            nudged, self._nudge = self._nudge, False
             self._poke.clear()
             row = await (await conn.execute(NUDGE_SQL if nudged else LOCK_SQL, args)).fetchone()
             if row and row[-1]:
