@@ -42,6 +42,12 @@ bookstore seed: 50 authors with 2 books each (150 documents in ``AllBooks``).
     the server itself runs per change (the goal: its one log read, no re-queries).
     Counts are read 11 s after the subscriptions and after the run, since an idle
     backend reports its transactions only that late.
+  - ``via-w1``, ``via-w2``, ``via-w4`` (issue 15): 200 clients on ``AllBooks`` at 10
+    changes/s on ``livedata serve --workers 1``, ``2`` or ``4``, each process reading
+    the log itself ("direct") against the cluster's leader feeding them through the
+    broker ("broker": ``LISTENER_BROKER_URL`` on ``BENCH_REDIS``, default the machine's
+    Redis, a new stream per run): commit -> client p50 / p99 side by side, and database
+    transactions per change. With ``--rounds`` the pair runs that many times, alternating.
 
 The goals of issue 14 are checked at the end (PASS / FAIL with the figure).
 ``--quick`` divides the clients (at least 20) and the emails by 10 and runs 2 s per
@@ -63,6 +69,7 @@ import random
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,7 +118,7 @@ class Workload:
     rate: float = 10.0
     emails: int = 0  # BooksByAuthorEmail over this many emails; 0: AllBooks
     workers: int = 1
-    kind: str = "live"  # or "subscribe"
+    kind: str = "live"  # or "subscribe", or "via" (direct against broker)
 
 
 WORKLOADS = [
@@ -121,7 +128,10 @@ WORKLOADS = [
     Workload("1000x50", 1000, 50),
     Workload("subscribe", 1000, kind="subscribe"),
     *(Workload(f"email{e}-w{w}", 500, 10, emails=e, workers=w) for e in (50, 500) for w in (1, 4)),
+    *(Workload(f"via-w{w}", 200, 10, workers=w, kind="via") for w in (1, 2, 4)),
 ]
+#: the broker of the "via" workloads' "broker" server
+BENCH_REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379")
 
 
 def seed(params: dict[str, Any], authors: int) -> list[int]:
@@ -255,6 +265,9 @@ def serving(
         proc = start(cmd, port, {"FANOUT_DSN": dsn})
     else:
         overrides = json.loads(os.environ.get("LIVEDATA_SETTINGS") or "{}")
+        if server == "broker":
+            stream = f"livedata-bench-{uuid.uuid4().hex[:8]}"
+            overrides |= {"LISTENER_BROKER_URL": BENCH_REDIS, "LISTENER_BROKER_STREAM": stream}
         env = {"LIVEDATA_SETTINGS": json.dumps({**SERVER_SETTINGS, **overrides})}
         runner = ["-m", "bench.gcprobe", str(probe)] if probe else ["-m", "livedata"]
         cmd = [PY, *runner, "serve", "--port", "{port}", "--log-level", "warning"]
@@ -440,6 +453,9 @@ def main() -> None:
     parser.add_argument(
         "--gc-probe", action="store_true", help="record livedata's GC pauses (bench/gcprobe.py)"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="times each via-* pair runs, alternating"
+    )
     args = parser.parse_args()
     args.seconds = args.seconds or (2.0 if args.quick else 10.0)
     names = args.only.split(",") if args.only else [w.name for w in WORKLOADS]
@@ -458,8 +474,14 @@ def main() -> None:
         results["notify_floor"] = notify_floor(params)
     for wl in (w for w in WORKLOADS if w.name in names):
         run = subscribe_run if wl.kind == "subscribe" else live_run
-        servers = ["livedata"] if wl.emails else ["livedata", "bare"]
-        results["runs"][wl.name] = {s: run(wl, s, params, args) for s in servers}
+        if wl.kind == "via":
+            pair = ("direct", "broker")
+            servers = [
+                f"{s}#{i}" for i in range(args.rounds) for s in (pair if i % 2 == 0 else pair[::-1])
+            ]
+        else:
+            servers = ["livedata"] if wl.emails else ["livedata", "bare"]
+        results["runs"][wl.name] = {s: run(wl, s.split("#")[0], params, args) for s in servers}
         print(f"{wl.name}: done", flush=True)
     benchlib.print_server(results["postgres"])
     report(results)

@@ -20,6 +20,8 @@ def ratio(ours: float, bare: float) -> str:
 
 
 def live_table(runs: dict[str, Any]) -> None:
+    if not any(n in runs for n in LIVE):
+        return
     print("\nAllBooks fan-out: latency from COMMIT return to arrival, server CPU (process tree)")
     print(
         f"{'workload':<9} {'server':<8} {'clients':>7} {'rate':>11} {'delivered':>15}"
@@ -155,6 +157,38 @@ def gc_table(runs: dict[str, Any]) -> None:
             )
 
 
+def via_table(runs: dict[str, Any]) -> list[tuple[str, bool, str]]:
+    """Direct reading against the broker (issue 15), and its goal per workload."""
+    names = [n for n in runs if n.startswith("via-")]
+    if not names:
+        return []
+    print(
+        "\nThrough the broker: commit -> client, each process reading the log or fed by the leader"
+    )
+    print(
+        f"{'workload':<8} {'server':<9} {'workers':>7} {'delivered':>15} {'p50 ms':>7}"
+        f" {'p99 ms':>7} {'max ms':>7} {'CPU %':>6} {'xact/chg':>8} {'gen lag p99 ms':>14}"
+    )
+    out = []
+    for name in names:
+        p50: dict[str, list[float]] = {"direct": [], "broker": []}
+        for server, r in runs[name].items():
+            p50[server.split("#")[0]].append(r["p50_ms"])
+            print(
+                f"{name:<8} {server:<9} {r['workers']:>7} {r['delivered']:>7}/{r['expected']:<7}"
+                f" {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['max_ms']:>7.1f}"
+                f" {r['cpu_pct']:>6.0f} {r['db_xacts_per_change']:>8.2f}"
+                f" {r['gen_lag_p99_ms']:>14.1f}"
+            )
+        direct, broker = (sum(v) / len(v) for v in (p50["direct"], p50["broker"]))
+        more = broker - direct
+        print(f"{'':<8} {'broker-direct p50 (mean of rounds)':<36} {more:+.2f} ms")
+        out.append(
+            (f"{name}: p50 through the broker within 1 ms of direct", more <= 1, f"{more:+.2f} ms")
+        )
+    return out
+
+
 def report(results: dict[str, Any]) -> None:
     runs = results["runs"]
     quick = " (--quick: a smoke check, not figures)" if results["quick"] else ""
@@ -165,6 +199,11 @@ def report(results: dict[str, Any]) -> None:
     floor = results.get("notify_floor", 0.0)
     email_table(runs, floor)
     checked = goals(runs, floor)
+    via = via_table(runs)
+    if via:
+        print("\nIssue 15 goal")
+        for goal, met, measured in via:
+            print(f"  {'PASS' if met else 'FAIL'}  {goal}: {measured}")
     if checked:
         scale = " (at --quick's sizes: not the goals' workloads)" if results["quick"] else ""
         print(f"\nIssue 14 goals{scale}")
