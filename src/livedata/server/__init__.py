@@ -13,5 +13,8 @@ SockJS, Django for every other path, and one change-log listener per process.
 - ``outbox`` (pure) and ``outgoing``: the connection's one bounded outbox, whatever the
   transport, how it is carried to the client (``Carrier``, ``Writer``) and streaming.
 - ``websocket``: the raw DDP WebSocket transport at ``/websocket``.
+- ``wsframes`` (pure) and ``wsprotocol``: livedata's own WebSocket protocol, the one
+  ``livedata serve`` gives uvicorn (``protocols``: uvicorn's, with the limits a public
+  server needs, used when permessage-deflate is on).
 - ``sockjs``: SockJS 0.3 (generic; DDP is mounted at ``/sockjs``).
 """

@@ -239,27 +239,17 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     the period) for them to be gone; the lifespan's shutdown (the listener, the pools)
     follows. Until its turn a connection is served as before."""
 
-    #: each server's drain (by its set of connections), made when its first connection
-    #: is told to shut down
-    drains: ClassVar[dict[int, tuple[set[Any], Drain]]] = {}
+    @property
+    def websocket_open(self) -> bool:
+        """Accepted (counted in the shutdown's drain)."""
+        return self.handshake_complete
 
     def connection_lost(self, exc: Exception | None) -> None:
         connections.close(self.transport)
         super().connection_lost(exc)
 
     def shutdown(self) -> None:
-        cls = GuardedWebSocketProtocol
-        found = cls.drains.get(id(self.connections))
-        if found is None or found[0] is not self.connections:
-            from livedata.conf import livedata_settings
-
-            open_sockets = sum(
-                1 for c in self.connections if isinstance(c, cls) and c.handshake_complete
-            )
-            period = livedata_settings().HTTP_SHUTDOWN_PERIOD
-            found = (self.connections, Drain(period, open_sockets))
-            cls.drains[id(self.connections)] = found
-        delay = found[1].next_delay() if self.handshake_complete else 0.0
+        delay = drain_delay(self) if self.handshake_complete else 0.0
         if delay <= 0:
             super().shutdown()
         else:
@@ -268,3 +258,22 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     def _shutdown_now(self) -> None:
         if not self.transport.is_closing():
             super().shutdown()
+
+
+#: each server's drain (by its set of connections), made when its first connection is
+#: told to shut down
+_drains: dict[int, tuple[set[Any], Drain]] = {}
+
+
+def drain_delay(protocol: Any) -> float:
+    """Seconds until this open WebSocket's turn to close, in its server's ``Drain`` over
+    ``HTTP_SHUTDOWN_PERIOD`` (uvicorn tells every connection to shut down at once)."""
+    found = _drains.get(id(protocol.connections))
+    if found is None or found[0] is not protocol.connections:
+        from livedata.conf import livedata_settings
+
+        open_sockets = sum(1 for c in protocol.connections if getattr(c, "websocket_open", False))
+        period = livedata_settings().HTTP_SHUTDOWN_PERIOD
+        found = (protocol.connections, Drain(period, open_sockets))
+        _drains[id(protocol.connections)] = found
+    return found[1].next_delay()

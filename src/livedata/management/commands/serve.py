@@ -40,23 +40,28 @@ def serve(host: str, port: int, *, workers: int = 1, log_level: str = "info") ->
     from livedata.conf import livedata_settings
     from livedata.server.logs import uvicorn_log_config
     from livedata.server.protocols import GuardedHttpToolsProtocol, GuardedWebSocketProtocol
+    from livedata.server.wsprotocol import LeanWebSocketProtocol
 
     conf = livedata_settings()
+    # livedata's own WebSocket protocol (a fraction of the memory per socket); uvicorn's
+    # websockets-sansio when permessage-deflate is wanted (ours negotiates no extension)
+    compress = conf.DDP_WEBSOCKET_COMPRESSION
+    ws = GuardedWebSocketProtocol if compress else LeanWebSocketProtocol
     uvicorn.run(
         APP,
         host=host,
         port=port,
         workers=workers if workers > 1 else None,
         lifespan="on",
-        # uvicorn's websockets-sansio and httptools protocols, with a header timeout and
-        # caps on header size and connections per address (livedata.server.protocols)
-        ws=GuardedWebSocketProtocol,
+        # with a header timeout and caps on header size and connections per address
+        # (livedata.server.protocols, livedata.server.wsprotocol)
+        ws=ws,
         http=GuardedHttpToolsProtocol,
         timeout_keep_alive=conf.HTTP_KEEP_ALIVE_TIMEOUT,
         # protocol-level cap above ours, so messages between the two get a DDP error first
         ws_max_size=2 * conf.DDP_MAX_MESSAGE_BYTES,
         ws_ping_interval=None,  # DDP has its own heartbeat
-        ws_per_message_deflate=conf.DDP_WEBSOCKET_COMPRESSION,
+        ws_per_message_deflate=compress,
         log_level=log_level,
         log_config=uvicorn_log_config(),  # SockJS session ids never in the access log
         proxy_headers=False,
