@@ -24,7 +24,10 @@ bookstore seed: 50 authors with 2 books each (150 documents in ``AllBooks``).
     server CPU % while the writer ran (psutil, the process tree), CPU µs per delivered
     message (until every message arrived), database transactions per change (livedata:
     ``pg_stat_database.xact_commit`` delta / changes, minus the writer's own), and the
-    ratio livedata / bare.
+    ratio livedata / bare. ``livedata serve`` speaks WebSocket with its own protocol
+    (``livedata.server.wsprotocol``), the bare server with uvicorn's websockets-sansio;
+    ``--bare-lean`` also runs the bare server on livedata's protocol ("bare-lean"), a
+    second ceiling on the very same WebSocket code, with its own ratio line.
   - ``subscribe``: 1000 clients connect (server RSS growth / N: memory per idle
     session), then all subscribe ``AllBooks`` at once: seconds until all are ready, and
     RSS growth / N per subscribed client.
@@ -130,6 +133,8 @@ WORKLOADS = [
     *(Workload(f"email{e}-w{w}", 500, 10, emails=e, workers=w) for e in (50, 500) for w in (1, 4)),
     *(Workload(f"via-w{w}", 200, 10, workers=w, kind="via") for w in (1, 2, 4)),
 ]
+#: livedata's own WebSocket protocol, which ``livedata serve`` runs (``--bare-lean``)
+LEAN_WS = "livedata.server.wsprotocol:LeanWebSocketProtocol"
 #: the broker of the "via" workloads' "broker" server
 BENCH_REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379")
 
@@ -259,9 +264,10 @@ def serving(
     which writes its GC pauses there when the server exits."""
     ids = seed(params, authors)
     port = free_port()
-    if server == "bare":
+    if server.startswith("bare"):
         dsn = psycopg.conninfo.make_conninfo(**params)
-        cmd = uvicorn("bench.fanout_bare:app", "websockets-sansio", deflate=False)
+        ws = LEAN_WS if server == "bare-lean" else "websockets-sansio"
+        cmd = uvicorn("bench.fanout_bare:app", ws, deflate=False)
         proc = start(cmd, port, {"FANOUT_DSN": dsn})
     else:
         overrides = json.loads(os.environ.get("LIVEDATA_SETTINGS") or "{}")
@@ -304,9 +310,8 @@ def live_run(wl: Workload, server: str, params: dict[str, Any], args: Any) -> di
         time.sleep(IDLE_SECONDS)  # what the server does with no changes (polls, webhooks)
         xacts, xacts_t = server_xacts(params), time.perf_counter()
         q = SPAWN.Queue()
-        w = SPAWN.Process(
-            target=writer, args=(params, authors, wl.rate, args.seconds, server == "bare", q)
-        )
+        notify = server.startswith("bare")  # the bare servers take the row from a NOTIFY
+        w = SPAWN.Process(target=writer, args=(params, authors, wl.rate, args.seconds, notify, q))
         w.start()
         assert q.get() == "started"
         clients.send([{"cmd": "lag"}] * len(clients.procs))
@@ -454,6 +459,11 @@ def main() -> None:
         "--gc-probe", action="store_true", help="record livedata's GC pauses (bench/gcprobe.py)"
     )
     parser.add_argument(
+        "--bare-lean",
+        action="store_true",
+        help="also run the bare broadcaster on livedata's own WebSocket protocol",
+    )
+    parser.add_argument(
         "--rounds", type=int, default=1, help="times each via-* pair runs, alternating"
     )
     args = parser.parse_args()
@@ -481,6 +491,8 @@ def main() -> None:
             ]
         else:
             servers = ["livedata"] if wl.emails else ["livedata", "bare"]
+            if args.bare_lean and not wl.emails:
+                servers.append("bare-lean")
         results["runs"][wl.name] = {s: run(wl, s.split("#")[0], params, args) for s in servers}
         print(f"{wl.name}: done", flush=True)
     benchlib.print_server(results["postgres"])

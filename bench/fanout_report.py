@@ -39,14 +39,19 @@ def live_table(runs: dict[str, Any]) -> None:
                 f" {r['cpu_pct']:>6.0f} {r['cpu_us_per_msg']:>7.1f} {xacts:>8}"
                 f" {r['gen_lag_p99_ms']:>9.1f}/{r['gen_lag_max_ms']:<8.1f}"
             )
-        ours, bare = runs[name]["livedata"], runs[name]["bare"]
-        print(
-            f"{'':<9} {'ratio':<8} {'':>7} {'':>11} {'':>15}"
-            f" {ratio(ours['msgs_s'], bare['msgs_s']):>8}"
-            f" {ratio(ours['p50_ms'], bare['p50_ms']):>7}"
-            f" {ratio(ours['p99_ms'], bare['p99_ms']):>7}"
-            f" {'':>7} {'':>6} {ratio(ours['cpu_us_per_msg'], bare['cpu_us_per_msg']):>7}"
-        )
+        ours = runs[name]["livedata"]
+        for ceiling in ("bare", "bare-lean"):
+            if ceiling not in runs[name]:
+                continue
+            bare = runs[name][ceiling]
+            label = "ratio" if ceiling == "bare" else "/lean"
+            print(
+                f"{'':<9} {label:<8} {'':>7} {'':>11} {'':>15}"
+                f" {ratio(ours['msgs_s'], bare['msgs_s']):>8}"
+                f" {ratio(ours['p50_ms'], bare['p50_ms']):>7}"
+                f" {ratio(ours['p99_ms'], bare['p99_ms']):>7}"
+                f" {'':>7} {'':>6} {ratio(ours['cpu_us_per_msg'], bare['cpu_us_per_msg']):>7}"
+            )
 
     early = [f"{n} {s}" for n in LIVE if n in runs for s, r in runs[n].items() if r["min_ms"] < 0]
     if early:
