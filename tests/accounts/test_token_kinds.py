@@ -30,7 +30,7 @@ def reader() -> User:
     """A user who may view books: what a stolen token of theirs would reach."""
     user = User.objects.create_user("reader", "reader@example.com", "reader-password")
     user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="bookstore", codename="view_book")
+        *Permission.objects.filter(content_type__app_label="livedata_demo", codename="view_book")
     )
     return user
 
@@ -42,7 +42,7 @@ def api_status(server: str, secret: str) -> tuple[int, int]:
         pull = http.get("/livedata/pull/bookstore.book", params={"offset": "-1"})
         put = http.put(
             "/livedata/subscriptions/stolen",
-            content=json.dumps({"url": "http://127.0.0.1:9/", "models": ["bookstore.book"]}),
+            content=json.dumps({"url": "http://127.0.0.1:9/", "models": ["livedata_demo.book"]}),
             headers={"Content-Type": "application/json"},
         )
     for response in (pull, put):

@@ -205,7 +205,7 @@ def test_held_pull_clients_are_counted_by_model(server, metrics_token):
 
     reader = User.objects.create_user("billing")
     reader.user_permissions.add(Permission.objects.get(codename="view_book"))
-    held = (("model", "bookstore.book"),)
+    held = (("model", "livedata_demo.book"),)
     with feed_on(server, tokens.issue(reader, kind="api")[0]) as feed:
         _, handle, offset = follow(feed)
         with ThreadPoolExecutor(1) as pool:

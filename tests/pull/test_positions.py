@@ -17,7 +17,7 @@ from livedata.pull.position import Handle, decode_position, encode_position
 from tests.pull.conftest import follow, state_of, wait_until
 from tests.pull.test_feed import books
 
-INSERT = "INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s)"
+INSERT = "INSERT INTO livedata_demo_book (title, author_id) VALUES (%s, %s)"
 
 
 def _hold_unrelated(connect):

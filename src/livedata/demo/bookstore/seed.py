@@ -65,7 +65,7 @@ def seed_subscription(url: str) -> None:
     user = get_user_model().objects.get(username="demo")
     user.user_permissions.add(
         *Permission.objects.filter(
-            content_type__app_label="bookstore", codename__in=["view_book", "view_author"]
+            content_type__app_label="livedata_demo", codename__in=["view_book", "view_author"]
         )
     )
     sub, created = Subscription.objects.get_or_create(
@@ -73,7 +73,7 @@ def seed_subscription(url: str) -> None:
         name="example-receiver",
         defaults={
             "url": url,
-            "model_labels": ["bookstore.book", "bookstore.author"],
+            "model_labels": ["livedata_demo.book", "livedata_demo.author"],
             "operations": ["insert", "update", "delete", "truncate"],
             "secret": settings.DEMO_WEBHOOK_SECRET,
         },
