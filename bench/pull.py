@@ -213,7 +213,7 @@ async def held_clients(
     base: str, token: str, params: dict[str, Any], author: int, n: int, server: psutil.Process
 ) -> dict[str, Any]:
     commits = 10
-    url = base + "/livedata/pull/bookstore.book"
+    url = base + "/livedata/pull/livedata_demo.book"
     limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
     latencies: list[float] = []
     async with httpx.AsyncClient(
@@ -272,7 +272,7 @@ async def held_sse(
 ) -> dict[str, Any]:
     """The same as ``held_clients`` with server-sent event streams (no re-polls)."""
     commits = 10
-    url = base + "/livedata/pull/bookstore.book"
+    url = base + "/livedata/pull/livedata_demo.book"
     limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
     latencies: list[float] = []
     ready = 0

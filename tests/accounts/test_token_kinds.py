@@ -39,7 +39,7 @@ def api_status(server: str, secret: str) -> tuple[int, int]:
     """(pull feed, subscription create) statuses with ``secret`` as the bearer token."""
     auth = {"Authorization": f"Bearer {secret}"}
     with httpx.Client(base_url=f"http://{server}", headers=auth, timeout=10) as http:
-        pull = http.get("/livedata/pull/bookstore.book", params={"offset": "-1"})
+        pull = http.get("/livedata/pull/livedata_demo.book", params={"offset": "-1"})
         put = http.put(
             "/livedata/subscriptions/stolen",
             content=json.dumps({"url": "http://127.0.0.1:9/", "models": ["livedata_demo.book"]}),

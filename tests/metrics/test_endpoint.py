@@ -131,7 +131,7 @@ def test_only_staff_and_metrics_tokens_may_read_the_figures(server, metrics_toke
 
     # a metrics token opens nothing else (the pull feed refuses it like an unknown token)
     pulled = httpx.get(
-        f"http://{server}/livedata/pull/bookstore.book?offset=-1",
+        f"http://{server}/livedata/pull/livedata_demo.book?offset=-1",
         headers={"Authorization": f"Bearer {metrics_token}"},
         timeout=30,
     )

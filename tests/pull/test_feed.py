@@ -122,7 +122,7 @@ def test_live_long_poll_times_out_up_to_date(short_poll_server, token, author):
 
 def test_server_sent_events_stream_snapshot_then_changes(server, token, author, connect):
     Book.objects.bulk_create([Book(title=f"s{i}", author_id=author) for i in range(5)])
-    url = f"http://{server}/livedata/pull/bookstore.book"
+    url = f"http://{server}/livedata/pull/livedata_demo.book"
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
     db = connect()
     events: list[dict] = []
@@ -184,7 +184,7 @@ def test_permissions_and_exposure(server, feed, transactional_db):
 
     from livedata.accounts import tokens
 
-    url = f"http://{server}/livedata/pull/bookstore.book"
+    url = f"http://{server}/livedata/pull/livedata_demo.book"
     assert httpx.get(url, params={"offset": "-1"}).status_code == 401
     nobody = User.objects.create_user("nobody")
     secret = tokens.issue(nobody, kind="api")[0]
