@@ -108,9 +108,14 @@ def manage_py_settings(manage: Path) -> str | None:
 
 def demo_database() -> str:
     """Where the demo's settings put its database, said before anything connects."""
+    from django.core.exceptions import ImproperlyConfigured
+
     from livedata.dbconfig import database_config
 
-    config = database_config("livedata")
+    try:
+        config = database_config("livedata")
+    except ImproperlyConfigured:  # Django reports it when the settings load
+        return "its database"
     if config["ENGINE"] == "livedata.embedded":
         return f"database {config['NAME']!r} in the embedded PostgreSQL"
     host = config.get("HOST") or "localhost"
