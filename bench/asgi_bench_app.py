@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-MESSAGE = '{"msg":"changed","collection":"bookstore.book","id":"1","fields":{"title":"x"}}'
+MESSAGE = '{"msg":"changed","collection":"livedata_demo.book","id":"1","fields":{"title":"x"}}'
 _group: set[Any] = set()
 _groups: dict[str, set[Any]] = {}
 

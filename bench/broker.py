@@ -46,8 +46,8 @@ def make_batch(rows: int, base: int = 5_000_000) -> Batch:
         ChangeRow(
             base + i,
             base,
-            "bookstore.book",
-            "bookstore_book",
+            "livedata_demo.book",
+            "livedata_demo_book",
             "UPDATE",
             str(1000 + i),
             {"id": 1000 + i, "title": f"Title {i}", "author_id": 7, "price": "12.50"},

@@ -48,10 +48,10 @@ def prepare(params: dict[str, Any], books: int) -> None:
         [PY, "-m", "livedata", "migrate", "-v0"], cwd=ROOT, env={**os.environ, **ENV}, check=True
     )
     with psycopg.connect(**params, autocommit=True) as conn:
-        conn.execute("TRUNCATE bookstore_book, bookstore_author RESTART IDENTITY CASCADE")
-        conn.execute("INSERT INTO bookstore_author (name, email) VALUES ('A', 'a@example.com')")
+        conn.execute("TRUNCATE livedata_demo_book, livedata_demo_author RESTART IDENTITY CASCADE")
+        conn.execute("INSERT INTO livedata_demo_author (name, email) VALUES ('A', 'a@example.com')")
         conn.execute(
-            "INSERT INTO bookstore_book (title, author_id)"
+            "INSERT INTO livedata_demo_book (title, author_id)"
             " SELECT 'book ' || i, 1 FROM generate_series(1, %s) i",
             [books],
         )
@@ -104,7 +104,7 @@ async def observers(port: int, params: dict[str, Any], n: int) -> None:
         print(f"  attacker {k}: {counts} in {time.monotonic() - started:.1f} s")
     with psycopg.connect(**params, autocommit=True) as conn:
         sent = time.monotonic()
-        conn.execute("UPDATE bookstore_book SET title = 'changed' WHERE id = 1")
+        conn.execute("UPDATE livedata_demo_book SET title = 'changed' WHERE id = 1")
         late = await client(port)
         await late.send('{"msg":"sub","id":"new","name":"BooksOfAuthor","params":[1]}')
         await until(victim, lambda m: m["msg"] == "changed")

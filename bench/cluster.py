@@ -93,7 +93,7 @@ def run(params: dict[str, Any], processes: int, url: str, changes: int, rate: fl
         started = time.monotonic()
         for i in range(changes):
             row_id = writer.execute(
-                "INSERT INTO bookstore_author (name, email) VALUES (%s, %s) RETURNING id",
+                "INSERT INTO livedata_demo_author (name, email) VALUES (%s, %s) RETURNING id",
                 [f"a{i}", f"{stream}.{i}@example.com"],
             ).fetchone()[0]
             committed[row_id] = time.time()

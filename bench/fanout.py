@@ -105,9 +105,9 @@ SERVER_SETTINGS = {
     "DDP_MAX_OBSERVERS_PER_ADDRESS": 1_000_000,
     "DDP_OBSERVER_RATE_LIMITS": [],
 }
-BOOK = "INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s) RETURNING id"
+BOOK = "INSERT INTO livedata_demo_book (title, author_id) VALUES (%s, %s) RETURNING id"
 BOOK_AND_NOTIFY = (
-    "WITH b AS (INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s)"
+    "WITH b AS (INSERT INTO livedata_demo_book (title, author_id) VALUES (%s, %s)"
     " RETURNING id, title, author_id)"
     " SELECT id, pg_notify(%s, json_build_object('id', id, 'title', title,"
     " 'author_id', author_id)::text) FROM b"
@@ -143,20 +143,20 @@ def seed(params: dict[str, Any], authors: int) -> list[int]:
     """Reset to the bookstore seed: 50 authors with 2 books each (and more authors, bookless,
     when ``authors`` > 50); the author ids, in order."""
     with psycopg.connect(**params, autocommit=True) as conn:
-        conn.execute("TRUNCATE bookstore_book, bookstore_author, livedata_change CASCADE")
+        conn.execute("TRUNCATE livedata_demo_book, livedata_demo_author, livedata_change CASCADE")
         conn.execute(
-            "INSERT INTO bookstore_author (name, email) SELECT 'Author ' || i,"
+            "INSERT INTO livedata_demo_author (name, email) SELECT 'Author ' || i,"
             " 'author-' || i || '@bench.example' FROM generate_series(0, %s - 1) i ORDER BY i",
             [max(authors, SEED_AUTHORS)],
         )
-        ids = [r[0] for r in conn.execute("SELECT id FROM bookstore_author ORDER BY id")]
+        ids = [r[0] for r in conn.execute("SELECT id FROM livedata_demo_author ORDER BY id")]
         conn.execute(
-            "INSERT INTO bookstore_book (title, author_id)"
+            "INSERT INTO livedata_demo_book (title, author_id)"
             " SELECT 'Book ' || k || ' of author ' || a, a FROM unnest(%s::bigint[]) a,"
             " generate_series(0, 1) k ORDER BY a, k",
             [ids[:SEED_AUTHORS]],
         )
-        conn.execute("VACUUM ANALYZE bookstore_book, bookstore_author, livedata_change")
+        conn.execute("VACUUM ANALYZE livedata_demo_book, livedata_demo_author, livedata_change")
     return ids
 
 
@@ -377,7 +377,7 @@ def notify_floor(params: dict[str, Any], changes: int = 50) -> float:
     in ``xact_commit``). Measured with one bare LISTEN session and the bench's writes."""
     seed(params, SEED_AUTHORS)
     with psycopg.connect(**params, autocommit=True) as writer:
-        author = writer.execute("SELECT min(id) FROM bookstore_author").fetchone()[0]
+        author = writer.execute("SELECT min(id) FROM livedata_demo_author").fetchone()[0]
         listener = psycopg.connect(**params, autocommit=True)
         listener.execute("LISTEN livedata")
         time.sleep(IDLE_STATS_LAG)

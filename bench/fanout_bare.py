@@ -41,17 +41,21 @@ async def _broadcast(started: asyncio.Event) -> None:
     async with await psycopg.AsyncConnection.connect(
         os.environ["FANOUT_DSN"], autocommit=True
     ) as conn:
-        authors = await conn.execute("SELECT id, name, email FROM bookstore_author ORDER BY id")
+        authors = await conn.execute("SELECT id, name, email FROM livedata_demo_author ORDER BY id")
         for id_, name, email in await authors.fetchall():
-            _initial.append(added("bookstore.author", id_, {"name": name, "email": email}))
-        books = await conn.execute("SELECT id, title, author_id FROM bookstore_book ORDER BY id")
+            _initial.append(added("livedata_demo.author", id_, {"name": name, "email": email}))
+        books = await conn.execute(
+            "SELECT id, title, author_id FROM livedata_demo_book ORDER BY id"
+        )
         for id_, title, author_id in await books.fetchall():
-            _initial.append(added("bookstore.book", id_, {"title": title, "author_id": author_id}))
+            _initial.append(
+                added("livedata_demo.book", id_, {"title": title, "author_id": author_id})
+            )
         await conn.execute(f"LISTEN {CHANNEL}")
         started.set()
         async for note in conn.notifies():
             row = json.loads(note.payload)
-            event = added("bookstore.book", row.pop("id"), row)
+            event = added("livedata_demo.book", row.pop("id"), row)
             for send in list(_subscribed):
                 try:
                     await send(event)

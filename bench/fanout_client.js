@@ -16,7 +16,7 @@
 //       hist counts latency (arrival - COMMIT return, 0.1 ms bins), inWindow the arrivals
 //       up to `until` (the last commit)
 //
-// It exits when stdin closes. A live `added` is one of collection bookstore.book arriving
+// It exits when stdin closes. A live `added` is one of collection livedata_demo.book arriving
 // after the client's ready; its arrival time is recorded against the book id, and
 // latencies are computed at the end from the writer's commit times.
 "use strict";
@@ -55,7 +55,7 @@ function open(url) {
       const m = JSON.parse(data.toString());
       if (m.msg === "added") {
         if (client.ready) {
-          if (m.collection === "bookstore.book") {
+          if (m.collection === "livedata_demo.book") {
             arrivalIds.push(Number(m.id));
             arrivalTimes.push(now());
           }

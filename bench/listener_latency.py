@@ -2,7 +2,7 @@
 
 A ``livedata.capture.listener.Listener`` runs in this process's asyncio loop (main
 thread) with one consumer. Writer processes, each with its own sync psycopg connection in
-autocommit mode, insert rows into the captured demo table ``bookstore_author`` on a fixed
+autocommit mode, insert rows into the captured demo table ``livedata_demo_author`` on a fixed
 schedule (open loop: a late writer does not wait, it catches up), one row per
 transaction, at 100 and then 1000 commits/s, a few seconds each. Each row's email is a
 unique marker. The commit time is ``time.perf_counter()`` right after ``execute()``
@@ -44,8 +44,8 @@ import psycopg
 from benchlib import print_server, server_info, setup
 
 RESULTS = Path(__file__).resolve().parent / "results" / "listener_latency.json"
-TABLE = "bookstore_author"
-MODEL = "bookstore.author"
+TABLE = "livedata_demo_author"
+MODEL = "livedata_demo.author"
 LOG_TABLE = "livedata_change"
 HISTORY_ROWS = 50_000  # the change log holds at least this many rows while measuring
 DELIVERY_TIMEOUT = 10.0  # seconds to wait for the last rows after the last commit

@@ -61,12 +61,12 @@ def prepare(params: dict[str, Any]) -> list[int]:
     with psycopg.connect(**params, autocommit=True) as conn:
         # start from small tables: DELETEs would leave autovacuum work (and 10^5 log rows)
         # to run during the measurement; TRUNCATE leaves none
-        conn.execute("TRUNCATE bookstore_book, livedata_change")
-        conn.execute("DELETE FROM bookstore_author WHERE email LIKE 'bench-%%'")
-        conn.execute("VACUUM ANALYZE bookstore_book, bookstore_author, livedata_change")
+        conn.execute("TRUNCATE livedata_demo_book, livedata_change")
+        conn.execute("DELETE FROM livedata_demo_author WHERE email LIKE 'bench-%%'")
+        conn.execute("VACUUM ANALYZE livedata_demo_book, livedata_demo_author, livedata_change")
         ids = [
             conn.execute(
-                "INSERT INTO bookstore_author (name, email) VALUES (%s, %s) RETURNING id",
+                "INSERT INTO livedata_demo_author (name, email) VALUES (%s, %s) RETURNING id",
                 [f"Author {i}", f"bench-{i}@example.com"],
             ).fetchone()[0]
             for i in range(GROUPS)
@@ -88,7 +88,7 @@ def writer_db(
                 time.sleep(delay)
             group = rng.randrange(GROUPS)
             conn.execute(
-                "INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s)",
+                "INSERT INTO livedata_demo_book (title, author_id) VALUES (%s, %s)",
                 [f"{time.time_ns()}", authors[group]],
             )
     q.put(n)
@@ -109,7 +109,7 @@ def writer_bare(port: int, rate: float, seconds: float, q: Any) -> None:
                 message = json.dumps(
                     {
                         "msg": "added",
-                        "collection": "bookstore.book",
+                        "collection": "livedata_demo.book",
                         "id": str(i),
                         "fields": {"title": str(time.time_ns()), "author_id": group},
                     }

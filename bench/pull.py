@@ -1,7 +1,7 @@
 """The pull feed: snapshot throughput vs Django REST framework, change latency, and 1000
 held long-poll clients on one ``livedata serve`` process.
 
-1. **Snapshot rows/s.** The demo's ``bookstore_book`` holds 1,000,000 rows (100,000 with
+1. **Snapshot rows/s.** The demo's ``livedata_demo_book`` holds 1,000,000 rows (100,000 with
    ``--quick``). One client reads all of them, one request after the other, through the
    feed (``PullClient``, ``live=False``, pages of 1000 and of 10,000) and through a Django
    REST framework ``ListAPIView`` with ``CursorPagination`` ordered by id (pages of 1000
@@ -65,20 +65,21 @@ def prepare(params: dict[str, Any], rows: int) -> int:
     """``rows`` books (kept between runs), an empty change log; returns an author id."""
     with psycopg.connect(**params, autocommit=True) as db:
         author = db.execute(
-            "INSERT INTO bookstore_author (name, email) VALUES ('Bench', 'bench-pull@example.com') "
-            "ON CONFLICT (email) DO UPDATE SET name = 'Bench' RETURNING id"
+            "INSERT INTO livedata_demo_author (name, email)"
+            " VALUES ('Bench', 'bench-pull@example.com')"
+            " ON CONFLICT (email) DO UPDATE SET name = 'Bench' RETURNING id"
         ).fetchone()[0]
-        have = db.execute("SELECT count(*) FROM bookstore_book").fetchone()[0]
+        have = db.execute("SELECT count(*) FROM livedata_demo_book").fetchone()[0]
         if have != rows:
             print(f"seeding {rows:,} books...", flush=True)
-            db.execute("TRUNCATE bookstore_book")
+            db.execute("TRUNCATE livedata_demo_book")
             db.execute(
-                "INSERT INTO bookstore_book (title, author_id) "
+                "INSERT INTO livedata_demo_book (title, author_id) "
                 "SELECT 'Book number ' || g, %s FROM generate_series(1, %s) g",
                 [author, rows],
             )
         db.execute("TRUNCATE livedata_change")
-        db.execute("VACUUM ANALYZE bookstore_book, livedata_change")
+        db.execute("VACUUM ANALYZE livedata_demo_book, livedata_change")
     return author
 
 
@@ -99,7 +100,7 @@ def snapshot_ours(base: str, token: str, limit: int) -> tuple[int, float]:
     rows = 0
     started = time.perf_counter()
     for batch in PullClient(
-        base + "/livedata/", "bookstore.book", token=token, limit=limit, live=False
+        base + "/livedata/", "livedata_demo.book", token=token, limit=limit, live=False
     ):
         rows += len(batch.messages)
     return rows, time.perf_counter() - started
@@ -128,7 +129,7 @@ def writer(params: dict[str, Any], author: int, rate: float, count: int, q: Any)
             if delay > 0:
                 time.sleep(delay)
             db.execute(
-                "INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s)",
+                "INSERT INTO livedata_demo_book (title, author_id) VALUES (%s, %s)",
                 [str(time.time_ns()), author],
             )
     q.put(count)
@@ -162,7 +163,7 @@ async def latency(base: str, token: str, params: dict[str, Any], author: int) ->
 
     rate, count = 50.0, 250
     seen: dict[str, list[float]] = {"listener": [], "long-poll": [], "sse": []}
-    listener = Listener(models=["bookstore.book"])
+    listener = Listener(models=["livedata_demo.book"])
 
     async def on_rows(batch: Any) -> None:
         for row in batch.rows:
@@ -174,7 +175,7 @@ async def latency(base: str, token: str, params: dict[str, Any], author: int) ->
 
     async def follow(name: str, sse: bool) -> None:
         client = PullClient(
-            base + "/livedata/", "bookstore.book", token=token, offset="now", sse=sse
+            base + "/livedata/", "livedata_demo.book", token=token, offset="now", sse=sse
         )
         async for batch in client:
             for message in batch.messages:
@@ -212,7 +213,7 @@ async def held_clients(
     base: str, token: str, params: dict[str, Any], author: int, n: int, server: psutil.Process
 ) -> dict[str, Any]:
     commits = 10
-    url = base + "/livedata/pull/bookstore.book"
+    url = base + "/livedata/pull/livedata_demo.book"
     limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
     latencies: list[float] = []
     async with httpx.AsyncClient(
@@ -271,7 +272,7 @@ async def held_sse(
 ) -> dict[str, Any]:
     """The same as ``held_clients`` with server-sent event streams (no re-polls)."""
     commits = 10
-    url = base + "/livedata/pull/bookstore.book"
+    url = base + "/livedata/pull/livedata_demo.book"
     limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
     latencies: list[float] = []
     ready = 0
@@ -372,7 +373,7 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=30)
     with psycopg.connect(**params, autocommit=True) as db:
-        db.execute("DELETE FROM bookstore_book WHERE title ~ '^[0-9]+$'")
+        db.execute("DELETE FROM livedata_demo_book WHERE title ~ '^[0-9]+$'")
     report(results)
     out = ROOT / "bench" / "results" / "pull.json"
     out.parent.mkdir(exist_ok=True)

@@ -295,12 +295,12 @@ async def reads_per_commit(params: dict[str, Any], listener: Any, collector: Col
     with psycopg.connect(**params, autocommit=True) as conn:
         for i in range(commits):
             conn.execute(
-                "INSERT INTO bookstore_author (name, email) VALUES (%s, %s)",
+                "INSERT INTO livedata_demo_author (name, email) VALUES (%s, %s)",
                 [f"solo {i}", f"solo-{i}-{time.monotonic_ns()}@example.invalid"],
             )
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)
-        conn.execute("DELETE FROM bookstore_author WHERE email LIKE 'solo-%%'")
+        conn.execute("DELETE FROM livedata_demo_author WHERE email LIKE 'solo-%%'")
     await asyncio.sleep(0.5)
     # the DELETE is one more commit (one statement-level read)
     return (listener.reads - before) / (commits + 1)

@@ -5,7 +5,7 @@ arrival time of every request), one ``livedata deliver`` worker (the demo settin
 database ``livedata_bench``; every attempt recorded in the delivery log, as by default),
 this process as the writer, and PostgreSQL, all on the same 2-core machine.
 
-- **Throughput**: S subscriptions (1, 10, 100) to ``bookstore.book``, each at its own
+- **Throughput**: S subscriptions (1, 10, 100) to ``livedata_demo.book``, each at its own
   receiver path, so every committed book is S deliveries. Once the worker holds all S,
   K books are committed at once (100 per transaction; K x S = 10,000 deliveries, 20,000
   with one subscription) and deliveries/s = K x S / (last arrival - first commit). The
@@ -141,11 +141,12 @@ def prepare(params: dict[str, Any]) -> int:
     user.user_permissions.add(Permission.objects.get(codename="view_book"))
     Subscription.objects.filter(owner=user).delete()
     with psycopg.connect(**params, autocommit=True) as conn:
-        conn.execute("TRUNCATE bookstore_book, livedata_change, livedata_webhook_delivery")
-        conn.execute("VACUUM ANALYZE bookstore_book, livedata_change")
+        conn.execute("TRUNCATE livedata_demo_book, livedata_change, livedata_webhook_delivery")
+        conn.execute("VACUUM ANALYZE livedata_demo_book, livedata_change")
         row = conn.execute(
-            "INSERT INTO bookstore_author (name, email) VALUES ('Bench', 'bench-wh@example.com') "
-            "ON CONFLICT (email) DO UPDATE SET name = 'Bench' RETURNING id"
+            "INSERT INTO livedata_demo_author (name, email)"
+            " VALUES ('Bench', 'bench-wh@example.com')"
+            " ON CONFLICT (email) DO UPDATE SET name = 'Bench' RETURNING id"
         ).fetchone()
     return int(row[0])
 
@@ -167,7 +168,7 @@ def make_subscriptions(receiver: Receiver, count: int, batch: int = 1) -> list[A
             owner=user,
             name=f"s{i}",
             url=receiver.url(i),
-            model_labels=["bookstore.book"],
+            model_labels=["livedata_demo.book"],
             operations=["insert", "update", "delete", "truncate"],
             secret=new_secret(),
             batch=batch,
@@ -227,7 +228,7 @@ def throughput(
             for first in range(0, books, 100):
                 n = min(100, books - first)
                 conn.execute(
-                    "INSERT INTO bookstore_book (title, author_id) "
+                    "INSERT INTO livedata_demo_book (title, author_id) "
                     "SELECT g::text, %s FROM generate_series(%s::int, %s::int) g",
                     [author, first, first + n - 1],
                 )
@@ -263,9 +264,9 @@ def bodies(subs: int, books: int) -> list[list[tuple[str, bytes, dict[str, str]]
         requests = []
         for i in range(books):
             event = {
-                "type": "bookstore.book.insert",
+                "type": "livedata_demo.book.insert",
                 "timestamp": datetime.now(UTC).isoformat(),
-                "data": {"position": f"1000:1000:/1001:1001:/{i}", "model": "bookstore.book",
+                "data": {"position": f"1000:1000:/1001:1001:/{i}", "model": "livedata_demo.book",
                          "op": "insert", "pk": str(i), "old": None,
                          "new": {"id": i, "title": str(i), "author_id": 1}, "changed": None,
                          "context": None},
@@ -327,7 +328,7 @@ def writer(params: dict[str, Any], author: int, rate: float, seconds: float, q: 
             if delay > 0:
                 time.sleep(delay)
             conn.execute(
-                "INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s)",
+                "INSERT INTO livedata_demo_book (title, author_id) VALUES (%s, %s)",
                 [str(time.perf_counter_ns()), author],
             )
     q.put(n)

@@ -123,7 +123,7 @@ class Variant:
 
 def table_model(class_name: str, table: str) -> type[models.Model]:
     """An unmanaged Django model of a bench table (to compile triggers for it)."""
-    meta = type("Meta", (), {"app_label": "bookstore", "db_table": table, "managed": False})
+    meta = type("Meta", (), {"app_label": "livedata_demo", "db_table": table, "managed": False})
     attrs: dict[str, Any] = {
         "__module__": "livedata.demo.bookstore.models",
         "Meta": meta,
@@ -148,7 +148,7 @@ def install_livedata(conn: psycopg.Connection, table: str) -> list[str]:
 
 def install_livedata_row(conn: psycopg.Connection, table: str) -> list[str]:
     fn = f"{table}_capture"
-    conn.execute(ROW_LEVEL_SQL.format(fn=fn, table=table, label="'bookstore.benchrow'"))
+    conn.execute(ROW_LEVEL_SQL.format(fn=fn, table=table, label="'livedata_demo.benchrow'"))
     return [f"DROP FUNCTION IF EXISTS {fn}() CASCADE"]
 
 

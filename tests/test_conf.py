@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -96,3 +98,18 @@ def test_the_settings_are_built_once_and_rebuilt_when_livedata_changes() -> None
 def test_pytest_django_settings_fixture_clears_it_too(settings) -> None:
     settings.LIVEDATA = {**settings.LIVEDATA, "PULL_PAGE_SIZE": 4}
     assert livedata_settings().PULL_PAGE_SIZE == 4
+
+
+def readme_settings_table() -> list[list[str]]:
+    """The first cells of the README's Settings table (its section, up to the next heading)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## Settings\n", 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return [re.findall(r"`([A-Z][A-Z0-9_]*)`", row.split("|")[1]) for row in rows]
+
+
+def test_the_readme_settings_table_lists_every_setting_and_only_settings() -> None:
+    named = {name for cell in readme_settings_table() for name in cell}
+    settings_fields = {f.name for f in fields(LivedataSettings)}
+    assert sorted(settings_fields - named) == [], "settings the README's table does not list"
+    assert sorted(named - settings_fields) == [], "README rows naming no setting"

@@ -37,10 +37,10 @@ def held_open(request, connect) -> Iterator[psycopg.Connection]:
         conn.execute("CREATE TEMP TABLE scratch (x int)")
         conn.execute("INSERT INTO scratch VALUES (1)")
     elif request.param == "idle-in-transaction":  # it wrote a captured row, then nothing
-        conn.execute("INSERT INTO bookstore_author (name, email) VALUES ('Idle', 'idle@x.org')")
+        conn.execute("INSERT INTO livedata_demo_author (name, email) VALUES ('Idle', 'idle@x.org')")
     else:
         conn.execute(
-            "INSERT INTO bookstore_book (title, author_id) VALUES ('Held', %s)",
+            "INSERT INTO livedata_demo_book (title, author_id) VALUES ('Held', %s)",
             [Author.objects.get(email="held@example.com").pk],
         )
     yield conn
@@ -55,8 +55,8 @@ def author() -> Author:
 def insert_book(connect: Callable[..., psycopg.Connection], title: str) -> float:
     other = connect()
     other.execute(
-        "INSERT INTO bookstore_book (title, author_id)"
-        " SELECT %s, id FROM bookstore_author WHERE email = 'held@example.com'",
+        "INSERT INTO livedata_demo_book (title, author_id)"
+        " SELECT %s, id FROM livedata_demo_author WHERE email = 'held@example.com'",
         [title],
     )
     return time.monotonic()
@@ -68,7 +68,7 @@ def test_tail_and_ddp_get_a_commit_made_while_another_transaction_is_open(
     connect,
     head,
 ):
-    tail = spawn_livedata("tail", "--json", "--since", str(head), "--model", "bookstore.Book")
+    tail = spawn_livedata("tail", "--json", "--since", str(head), "--model", "livedata_demo.Book")
     client = ddp()
     got = subscribe(client, "s1", "BooksByAuthorEmail", "held@example.com")
     assert got[-1]["msg"] == "ready"
@@ -114,7 +114,7 @@ def test_a_live_pull_client_gets_a_commit_made_while_another_transaction_is_open
         headers={"Authorization": f"Bearer {token}"},
         timeout=30,
     ) as http:
-        now = http.get("bookstore.book", params={"offset": "now"})
+        now = http.get("livedata_demo.book", params={"offset": "now"})
         assert now.status_code == 200, now.text
         params = {
             "offset": now.headers["Livedata-Offset"],
@@ -124,7 +124,7 @@ def test_a_live_pull_client_gets_a_commit_made_while_another_transaction_is_open
         got: dict = {}
 
         def hold() -> None:  # a long-poll held until the change arrives
-            got["response"] = http.get("bookstore.book", params=params)
+            got["response"] = http.get("livedata_demo.book", params=params)
             got["at"] = time.monotonic()
 
         poller = threading.Thread(target=hold)

@@ -1,24 +1,48 @@
 """The ``livedata`` command: Django's management command runner.
 
-Settings come from ``--settings`` or ``DJANGO_SETTINGS_MODULE``; without either, the bundled
-demo project (``livedata.demo.settings``) is used, so ``livedata migrate``, ``livedata tail``
-and ``livedata demo`` work right after installation.
+Whose settings it runs matters: a project's commands must never run the bundled demo's
+settings against the project's database (the demo's migrations would be planned there).
+So the settings are, in order: ``--settings``; ``DJANGO_SETTINGS_MODULE``; the default
+that a ``manage.py`` in the current directory sets (as ``python manage.py`` would). The
+current directory goes on ``sys.path`` first, as it does for ``python manage.py``, so the
+project's modules import. The bundled demo (``livedata.demo.settings``) is used only by
+``livedata demo`` or when none of these names a project, and then one line on stderr says
+so and which database it uses.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 DEFAULT_SETTINGS = "livedata.demo.settings"
 ALIASES = {"sockjs-testserver": "sockjs_testserver"}
+#: the command that runs the demo, whatever project the directory holds
+DEMO_COMMAND = "demo"
+
+
+class SettingsNotFound(Exception):
+    """The directory has a ``manage.py`` whose settings module cannot be read."""
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
-    given = any(a == "--settings" or a.startswith("--settings=") for a in argv)
-    if not given and not os.environ.get("DJANGO_SETTINGS_MODULE"):
-        os.environ["DJANGO_SETTINGS_MODULE"] = DEFAULT_SETTINGS
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)  # `python manage.py` has the project's directory first
+    try:
+        chosen = choose_settings(argv, os.environ, Path(cwd))
+    except SettingsNotFound as exc:
+        sys.stderr.write(f"livedata: {exc}\n")
+        sys.exit(2)
+    if chosen is not None:
+        module, why = chosen
+        os.environ["DJANGO_SETTINGS_MODULE"] = module
+        if module == DEFAULT_SETTINGS:
+            sys.stderr.write(f"livedata: {why}: using the bundled demo, {demo_database()}\n")
     from django.core.management import execute_from_command_line
     from django.db import DatabaseError
 
@@ -35,6 +59,67 @@ def main(argv: list[str] | None = None) -> None:
             raise
         sys.stderr.write(f"livedata: {explain_database_error(exc)}\n")
         sys.exit(1)
+
+
+def choose_settings(
+    argv: list[str], environ: Mapping[str, str], cwd: Path
+) -> tuple[str, str] | None:
+    """The settings module to set and why, or None when ``--settings`` or
+    ``DJANGO_SETTINGS_MODULE`` already say (Django reads those itself)."""
+    if any(a == "--settings" or a.startswith("--settings=") for a in argv):
+        return None
+    if environ.get("DJANGO_SETTINGS_MODULE"):
+        return None
+    if len(argv) > 1 and argv[1] == DEMO_COMMAND:
+        return DEFAULT_SETTINGS, "`livedata demo`"
+    manage = cwd / "manage.py"
+    if manage.is_file():
+        module = manage_py_settings(manage)
+        if module is None:
+            raise SettingsNotFound(
+                f"{manage} does not set DJANGO_SETTINGS_MODULE the way Django's manage.py "
+                "does; give --settings or DJANGO_SETTINGS_MODULE (or run `python manage.py`)"
+            )
+        return module, f"{manage}"
+    return DEFAULT_SETTINGS, (
+        "no Django project here (no --settings, DJANGO_SETTINGS_MODULE or ./manage.py)"
+    )
+
+
+def manage_py_settings(manage: Path) -> str | None:
+    """The module of ``os.environ.setdefault("DJANGO_SETTINGS_MODULE", "...")`` in a
+    ``manage.py`` (what ``django-admin startproject`` writes), read without running it."""
+    try:
+        tree = ast.parse(manage.read_text(encoding="utf-8"), filename=str(manage))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "setdefault"
+            and len(node.args) == 2
+            and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args)
+            and node.args[0].value == "DJANGO_SETTINGS_MODULE"
+        ):
+            return node.args[1].value
+    return None
+
+
+def demo_database() -> str:
+    """Where the demo's settings put its database, said before anything connects."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from livedata.dbconfig import database_config
+
+    try:
+        config = database_config("livedata")
+    except ImproperlyConfigured:  # Django reports it when the settings load
+        return "its database"
+    if config["ENGINE"] == "livedata.embedded":
+        return f"database {config['NAME']!r} in the embedded PostgreSQL"
+    host = config.get("HOST") or "localhost"
+    return f"database {config['NAME']!r} on {host} from DATABASE_URL"
 
 
 def explain_database_error(exc: Exception) -> str:

@@ -23,7 +23,7 @@ def _my_books(c) -> list[str]:
     c.send({"msg": "sub", "id": "my", "name": "MyBooks", "params": []})
     got = c.until(lambda m: m["msg"] in ("ready", "nosub"))
     assert got[-1] == {"msg": "ready", "subs": ["my"]}
-    return [m["id"] for m in got if m["msg"] == "added" and m["collection"] == "bookstore.book"]
+    return [m["id"] for m in got if m["msg"] == "added" and m["collection"] == "livedata_demo.book"]
 
 
 def test_allowed_foreign_origin_is_not_logged_in_by_cookie(any_origin_server):

@@ -221,14 +221,14 @@ def test_per_user_publication_before_and_after_login_sends_only_the_difference(c
     c.send({"msg": "unsub", "id": "all"})
     got = c.until(lambda m: m["msg"] == "nosub")
     removed = {
-        m["id"] for m in got if m["msg"] == "removed" and m["collection"] == "bookstore.book"
+        m["id"] for m in got if m["msg"] == "removed" and m["collection"] == "livedata_demo.book"
     }
     assert str(mine.pk) not in removed  # MyBooks still provides it
     assert len(removed) == 1
 
     # live: a book the user adds appears; on logout MyBooks empties
     got = c.call("2", "addBook", "Mine too", "janet@evanovich.com")
-    added = [m for m in got if m["msg"] == "added" and m["collection"] == "bookstore.book"]
+    added = [m for m in got if m["msg"] == "added" and m["collection"] == "livedata_demo.book"]
     assert [m["fields"]["title"] for m in added] == ["Mine too"]
     got = c.call("3", "logout")
     gone = {m["id"] for m in got if m["msg"] == "removed"}

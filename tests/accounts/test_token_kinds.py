@@ -30,7 +30,7 @@ def reader() -> User:
     """A user who may view books: what a stolen token of theirs would reach."""
     user = User.objects.create_user("reader", "reader@example.com", "reader-password")
     user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="bookstore", codename="view_book")
+        *Permission.objects.filter(content_type__app_label="livedata_demo", codename="view_book")
     )
     return user
 
@@ -39,10 +39,10 @@ def api_status(server: str, secret: str) -> tuple[int, int]:
     """(pull feed, subscription create) statuses with ``secret`` as the bearer token."""
     auth = {"Authorization": f"Bearer {secret}"}
     with httpx.Client(base_url=f"http://{server}", headers=auth, timeout=10) as http:
-        pull = http.get("/livedata/pull/bookstore.book", params={"offset": "-1"})
+        pull = http.get("/livedata/pull/livedata_demo.book", params={"offset": "-1"})
         put = http.put(
             "/livedata/subscriptions/stolen",
-            content=json.dumps({"url": "http://127.0.0.1:9/", "models": ["bookstore.book"]}),
+            content=json.dumps({"url": "http://127.0.0.1:9/", "models": ["livedata_demo.book"]}),
             headers={"Content-Type": "application/json"},
         )
     for response in (pull, put):

@@ -112,7 +112,7 @@ class Writer:
                 if conn is None or conn.closed or conn.broken:
                     conn = psycopg.connect(**self.params, autocommit=True)
                 conn.execute(
-                    "INSERT INTO bookstore_author (name, email) VALUES (%s, %s)",
+                    "INSERT INTO livedata_demo_author (name, email) VALUES (%s, %s)",
                     [f"w{self.count}", f"w{self.count}@example.com"],
                 )
                 self.count += 1

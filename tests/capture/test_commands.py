@@ -46,7 +46,7 @@ def read_lines(proc: subprocess.Popen, n: int, timeout: float = 20) -> list[str]
 
 
 def test_tail_json_follows_commits_and_exits_cleanly_on_ctrl_c(head):
-    proc = spawn_livedata("tail", "--json", "--since", str(head), "--model", "bookstore.Book")
+    proc = spawn_livedata("tail", "--json", "--since", str(head), "--model", "livedata_demo.Book")
     try:
         author = Author.objects.create(name="Tail", email="tail@example.com")
         book = Book.objects.create(title="First", author=author)
@@ -59,8 +59,8 @@ def test_tail_json_follows_commits_and_exits_cleanly_on_ctrl_c(head):
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert set(first) == TAIL_KEYS
-    assert first["op"] == "insert" and first["model"] == "bookstore.book"
-    assert first["table"] == "bookstore_book" and first["pk"] == str(book.pk)
+    assert first["op"] == "insert" and first["model"] == "livedata_demo.book"
+    assert first["table"] == "livedata_demo_book" and first["pk"] == str(book.pk)
     assert first["new"] == {
         "id": book.pk,
         "title": "First",
@@ -71,7 +71,7 @@ def test_tail_json_follows_commits_and_exits_cleanly_on_ctrl_c(head):
     assert second["old"]["title"] == "First" and second["new"]["title"] == "Second"
     # each line's position resumes right after it: --since it gives the second line only
     again = spawn_livedata(
-        "tail", "--json", "--since", first["position"], "--model", "bookstore.Book"
+        "tail", "--json", "--since", first["position"], "--model", "livedata_demo.Book"
     )
     try:
         (resumed,) = (json.loads(line) for line in read_lines(again, 1))
@@ -92,12 +92,12 @@ def test_tail_readable_lines_from_start(head):
     proc = spawn_livedata("tail", "--from-start")
     try:
         lines = []
-        while not any("r@" in line or "bookstore.author#" in line for line in lines):
+        while not any("r@" in line or "livedata_demo.author#" in line for line in lines):
             lines += read_lines(proc, 1)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=20)
-    line = next(line for line in lines if "bookstore.author#" in line)
+    line = next(line for line in lines if "livedata_demo.author#" in line)
     assert "insert" in line and "by=alice" in line and "[POST /x/]" in line
     assert START.snapshot.xmin == 1
 
@@ -106,8 +106,11 @@ def test_tail_readable_lines_from_start(head):
     ("args", "message"),
     [
         (("--since", "yesterday"), "invalid position 'yesterday': expected XMIN:XMAX:XIP"),
-        (("--model", "bookstore.Nope"), "unknown model 'bookstore.Nope'"),
-        (("--model", "nonsense"), "Captured models: bookstore.Author, bookstore.Book"),
+        (("--model", "livedata_demo.Nope"), "unknown model 'livedata_demo.Nope'"),
+        (
+            ("--model", "nonsense"),
+            "Captured models: livedata.LoginToken, livedata_demo.Author, livedata_demo.Book",
+        ),
     ],
 )
 def test_tail_bad_input_is_a_precise_error(args, message):
@@ -128,7 +131,7 @@ def test_triggers_ls_shows_every_declared_trigger_installed():
     out = StringIO()
     call_command("triggers", "ls", stdout=out)
     lines = out.getvalue().splitlines()
-    for model in ("bookstore.Author", "bookstore.Book", "testapp.Widget", "testapp.Gadget"):
+    for model in ("livedata_demo.Author", "livedata_demo.Book", "testapp.Widget", "testapp.Gadget"):
         for op in ("insert", "update", "delete", "truncate"):
             assert f"INSTALLED  {model}:livedata_{op}" in lines
     assert not any("Note" in line for line in lines)
@@ -144,13 +147,15 @@ def test_triggers_ls_flags_drift_and_prune_removes_orphans():
         cur.execute(orphan.install_sql)
         # drift: someone edited an installed trigger by hand
         cur.execute(
-            "COMMENT ON TRIGGER pgtrigger_livedata_insert_5f91d ON bookstore_book IS 'edited'"
+            "COMMENT ON TRIGGER pgtrigger_livedata_insert_539dc ON livedata_demo_book IS 'edited'"
         )
     out = StringIO()
     call_command("triggers", "ls", stdout=out)
     text = out.getvalue()
     assert "ORPHAN" in text and "testapp_note" in text and "livedata triggers prune" in text
-    drifted = next(line for line in text.splitlines() if "bookstore.Book:livedata_insert" in line)
+    drifted = next(
+        line for line in text.splitlines() if "livedata_demo.Book:livedata_insert" in line
+    )
     assert drifted.startswith("OUTDATED ") and "run `livedata migrate`" in drifted
 
     out = StringIO()

@@ -26,7 +26,7 @@ def test_sync_view_autocommit_with_user_and_request_id(alice, head, read_since):
     response = client.post("/t/write-sync/?email=s1@example.com", HTTP_X_REQUEST_ID="req-123")
     assert response.status_code == 200
     assert response["X-Request-ID"] == "req-123"
-    [row] = read_since(head, models=["bookstore.author"])
+    [row] = read_since(head, models=["livedata_demo.author"])
     assert row.context == {
         "user_id": alice.pk,
         "username": "alice",
@@ -39,7 +39,7 @@ def test_sync_view_autocommit_with_user_and_request_id(alice, head, read_since):
 
 def test_sync_view_inside_atomic_anonymous_generated_request_id(head, read_since):
     response = Client().get("/t/write-sync/?email=s2@example.com&atomic=1")
-    rows = read_since(head, models=["bookstore.author"])
+    rows = read_since(head, models=["livedata_demo.author"])
     assert [r.op for r in rows] == ["insert", "update"]
     generated = response["X-Request-ID"]
     assert len(generated) == 32
@@ -71,7 +71,7 @@ def test_async_views_concurrently_never_mix_contexts(alice, head, read_since):
         await sync_to_async(lambda: connection.close())()
 
     asyncio.run(main())
-    rows = read_since(head, models=["bookstore.author"])
+    rows = read_since(head, models=["livedata_demo.author"])
     assert len(rows) == 6
     for row in rows:
         i = int(row.new["email"][1])
@@ -124,7 +124,7 @@ def test_change_log_admin_filters(alice, head):
     assert page.status_code == 200
     assert page.content.count(b'class="field-who">alice<') == 1
     assert b'class="field-who">' not in client.get(base + "?context__username=nobody").content
-    assert client.get(base + "?model=bookstore.author&op=insert").status_code == 200
+    assert client.get(base + "?model=livedata_demo.author&op=insert").status_code == 200
     assert client.get(base + "?q=alice").status_code == 200
     from livedata.models import Change
 

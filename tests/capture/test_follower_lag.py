@@ -23,7 +23,7 @@ def test_a_blocked_consumer_shows_its_lag_until_it_takes_the_rows(db_params) -> 
             handed.extend(r.id for r in batch.rows)
             await release.wait()
 
-        follower = listener.follow(slow, name="slow", models=["bookstore.author"])
+        follower = listener.follow(slow, name="slow", models=["livedata_demo.author"])
         task = asyncio.create_task(listener.run())
         try:
             await asyncio.wait_for(listener.connected.wait(), 10)

@@ -47,7 +47,7 @@ def test_many_followers_catch_up_on_one_shared_connection(db_params, head) -> No
                 consumer_for(i),
                 connect=limit.connect,
                 position=head,
-                models=["bookstore.author"],
+                models=["livedata_demo.author"],
                 limit=7,  # several reads each
                 wake=listener.wake,
             )

@@ -117,7 +117,7 @@ def test_a_step_another_reader_abandoned_does_not_hold_the_follower(db_params, r
             async with me.transaction():  # one transaction larger than a batch
                 for i in range(25):
                     await me.execute(
-                        "INSERT INTO bookstore_author (name, email) VALUES (%s, %s)",
+                        "INSERT INTO livedata_demo_author (name, email) VALUES (%s, %s)",
                         [f"big{i}", f"big{i}@example.com"],
                     )
             part = await log.read_batch_async(me, skipped.end, limit=10)

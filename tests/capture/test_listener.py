@@ -20,7 +20,7 @@ from tests.conftest import private_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-INSERT = "INSERT INTO bookstore_author (name, email) VALUES (%s, %s)"
+INSERT = "INSERT INTO livedata_demo_author (name, email) VALUES (%s, %s)"
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -20,7 +20,7 @@ from tests.conftest import private_database, settle
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-INSERT = "INSERT INTO bookstore_author (name, email) VALUES (%s, %s)"
+INSERT = "INSERT INTO livedata_demo_author (name, email) VALUES (%s, %s)"
 
 
 def read_all(reader, position, **kw) -> tuple[list[log.ChangeRow], Position]:
@@ -90,9 +90,9 @@ def test_a_rows_writes_come_in_write_order_across_batches(head, connect):
     for i in range(10):
         connect().execute(INSERT, [f"filler{i}", f"f{i}@example.com"])
     t2 = connect(autocommit=False)
-    t2.execute("UPDATE bookstore_author SET name = 'by T2' WHERE id = %s", [pk])
+    t2.execute("UPDATE livedata_demo_author SET name = 'by T2' WHERE id = %s", [pk])
     t2.commit()
-    t1.execute("UPDATE bookstore_author SET name = 'by T1' WHERE id = %s", [pk])
+    t1.execute("UPDATE livedata_demo_author SET name = 'by T1' WHERE id = %s", [pk])
     t1.commit()
     rows, _ = read_all(connect(), start, limit=3)
     assert [r.new["name"] for r in rows if r.pk == str(pk)] == ["by T2", "by T1"]
@@ -158,7 +158,8 @@ def test_a_prepared_transaction_in_flight(twophase):
     prepared = connect(autocommit=False)
     prepared.execute(
         "INSERT INTO livedata_change (model, table_name, op, pk, new) VALUES"
-        " ('bookstore.author', 'bookstore_author', 'insert', '0', '{\"name\": \"Prepared\"}')"
+        " ('livedata_demo.author', 'livedata_demo_author', 'insert', '0',"
+        ' \'{"name": "Prepared"}\')'
     )
     prepared.execute(f"PREPARE TRANSACTION '{gid}'")
     admin = connect()
@@ -175,7 +176,7 @@ def test_a_prepared_transaction_in_flight(twophase):
 def test_a_huge_transaction_comes_in_bounded_batches(head, connect):
     """200,000 rows of one transaction: batches of at most `limit`, in id order, once each."""
     connect().execute(
-        "INSERT INTO bookstore_author (name, email) "
+        "INSERT INTO livedata_demo_author (name, email) "
         "SELECT 'bulk', 'bulk' || g || '@example.com' FROM generate_series(1, 200000) g"
     )
     connect().execute(INSERT, ["after", "after@example.com"])
@@ -231,7 +232,8 @@ def test_stress_many_writers_random_commit_order(head, connect, db_params):
                             conn.execute(INSERT, [f"w{n}", f"w{n}-{i}-{j}@example.com"])
                         if rng.random() < 0.3:
                             conn.execute(
-                                "UPDATE bookstore_author SET name = name || '!' WHERE email = %s",
+                                "UPDATE livedata_demo_author SET name = name || '!'"
+                                " WHERE email = %s",
                                 [f"w{n}-{i}-0@example.com"],
                             )
                         time.sleep(rng.random() * 0.004)  # hold the transaction open
@@ -269,7 +271,7 @@ def test_stress_many_writers_random_commit_order(head, connect, db_params):
         last[c.pk] = c.id
     total_rows = (
         connect()
-        .execute("SELECT count(*) FROM bookstore_author WHERE email LIKE 'w%%'")
+        .execute("SELECT count(*) FROM livedata_demo_author WHERE email LIKE 'w%%'")
         .fetchone()[0]
     )
     assert sum(1 for c in seen if c.op == "insert") == total_rows
@@ -323,8 +325,8 @@ def test_head_and_models_filter(head, connect):
     a = Author.objects.create(name="H", email="h@example.com")
     Book.objects.create(title="T", author=a)
     conn = connect()
-    rows = log.read(conn, head, models=["bookstore.Book"])
-    assert [r.model for r in rows] == ["bookstore.book"]
+    rows = log.read(conn, head, models=["livedata_demo.Book"])
+    assert [r.model for r in rows] == ["livedata_demo.book"]
     assert read_all(conn, log.head(conn))[0] == []
 
 

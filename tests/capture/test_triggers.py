@@ -26,9 +26,9 @@ def test_orm_save_update_delete(head, read_since):
     rows = read_since(head)
     pk = str(author.pk) if author.pk else None
     assert [(r.op, r.model, r.table) for r in rows] == [
-        ("insert", "bookstore.author", "bookstore_author"),
-        ("update", "bookstore.author", "bookstore_author"),
-        ("delete", "bookstore.author", "bookstore_author"),
+        ("insert", "livedata_demo.author", "livedata_demo_author"),
+        ("update", "livedata_demo.author", "livedata_demo_author"),
+        ("delete", "livedata_demo.author", "livedata_demo_author"),
     ]
     insert, update, delete = rows
     pk = insert.pk
@@ -45,7 +45,7 @@ def test_bulk_create_queryset_update_and_delete(head, read_since):
     Book.objects.bulk_create([Book(title=f"t{i}", author=author) for i in range(50)])
     assert Book.objects.filter(title__startswith="t1").update(title="x") == 11
     Book.objects.filter(author=author).delete()
-    rows = read_since(head, models=["bookstore.book"])
+    rows = read_since(head, models=["livedata_demo.book"])
     assert [r.op for r in rows] == ["insert"] * 50 + ["update"] * 11 + ["delete"] * 50
     assert len({r.txid for r in rows[:50]}) == 1  # one bulk statement, one transaction
     assert all(r.changed == ["title"] for r in rows[50:61])
@@ -54,9 +54,11 @@ def test_bulk_create_queryset_update_and_delete(head, read_since):
 def test_raw_sql_from_another_connection(head, read_since, connect):
     """Writes that bypass Django entirely (psql, another service) are captured too."""
     other = connect()
-    other.execute("INSERT INTO bookstore_author (name, email) VALUES ('Raw', 'raw@example.com')")
-    other.execute("UPDATE bookstore_author SET name = 'Raw 2' WHERE email = 'raw@example.com'")
-    other.execute("DELETE FROM bookstore_author WHERE email = 'raw@example.com'")
+    other.execute(
+        "INSERT INTO livedata_demo_author (name, email) VALUES ('Raw', 'raw@example.com')"
+    )
+    other.execute("UPDATE livedata_demo_author SET name = 'Raw 2' WHERE email = 'raw@example.com'")
+    other.execute("DELETE FROM livedata_demo_author WHERE email = 'raw@example.com'")
     assert [r.op for r in read_since(head)] == ["insert", "update", "delete"]
     assert read_since(head)[0].context is None
 
@@ -73,7 +75,7 @@ def test_rolled_back_transaction_records_nothing(head, read_since, connect):
         Author.objects.create(name="Ghost", email="ghost@example.com")
         raise RuntimeError("roll back")
     conn = connect(autocommit=False)
-    conn.execute("INSERT INTO bookstore_author (name, email) VALUES ('G2', 'g2@example.com')")
+    conn.execute("INSERT INTO livedata_demo_author (name, email) VALUES ('G2', 'g2@example.com')")
     conn.rollback()
     # a rolled-back savepoint inside a committed transaction records nothing either
     with transaction.atomic():
@@ -125,7 +127,11 @@ def test_one_transaction_reads_as_one_block_in_order(head, read_since):
         Book.objects.create(title="second", author=a)
     rows = read_since(head)
     assert len({r.txid for r in rows}) == 1
-    assert [r.model for r in rows] == ["bookstore.author", "bookstore.book", "bookstore.book"]
+    assert [r.model for r in rows] == [
+        "livedata_demo.author",
+        "livedata_demo.book",
+        "livedata_demo.book",
+    ]
     assert [r.id for r in rows] == sorted(r.id for r in rows)
 
 
@@ -146,9 +152,11 @@ def test_context_inside_atomic_and_with_bulk_and_raw_cursor(head, read_since):
         a = Author.objects.create(name="B", email="b@example.com")
         Book.objects.bulk_create([Book(title="x", author=a), Book(title="y", author=a)])
         with connection.cursor() as cur:
-            cur.execute("UPDATE bookstore_book SET title = %s WHERE title = %s", ["100% x", "x"])
+            cur.execute(
+                "UPDATE livedata_demo_book SET title = %s WHERE title = %s", ["100% x", "x"]
+            )
             cur.executemany(
-                "INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s)",
+                "INSERT INTO livedata_demo_book (title, author_id) VALUES (%s, %s)",
                 [("m1", a.pk), ("m2", a.pk)],
             )
     rows = read_since(head)
@@ -180,14 +188,14 @@ def test_a_big_update_after_small_ones_on_one_connection_stays_linear(head, read
     """Guard against a plan cached for a 1-row update making a 5,000-row update quadratic
     (it took minutes with the statement-level update trigger; here it must fit in 5 s)."""
     conn = connect()
-    conn.execute("INSERT INTO bookstore_author (name, email) VALUES ('one', 'one@example.com')")
+    conn.execute("INSERT INTO livedata_demo_author (name, email) VALUES ('one', 'one@example.com')")
     conn.execute(
-        "INSERT INTO bookstore_author (name, email)"
+        "INSERT INTO livedata_demo_author (name, email)"
         " SELECT 'n' || i, 'n' || i || '@example.com' FROM generate_series(1, 5000) i"
     )
-    conn.execute("UPDATE bookstore_author SET name = 'one!' WHERE email = 'one@example.com'")
+    conn.execute("UPDATE livedata_demo_author SET name = 'one!' WHERE email = 'one@example.com'")
     conn.execute("SET statement_timeout = '5s'")
-    conn.execute("UPDATE bookstore_author SET name = name || '?' WHERE name LIKE 'n%'")
+    conn.execute("UPDATE livedata_demo_author SET name = name || '?' WHERE name LIKE 'n%'")
     rows = read_since(head)
     assert sum(1 for r in rows if r.op == "update") == 5001
     assert all(r.changed == ["name"] for r in rows if r.op == "update")

@@ -14,8 +14,8 @@ def batch(value: object = "x") -> Batch:
     row = ChangeRow(
         41,
         812,
-        "bookstore.book",
-        "bookstore_book",
+        "livedata_demo.book",
+        "livedata_demo_book",
         "UPDATE",
         "7",
         {"title": "a"},

@@ -107,7 +107,7 @@ def test_demo_page_shows_books_live(server, connect, tmp_path, transport):
         assert "One for the Money — Janet Evanovich" in browser.wait_for(text)
         # a row written by another client (psql): no Django, no page reload
         connect().execute(
-            "INSERT INTO bookstore_book (title, author_id) VALUES ('Two for the Dough', %s)",
+            "INSERT INTO livedata_demo_book (title, author_id) VALUES ('Two for the Dough', %s)",
             [janet.pk],
         )
         browser.wait_for(f"{text}.includes('Two for the Dough')")

@@ -21,8 +21,10 @@ def test_example_receiver_gets_raw_sql_changes(connect) -> None:
     try:
         wait_listening(port, proc)
         db = connect()
-        author = db.execute("SELECT id FROM bookstore_author ORDER BY id LIMIT 1").fetchone()[0]
-        db.execute("INSERT INTO bookstore_book (title, author_id) VALUES ('Raw SQL', %s)", [author])
+        author = db.execute("SELECT id FROM livedata_demo_author ORDER BY id LIMIT 1").fetchone()[0]
+        db.execute(
+            "INSERT INTO livedata_demo_book (title, author_id) VALUES ('Raw SQL', %s)", [author]
+        )
         deadline = time.monotonic() + 30
         while True:
             url = f"http://127.0.0.1:{port}/example-receiver/"
@@ -34,7 +36,7 @@ def test_example_receiver_gets_raw_sql_changes(connect) -> None:
             assert time.monotonic() < deadline, received
             time.sleep(0.2)
         event = found[0]
-        assert event["type"] == "bookstore.book.insert"
+        assert event["type"] == "livedata_demo.book.insert"
         assert event["webhook_id"].startswith("msg_")
     finally:
         proc.terminate()

@@ -1,7 +1,7 @@
 """One exposure model: webhooks and the pull feed refuse the same mistakes in the same words.
 
 Each mistake is given to both channels' parsers (a webhook ``Selection`` from JSON, a
-pull ``parse`` from a query string) on one ``bookstore.book`` Collection, with real
+pull ``parse`` from a query string) on one ``livedata_demo.book`` Collection, with real
 Django models; the texts must be equal, so neither channel can drift from the
 shared checks in ``livedata.exposure``.
 """
@@ -26,7 +26,7 @@ from livedata.webhooks.selection import Selection, SelectionError
 
 pytestmark = pytest.mark.django_db
 
-LABEL = "bookstore.book"
+LABEL = "livedata_demo.book"
 
 
 class Books(Collection):
@@ -84,7 +84,7 @@ def test_a_field_that_is_not_exposed_reads_the_same_on_both_channels() -> None:
     hook = webhook_error(fields=["title", "added_by"])  # excluded by the demo's Book
     pulled = pull_error("fields=title,added_by")
     assert hook.field == "fields" and pulled.field == "fields"
-    assert "not an exposed field of bookstore.book: added_by" in hook.message
+    assert "not an exposed field of livedata_demo.book: added_by" in hook.message
     assert hook.message == pulled.message
 
 

@@ -84,7 +84,7 @@ def test_a_flood_of_wrong_passwords_is_refused_and_delays_no_one(real_hash_serve
     # the flood's address is limited on every API, async ones too (the pull feed)
     with client(real_hash_server, "127.0.0.1") as http:
         pull = http.get(
-            "/livedata/pull/bookstore.book", params={"offset": "-1"}, auth=("other", "x")
+            "/livedata/pull/livedata_demo.book", params={"offset": "-1"}, auth=("other", "x")
         )
     assert pull.status_code == 429 and "Retry-After" in pull.headers
 
@@ -92,7 +92,7 @@ def test_a_flood_of_wrong_passwords_is_refused_and_delays_no_one(real_hash_serve
 def test_correct_passwords_use_no_budget_and_limits_are_per_username(real_hash_server):
     real_user("svc", "svc-password")
     with client(real_hash_server, "127.0.0.4") as http:
-        feed = "/livedata/pull/bookstore.book"
+        feed = "/livedata/pull/livedata_demo.book"
         for _ in range(7):  # more than the limit, all correct: never refused
             ok = http.get(feed, params={"offset": "-1"}, auth=("svc", "svc-password"))
             assert ok.status_code == 200, ok.text

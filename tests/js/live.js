@@ -13,7 +13,7 @@ function ready(titles) {
   process.stdout.write(JSON.stringify({ subscribed: titles.sort() }) + "\n");
 }
 function record(kind, collection, id, fields) {
-  if (collection !== "bookstore.book") return;
+  if (collection !== "livedata_demo.book") return;
   out.seen.push([kind, id, fields || null]);
   process.stdout.write(JSON.stringify({ seen: [kind, id, fields || null] }) + "\n");
   if (kind === "removed") done({});
@@ -33,7 +33,7 @@ function viaDdp() {
     if (err) return fail(err);
     c.subscribe("BooksByAuthorEmail", [email], () => {
       subscribed = true;
-      ready(Object.values(c.collections["bookstore.book"] || {}).map((b) => b.title));
+      ready(Object.values(c.collections["livedata_demo.book"] || {}).map((b) => b.title));
     });
   });
 }
@@ -48,11 +48,11 @@ async function viaSimpleDdp() {
   await server.connect();
   const sub = server.subscribe("BooksByAuthorEmail", email);
   await sub.ready();
-  const books = server.collection("bookstore.book");
+  const books = server.collection("livedata_demo.book");
   books.onChange(({ added, changed, removed }) => {
-    if (added) record("added", "bookstore.book", added.id, { title: added.title });
-    else if (changed) record("changed", "bookstore.book", changed.next.id, { title: changed.next.title });
-    else if (removed) record("removed", "bookstore.book", removed.id, null);
+    if (added) record("added", "livedata_demo.book", added.id, { title: added.title });
+    else if (changed) record("changed", "livedata_demo.book", changed.next.id, { title: changed.next.title });
+    else if (removed) record("removed", "livedata_demo.book", removed.id, null);
   });
   ready(books.fetch().map((b) => b.title));
 }
@@ -70,7 +70,7 @@ function viaDdpJs(endpoint = url, SocketConstructor = require("ws")) {
   for (const kind of ["added", "changed", "removed"]) {
     ddp.on(kind, (m) => {
       if (!subscribed) {
-        if (kind === "added" && m.collection === "bookstore.book") titles.set(m.id, m.fields.title);
+        if (kind === "added" && m.collection === "livedata_demo.book") titles.set(m.id, m.fields.title);
         return;
       }
       record(kind, m.collection, m.id, m.fields);

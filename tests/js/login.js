@@ -33,7 +33,7 @@ async function viaDdpLogin() {
   // ddp-login's callbacks: (err, res), err being the wire error object
   const call = (fn, ...args) =>
     new Promise((resolve) => fn(...args, (err, res) => resolve({ err, res })));
-  const books = (c) => Object.keys((c.collections && c.collections["bookstore.book"]) || {});
+  const books = (c) => Object.keys((c.collections && c.collections["livedata_demo.book"]) || {});
 
   const a = await open();
   await new Promise((resolve) => a.subscribe("MyBooks", [], resolve));
@@ -85,7 +85,7 @@ async function viaSimpleDdpLogin() {
   const a = await open();
   const sub = a.subscribe("MyBooks");
   await sub.ready();
-  const books = a.collection("bookstore.book");
+  const books = a.collection("livedata_demo.book");
   out.booksBefore = books.fetch().length;
   a.on("login", (m) => out.events.push(["login", m.type]));
   out.byEmail = await attempt(a, { user: { email }, password: digest(password) });

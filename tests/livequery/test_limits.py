@@ -102,7 +102,7 @@ def test_one_address_cannot_start_thousands_of_observers(roomy_server, janet, co
     # the unrelated client gets a change, and a new client its subscription, at once
     sent = time.monotonic()
     connect().execute(
-        "UPDATE bookstore_book SET title = 'Changed' WHERE author_id = %s", [janet.pk]
+        "UPDATE livedata_demo_book SET title = 'Changed' WHERE author_id = %s", [janet.pk]
     )
     newcomer = client(roomy_server)
     assert subscribe(newcomer, "n", "BooksByAuthorEmail", janet.email)["msg"] == "ready"
@@ -158,7 +158,7 @@ def test_engine_work_is_shared_fairly_between_clients(transactional_db, janet, c
         newcomer = client(server)
         sent = time.monotonic()
         connect().execute(
-            "UPDATE bookstore_book SET title = 'Changed' WHERE author_id = %s", [janet.pk]
+            "UPDATE livedata_demo_book SET title = 'Changed' WHERE author_id = %s", [janet.pk]
         )
         time.sleep(0.05)  # let the batch start (the deadline below is what is asserted)
         assert subscribe(newcomer, "n", "AllBooks")["msg"] == "ready"
@@ -195,7 +195,7 @@ def test_documents_per_connection_are_capped(transactional_db, connect):
     provider in its mergebox); junk parameters to a publication without any get 400."""
     author = Author.objects.create(name="Bulk", email="bulk@example.com")
     connect().execute(
-        "INSERT INTO bookstore_book (title, author_id)"
+        "INSERT INTO livedata_demo_book (title, author_id)"
         " SELECT 'book ' || i, %s FROM generate_series(1, 5000) i",
         [author.pk],
     )
@@ -223,7 +223,7 @@ def test_memory_is_freed_when_subscribers_leave(transactional_db, connect):
     allocator keeps its high-water mark; bench/client_cost.py prints the figures.)"""
     author = Author.objects.create(name="Bulk", email="bulk@example.com")
     connect().execute(
-        "INSERT INTO bookstore_book (title, author_id)"
+        "INSERT INTO livedata_demo_book (title, author_id)"
         " SELECT 'book number ' || i, %s FROM generate_series(1, 5000) i",
         [author.pk],
     )

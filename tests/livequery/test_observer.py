@@ -125,12 +125,12 @@ def test_in_memory_matching_keeps_a_rows_latest_write_when_txids_disagree(
     t1, t2 = connect(autocommit=False), connect(autocommit=False)
     t1.execute("SELECT pg_current_xact_id()")  # T1's xid now: the lower one
     t2.execute("SELECT pg_current_xact_id()")
-    t2.execute("UPDATE bookstore_book SET title = 'B' WHERE id = %s", [book.pk])
+    t2.execute("UPDATE livedata_demo_book SET title = 'B' WHERE id = %s", [book.pk])
     t2.commit()
-    t1.execute("UPDATE bookstore_book SET title = 'C' WHERE id = %s", [book.pk])
+    t1.execute("UPDATE livedata_demo_book SET title = 'C' WHERE id = %s", [book.pk])
     t1.commit()
     rows = read_since(head)
-    rows = [r for r in rows if r.model == "bookstore.book" and r.op == "update"]
+    rows = [r for r in rows if r.model == "livedata_demo.book" and r.op == "update"]
     assert [r.new["title"] for r in rows] == ["B", "C"]  # commit order: write order here
     reverse = rows[::-1]
     for batches in ([rows], [[rows[0]], [rows[1]]], [reverse], [[reverse[0]], [reverse[1]]]):

@@ -33,7 +33,7 @@ def test_the_log_and_a_webhook_subscription_behind_it():
         owner=owner,
         name="orders",
         url="http://127.0.0.1:9/hook",
-        model_labels=["bookstore.author"],
+        model_labels=["livedata_demo.author"],
         operations=["insert", "update", "delete"],
         secret="whsec_x",
         position=str(log.head(connection)),

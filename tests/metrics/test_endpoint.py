@@ -131,7 +131,7 @@ def test_only_staff_and_metrics_tokens_may_read_the_figures(server, metrics_toke
 
     # a metrics token opens nothing else (the pull feed refuses it like an unknown token)
     pulled = httpx.get(
-        f"http://{server}/livedata/pull/bookstore.book?offset=-1",
+        f"http://{server}/livedata/pull/livedata_demo.book?offset=-1",
         headers={"Authorization": f"Bearer {metrics_token}"},
         timeout=30,
     )
@@ -205,7 +205,7 @@ def test_held_pull_clients_are_counted_by_model(server, metrics_token):
 
     reader = User.objects.create_user("billing")
     reader.user_permissions.add(Permission.objects.get(codename="view_book"))
-    held = (("model", "bookstore.book"),)
+    held = (("model", "livedata_demo.book"),)
     with feed_on(server, tokens.issue(reader, kind="api")[0]) as feed:
         _, handle, offset = follow(feed)
         with ThreadPoolExecutor(1) as pool:

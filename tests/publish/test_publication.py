@@ -96,17 +96,19 @@ def test_exposure_to_services_is_explicit_and_shapes_log_rows():
     class Authors(Collection):  # says nothing: exposed to DDP only
         model = Author
 
-    saved = API.collections.get("bookstore.book"), API.collections.get("bookstore.author")
+    saved = API.collections.get("livedata_demo.book"), API.collections.get("livedata_demo.author")
     try:
         API.register([Books, Authors])
-        assert API.exposed("bookstore.book", "pull") is Books
-        assert API.exposed("bookstore.book", "webhooks") is None  # not said: not exposed
-        assert API.exposed("bookstore.author", "pull") is None
+        assert API.exposed("livedata_demo.book", "pull") is Books
+        assert API.exposed("livedata_demo.book", "webhooks") is None  # not said: not exposed
+        assert API.exposed("livedata_demo.author", "pull") is None
         row = {"id": 7, "title": "secret", "author_id": 3}
         assert Books.shape(row) == {"id": 7, "writer": 3}
         assert Books.shape(None) is None
     finally:  # the registrations of the demo's ddp.py (whatever ran before)
-        for label, collection in zip(("bookstore.book", "bookstore.author"), saved, strict=True):
+        for label, collection in zip(
+            ("livedata_demo.book", "livedata_demo.author"), saved, strict=True
+        ):
             if collection is None:
                 API.collections.pop(label, None)
             else:

@@ -39,7 +39,7 @@ def feed_on(server: str, token: str) -> Iterator[Callable[..., httpx.Response]]:
         timeout=60,
     )
 
-    def get(model: str = "bookstore.book", headers: dict | None = None, **params: Any):
+    def get(model: str = "livedata_demo.book", headers: dict | None = None, **params: Any):
         return http.get(model, params=params, headers=headers)
 
     with http:

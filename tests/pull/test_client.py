@@ -21,7 +21,7 @@ from tests.server.conftest import free_port, stop, wait_listening
 
 
 def _client(server: str, token: str, **kwargs) -> PullClient:
-    return PullClient(f"http://{server}/livedata/", "bookstore.book", token=token, **kwargs)
+    return PullClient(f"http://{server}/livedata/", "livedata_demo.book", token=token, **kwargs)
 
 
 def test_sync_until_up_to_date_then_resume(server, token, author, connect):
@@ -35,7 +35,7 @@ def test_sync_until_up_to_date_then_resume(server, token, author, connect):
     assert state == books()
 
     db = connect()
-    db.execute("UPDATE bookstore_book SET title = 'later' WHERE title = 'c1'")
+    db.execute("UPDATE livedata_demo_book SET title = 'later' WHERE title = 'c1'")
     settle(db)  # below every reader's horizon: one read returns it
     resumed = _client(server, token, live=False, handle=client.handle, offset=client.offset)
     more = list(resumed)
@@ -56,7 +56,10 @@ def test_async_follows_live_changes(server, token, author, connect, sse):
                 threading.Timer(
                     0.3,
                     db.execute,
-                    ["INSERT INTO bookstore_book (title, author_id) VALUES ('live', %s)", [author]],
+                    [
+                        "INSERT INTO livedata_demo_book (title, author_id) VALUES ('live', %s)",
+                        [author],
+                    ],
                 ).start()
             if any(m["value"]["title"] == "live" for m in seen):
                 return seen
@@ -107,7 +110,7 @@ def test_refetch_after_the_log_was_pruned(server, token, author, connect):
     client = _client(server, token, live=False)
     list(client)
     db = connect()
-    db.execute("INSERT INTO bookstore_book (title, author_id) VALUES ('new', %s)", [author])
+    db.execute("INSERT INTO livedata_demo_book (title, author_id) VALUES ('new', %s)", [author])
     settle(db)  # nothing older holds the prune back: 'new' goes too
     log.prune(db, older_than=None)
     again = list(_client(server, token, live=False, handle=client.handle, offset=client.offset))

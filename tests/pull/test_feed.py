@@ -21,7 +21,7 @@ from tests.server.conftest import _serve
 
 def add_book(db, title: str, author: int) -> int:
     return db.execute(
-        "INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s) RETURNING id",
+        "INSERT INTO livedata_demo_book (title, author_id) VALUES (%s, %s) RETURNING id",
         [title, author],
     ).fetchone()[0]
 
@@ -48,9 +48,9 @@ def test_snapshot_in_pages_then_changes(feed, author, connect):
     assert len(messages) == 25 and state_of(messages) == books()
 
     db = connect()
-    db.execute("UPDATE bookstore_book SET title = 'changed' WHERE title = 'b3'")
-    db.execute("DELETE FROM bookstore_book WHERE title = 'b4'")
-    db.execute("INSERT INTO bookstore_book (title, author_id) VALUES ('new', %s)", [author])
+    db.execute("UPDATE livedata_demo_book SET title = 'changed' WHERE title = 'b3'")
+    db.execute("DELETE FROM livedata_demo_book WHERE title = 'b4'")
+    db.execute("INSERT INTO livedata_demo_book (title, author_id) VALUES ('new', %s)", [author])
     settle(db)  # the three are below every reader's horizon: one read returns them all
     response = feed(offset=offset, handle=handle)
     changes = response.json()
@@ -75,7 +75,7 @@ def test_live_long_poll_wakes_on_commit(feed, author, connect, held):
         assert not answer.done()
         # committed only now, so the request can only have it by being woken up
         connect().execute(
-            "INSERT INTO bookstore_book (title, author_id) VALUES ('live', %s)", [author]
+            "INSERT INTO livedata_demo_book (title, author_id) VALUES ('live', %s)", [author]
         )
         response = answer.result(timeout=30)
     assert response.status_code == 200
@@ -122,7 +122,7 @@ def test_live_long_poll_times_out_up_to_date(short_poll_server, token, author):
 
 def test_server_sent_events_stream_snapshot_then_changes(server, token, author, connect):
     Book.objects.bulk_create([Book(title=f"s{i}", author_id=author) for i in range(5)])
-    url = f"http://{server}/livedata/pull/bookstore.book"
+    url = f"http://{server}/livedata/pull/livedata_demo.book"
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
     db = connect()
     events: list[dict] = []
@@ -138,7 +138,7 @@ def test_server_sent_events_stream_snapshot_then_changes(server, token, author, 
             events.append(json.loads(line[5:]))
             if events[-1].get("control") == "up-to-date" and len(events) < 12:
                 db.execute(
-                    "INSERT INTO bookstore_book (title, author_id) VALUES ('sse', %s)", [author]
+                    "INSERT INTO livedata_demo_book (title, author_id) VALUES ('sse', %s)", [author]
                 )
             if any(e.get("value", {}).get("title") == "sse" for e in events):
                 break
@@ -157,9 +157,9 @@ def test_filters_and_fields(feed, author, connect):
     db = connect()
     alpha = messages[0]["pk"]
     beta = str(Book.objects.get(title="Beta").pk)
-    db.execute("UPDATE bookstore_book SET author_id = %s WHERE id = %s", [other, alpha])
-    db.execute("UPDATE bookstore_book SET author_id = %s WHERE id = %s", [author, beta])
-    db.execute("UPDATE bookstore_book SET title = 'Gamma' WHERE id = %s", [alpha])  # not ours
+    db.execute("UPDATE livedata_demo_book SET author_id = %s WHERE id = %s", [other, alpha])
+    db.execute("UPDATE livedata_demo_book SET author_id = %s WHERE id = %s", [author, beta])
+    db.execute("UPDATE livedata_demo_book SET title = 'Gamma' WHERE id = %s", [alpha])  # not ours
     # committed last, so after the Gamma update in log order: a read that has the marker
     # has read past Gamma, so Gamma's absence means it was not sent (not "not yet")
     marker = str(add_book(db, "Marker", author))
@@ -184,7 +184,7 @@ def test_permissions_and_exposure(server, feed, transactional_db):
 
     from livedata.accounts import tokens
 
-    url = f"http://{server}/livedata/pull/bookstore.book"
+    url = f"http://{server}/livedata/pull/livedata_demo.book"
     assert httpx.get(url, params={"offset": "-1"}).status_code == 401
     nobody = User.objects.create_user("nobody")
     secret = tokens.issue(nobody, kind="api")[0]
@@ -192,13 +192,13 @@ def test_permissions_and_exposure(server, feed, transactional_db):
     assert denied.status_code == 403
     assert denied.json() == {
         "error": "forbidden",
-        "message": "you need the bookstore.view_book permission",
+        "message": "you need the livedata_demo.view_book permission",
     }
-    for model in ("auth.user", "testapp.note", "nonsense", "bookstore.nope"):
+    for model in ("auth.user", "testapp.note", "nonsense", "livedata_demo.nope"):
         response = feed(model, offset="-1")
         assert response.status_code == 404, model
         assert response.json()["error"] == "unknown-model"
-    assert feed("bookstore.author", offset="-1").status_code == 200
+    assert feed("livedata_demo.author", offset="-1").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -248,8 +248,8 @@ def test_handle_is_bound_to_its_feed(feed, author):
     _, handle, offset = follow(feed)
     other = feed(offset=offset, handle=handle, author=str(author))
     assert other.status_code == 400 and "other fields or filters" in other.json()["message"]
-    wrong = feed("bookstore.author", offset=offset, handle=handle)
-    assert wrong.status_code == 400 and "is for bookstore.book" in wrong.json()["message"]
+    wrong = feed("livedata_demo.author", offset=offset, handle=handle)
+    assert wrong.status_code == 400 and "is for livedata_demo.book" in wrong.json()["message"]
     before = feed(offset="1_1", handle=handle)
     assert before.status_code == 400 and "before this feed" in before.json()["message"]
 
@@ -266,7 +266,7 @@ def test_shape_change_and_pruned_log_answer_must_refetch(feed, author, connect):
     assert response.json()["error"] == "must-refetch"
 
     db = connect()
-    db.execute("INSERT INTO bookstore_book (title, author_id) VALUES ('y', %s)", [author])
+    db.execute("INSERT INTO livedata_demo_book (title, author_id) VALUES ('y', %s)", [author])
     settle(db)  # the insert is below the horizon the prune marks
     assert log.prune(db, older_than=None) > 0
     response = feed(offset=offset, handle=raw)
@@ -279,7 +279,7 @@ def test_truncate_answers_must_refetch(feed, author, connect):
     # keeps the snapshot's xmin below the TRUNCATE's txid
     older = connect(autocommit=False)
     older.execute("SELECT pg_current_xact_id()")
-    connect().execute("TRUNCATE bookstore_book")
+    connect().execute("TRUNCATE livedata_demo_book")
     Book.objects.create(title="x", author_id=author)
     first = feed(offset="-1")
     older.commit()  # now the change read reaches the TRUNCATE's txid
@@ -290,7 +290,7 @@ def test_truncate_answers_must_refetch(feed, author, connect):
     assert state_of(first.json() + page.json()) == books()
     offset = page.headers["Livedata-Offset"]
     db = connect()
-    db.execute("TRUNCATE bookstore_book")
+    db.execute("TRUNCATE livedata_demo_book")
     settle(db)  # the TRUNCATE is below every reader's horizon
     response = feed(offset=offset, handle=handle)
     assert response.status_code == 409 and response.json()["error"] == "must-refetch"
@@ -318,7 +318,7 @@ def test_offset_now_sends_only_later_changes(feed, author, connect):
     assert first.status_code == 200 and first.json() == [{"control": "up-to-date"}]
     handle, offset = first.headers["Livedata-Handle"], first.headers["Livedata-Offset"]
     connect().execute(
-        "INSERT INTO bookstore_book (title, author_id) VALUES ('after', %s)", [author]
+        "INSERT INTO livedata_demo_book (title, author_id) VALUES ('after', %s)", [author]
     )
     response = feed(offset=offset, handle=handle, live="true")
     assert [m["value"]["title"] for m in response.json() if "op" in m] == ["after"]
@@ -342,7 +342,7 @@ def test_changes_carry_no_audit_context(feed, author):
 
 
 INJECTED = "x' OR '1'='1"
-DROP = "'; DROP TABLE bookstore_book; --"
+DROP = "'; DROP TABLE livedata_demo_book; --"
 
 
 def test_sql_in_filter_values_and_keys_is_never_executed(feed, author, connect):
@@ -359,7 +359,7 @@ def test_sql_in_filter_values_and_keys_is_never_executed(feed, author, connect):
     assert titles(title__startswith="%") == [] and titles(title__startswith="100%") == ["100% pure"]
     assert titles(title__in="Alpha') OR ('1'='1,Beta") == ["Beta"]
     for key in (
-        "title; DROP TABLE bookstore_book; --",
+        "title; DROP TABLE livedata_demo_book; --",
         "title__exact') OR 1=1 --",
         "title' OR '1'='1",
         "title__in)--",
@@ -371,11 +371,13 @@ def test_sql_in_filter_values_and_keys_is_never_executed(feed, author, connect):
     # live: the change read matches in memory, literally too
     _, handle, offset = follow(feed, title=INJECTED)
     db = connect()
-    db.execute("INSERT INTO bookstore_book (title, author_id) VALUES ('Gamma', %s)", [author])
-    db.execute("INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s)", [INJECTED, author])
+    db.execute("INSERT INTO livedata_demo_book (title, author_id) VALUES ('Gamma', %s)", [author])
+    db.execute(
+        "INSERT INTO livedata_demo_book (title, author_id) VALUES (%s, %s)", [INJECTED, author]
+    )
     live = feed(offset=offset, handle=handle, title=INJECTED, live="true").json()
     assert [m["value"]["title"] for m in live if "op" in m] == [INJECTED]
-    assert db.execute("SELECT count(*) FROM bookstore_book").fetchone()[0] == 6  # intact
+    assert db.execute("SELECT count(*) FROM livedata_demo_book").fetchone()[0] == 6  # intact
 
 
 def test_excluded_fields_are_never_in_rows_or_changes(feed, author, connect):
@@ -390,8 +392,8 @@ def test_excluded_fields_are_never_in_rows_or_changes(feed, author, connect):
     messages, handle, offset = follow(feed)
     assert set(messages[0]["value"]) == {"id", "title", "author_id"}
     db = connect()
-    db.execute("UPDATE bookstore_book SET added_by_id = NULL WHERE id = %s", [book.pk])
-    db.execute("UPDATE bookstore_book SET added_by_id = %s, title = 'Seven' WHERE id = %s",
+    db.execute("UPDATE livedata_demo_book SET added_by_id = NULL WHERE id = %s", [book.pk])
+    db.execute("UPDATE livedata_demo_book SET added_by_id = %s, title = 'Seven' WHERE id = %s",
                [user.pk, book.pk])  # fmt: skip
     changes = []
     while not any(m.get("value", {}).get("title") == "Seven" for m in changes):

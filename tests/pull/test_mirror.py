@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import ROOT, livedata_cmd, private_database, spawn_livedata
 from tests.server.conftest import free_port, stop, wait_listening
 
-SOURCE = "SELECT id, title, author_id FROM bookstore_book ORDER BY id"
+SOURCE = "SELECT id, title, author_id FROM livedata_demo_book ORDER BY id"
 MIRROR = "SELECT id, title, author_id FROM testapp_bookcopy ORDER BY id"
 
 
@@ -79,22 +79,22 @@ class Writers:
             ids = [
                 r[0]
                 for r in conn.execute(
-                    "SELECT id FROM bookstore_book TABLESAMPLE SYSTEM (5) LIMIT 3"
+                    "SELECT id FROM livedata_demo_book TABLESAMPLE SYSTEM (5) LIMIT 3"
                 )
             ]
             if roll < 0.4 or not ids:
                 conn.execute(
-                    "INSERT INTO bookstore_book (title, author_id) SELECT 'w' || g, %s "
+                    "INSERT INTO livedata_demo_book (title, author_id) SELECT 'w' || g, %s "
                     "FROM generate_series(1, %s) g",
                     [rng.choice(self.authors), rng.randint(1, 3)],
                 )
             elif roll < 0.8:
                 conn.execute(
-                    "UPDATE bookstore_book SET title = %s, author_id = %s WHERE id = %s",
+                    "UPDATE livedata_demo_book SET title = %s, author_id = %s WHERE id = %s",
                     [f"u{rng.random():.6f}", rng.choice(self.authors), rng.choice(ids)],
                 )
             else:
-                conn.execute("DELETE FROM bookstore_book WHERE id = %s", [rng.choice(ids)])
+                conn.execute("DELETE FROM livedata_demo_book WHERE id = %s", [rng.choice(ids)])
             time.sleep(rng.uniform(0, 0.05))
         if rng.random() < 0.1:
             conn.rollback()
@@ -106,13 +106,13 @@ class Writers:
 def _seed(db: psycopg.Connection, rows: int) -> list[int]:
     authors = [
         db.execute(
-            "INSERT INTO bookstore_author (name, email) VALUES (%s, %s) RETURNING id",
+            "INSERT INTO livedata_demo_author (name, email) VALUES (%s, %s) RETURNING id",
             [f"A{i}", f"a{i}-{time.time_ns()}@example.com"],
         ).fetchone()[0]
         for i in range(5)
     ]
     db.execute(
-        "INSERT INTO bookstore_book (title, author_id) "
+        "INSERT INTO livedata_demo_book (title, author_id) "
         "SELECT 'seed ' || g, (%s::bigint[])[1 + g %% 5] FROM generate_series(1, %s) g",
         [authors, rows],
     )
@@ -160,7 +160,7 @@ def test_mirror_equals_source_with_out_of_order_writers_and_kills(
         return spawn_livedata(
             "mirror",
             f"http://{server}/livedata/",
-            "bookstore.book",
+            "livedata_demo.book",
             "--into",
             "testapp.BookCopy",
             "--limit",
@@ -240,7 +240,7 @@ def test_mirror_survives_a_postgresql_restart(tmp_path):
             livedata_cmd(
                 "mirror",
                 f"http://127.0.0.1:{port}/livedata/",
-                "bookstore.book",
+                "livedata_demo.book",
                 "--into",
                 "testapp.BookCopy",
                 "--limit",

@@ -17,7 +17,7 @@ from livedata.pull.position import Handle, decode_position, encode_position
 from tests.pull.conftest import follow, state_of, wait_until
 from tests.pull.test_feed import books
 
-INSERT = "INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s)"
+INSERT = "INSERT INTO livedata_demo_book (title, author_id) VALUES (%s, %s)"
 
 
 def _hold_unrelated(connect):
@@ -76,7 +76,7 @@ def test_change_reaches_a_live_client_while_another_transaction_is_open(
 def test_sse_client_gets_a_change_while_another_transaction_is_open(server, token, author, connect):
     held = _hold_unrelated(connect)
     db = connect()
-    url = f"http://{server}/livedata/pull/bookstore.book"
+    url = f"http://{server}/livedata/pull/livedata_demo.book"
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
     committed = 0.0
     with httpx.stream("GET", url, params={"offset": "-1"}, headers=headers, timeout=30) as r:

@@ -44,14 +44,16 @@ def test_every_process_serves_changes_while_one_reads_the_log(tmp_path, db_param
             clients.append(client)
         wait_for(lambda: db.execute(LEADER_LOCKS).fetchone()[0] == 1, 10, "one leader")
         author = db.execute(
-            "INSERT INTO bookstore_author (name, email) VALUES ('J', 'j@x.org') RETURNING id"
+            "INSERT INTO livedata_demo_author (name, email) VALUES ('J', 'j@x.org') RETURNING id"
         ).fetchone()[0]
-        db.execute("INSERT INTO bookstore_book (title, author_id) VALUES ('Dune', %s)", [author])
+        db.execute(
+            "INSERT INTO livedata_demo_book (title, author_id) VALUES ('Dune', %s)", [author]
+        )
         for client in clients:
             deadline = time.monotonic() + 10
             while True:
                 message = client.recv(timeout=max(0.1, deadline - time.monotonic()))
-                if message.get("collection") == "bookstore.book":
+                if message.get("collection") == "livedata_demo.book":
                     break
             assert message["msg"] == "added" and message["fields"]["title"] == "Dune"
         assert db.execute(LEADER_LOCKS).fetchone()[0] == 1

@@ -64,7 +64,7 @@ def outage(tmp_path):
         pg, "database_wait", LIVEDATA_SETTINGS=json.dumps({"DDP_DATABASE_WAIT": WAIT})
     )
     with psycopg.connect(host=pg.socket_dir, dbname="database_wait", user="postgres") as db:
-        db.execute("INSERT INTO bookstore_author (name, email) VALUES ('J', 'j@example.com')")
+        db.execute("INSERT INTO livedata_demo_author (name, email) VALUES ('J', 'j@example.com')")
         db.execute(
             "INSERT INTO auth_user (username, email, password, first_name, last_name, "
             "is_staff, is_active, is_superuser, date_joined) VALUES "
@@ -143,7 +143,7 @@ def test_requests_wait_for_a_database_that_comes_back(outage) -> None:
     logged_in = answer(user, "l1", WAIT + 10)
     assert logged_in["result"]["token"], logged_in
     with psycopg.connect(host=pg.socket_dir, dbname="database_wait", user="postgres") as db:
-        titles = [r[0] for r in db.execute("SELECT title FROM bookstore_book ORDER BY id")]
+        titles = [r[0] for r in db.execute("SELECT title FROM livedata_demo_book ORDER BY id")]
     assert titles == ["Before", "During"]  # the retried transaction committed once
     for c in (writer, reader, user):
         c.close()

@@ -150,9 +150,9 @@ def psql(db: Postgres, sql: str) -> None:
 def add_book(db: Postgres, title: str) -> None:
     psql(
         db,
-        "WITH a AS (INSERT INTO bookstore_author (name, email) "
+        "WITH a AS (INSERT INTO livedata_demo_author (name, email) "
         f"VALUES ('{title}', '{title}@example.org') RETURNING id) "
-        f"INSERT INTO bookstore_book (title, author_id) SELECT '{title}', id FROM a",
+        f"INSERT INTO livedata_demo_book (title, author_id) SELECT '{title}', id FROM a",
     )
 
 
@@ -280,7 +280,7 @@ def ddp_client(deploy: Deployment) -> tuple[Client, int]:
 
 def sees(client: Client | XhrPolling, title: str) -> None:
     client.until(
-        lambda m: m.get("collection") == "bookstore.book" and m["fields"]["title"] == title,
+        lambda m: m.get("collection") == "livedata_demo.book" and m["fields"]["title"] == title,
         timeout=15,
     )
 

@@ -44,7 +44,7 @@ def receive_all(client, sub_id: str) -> tuple[set[str], list[dict]]:
     added: set[str] = set()
     seen = client.until(lambda m: m["msg"] in ("ready", "nosub"), timeout=30)
     for m in seen:
-        if m["msg"] == "added" and m["collection"] == "bookstore.book":
+        if m["msg"] == "added" and m["collection"] == "livedata_demo.book":
             added.add(m["id"])
     return added, seen
 

@@ -41,16 +41,18 @@ def test_npm_client_sees_raw_sql_changes_live(which, server, node_clients, conne
         # each change once the client saw the previous one: a re-queried publication
         # shows the state it reads, so an insert deleted before it looked is never shown
         sql.execute(
-            "INSERT INTO bookstore_book (title, author_id) VALUES ('Not hers', %s)", [other.pk]
+            "INSERT INTO livedata_demo_book (title, author_id) VALUES ('Not hers', %s)", [other.pk]
         )
         book_id = sql.execute(
-            "INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s) RETURNING id",
+            "INSERT INTO livedata_demo_book (title, author_id) VALUES (%s, %s) RETURNING id",
             ["Live from SQL", janet.pk],
         ).fetchone()[0]
         added = next_line()["seen"]
-        sql.execute("UPDATE bookstore_book SET title = 'Renamed in SQL' WHERE id = %s", [book_id])
+        sql.execute(
+            "UPDATE livedata_demo_book SET title = 'Renamed in SQL' WHERE id = %s", [book_id]
+        )
         changed = next_line()["seen"]
-        sql.execute("DELETE FROM bookstore_book WHERE id = %s", [book_id])
+        sql.execute("DELETE FROM livedata_demo_book WHERE id = %s", [book_id])
         removed = next_line()["seen"]
         report = next_line()  # the final report
         proc.wait(timeout=30)

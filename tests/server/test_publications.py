@@ -36,32 +36,35 @@ def test_seed_publication_initial_data_then_live_changes_from_raw_sql(ddp, janet
         if m["msg"] == "added"
     }
     assert added == {
-        ("bookstore.author", "Janet Evanovich"),
-        ("bookstore.book", "One for the Money"),
-        ("bookstore.book", "Two for the Dough"),
+        ("livedata_demo.author", "Janet Evanovich"),
+        ("livedata_demo.book", "One for the Money"),
+        ("livedata_demo.book", "Two for the Dough"),
     }
     assert got[-1] == {"msg": "ready", "subs": ["s1"]}
-    book_msg = next(m for m in got if m.get("collection") == "bookstore.book")
+    book_msg = next(m for m in got if m.get("collection") == "livedata_demo.book")
     assert set(book_msg["fields"]) == {"title", "author_id"} and book_msg["id"].isdigit()
 
     other = connect()  # psql / another service: no Django involved
     other.execute(
-        "INSERT INTO bookstore_book (title, author_id) VALUES ('Three to Get Deadly', %s)",
+        "INSERT INTO livedata_demo_book (title, author_id) VALUES ('Three to Get Deadly', %s)",
         [janet.pk],
     )
     [msg] = c.until(lambda m: m["msg"] == "added")
-    assert msg["collection"] == "bookstore.book" and msg["fields"]["title"] == "Three to Get Deadly"
-    other.execute("UPDATE bookstore_book SET title = 'Three' WHERE id = %s", [int(msg["id"])])
+    assert (
+        msg["collection"] == "livedata_demo.book"
+        and msg["fields"]["title"] == "Three to Get Deadly"
+    )
+    other.execute("UPDATE livedata_demo_book SET title = 'Three' WHERE id = %s", [int(msg["id"])])
     assert c.until(lambda m: m["msg"] == "changed")[-1] == {
         "msg": "changed",
-        "collection": "bookstore.book",
+        "collection": "livedata_demo.book",
         "id": msg["id"],
         "fields": {"title": "Three"},
     }
-    other.execute("DELETE FROM bookstore_book WHERE id = %s", [int(msg["id"])])
+    other.execute("DELETE FROM livedata_demo_book WHERE id = %s", [int(msg["id"])])
     assert c.until(lambda m: m["msg"] == "removed")[-1] == {
         "msg": "removed",
-        "collection": "bookstore.book",
+        "collection": "livedata_demo.book",
         "id": msg["id"],
     }
 
@@ -70,10 +73,10 @@ def test_join_dependency_author_email_change_removes_books(ddp, janet):
     c = ddp()
     subscribe(c, "s1", "BooksByAuthorEmail", "janet@evanovich.com")
     Author.objects.filter(pk=janet.pk).update(email="someone@else.example")
-    removed = c.until(lambda m: m["msg"] == "removed" and m["collection"] == "bookstore.book")
+    removed = c.until(lambda m: m["msg"] == "removed" and m["collection"] == "livedata_demo.book")
     removed += c.until(lambda m: m["msg"] == "removed")
     kinds = sorted((m["collection"]) for m in removed if m["msg"] == "removed")
-    assert kinds.count("bookstore.book") == 2
+    assert kinds.count("livedata_demo.book") == 2
 
 
 def test_overlapping_subscriptions_and_unsub(ddp, janet):
@@ -137,7 +140,7 @@ def test_a_burst_of_100k_rows_reaches_only_who_it_concerns(ddp, janet, connect):
     got = subscribe(c, "mine", "BooksOfAuthor", janet.pk)
     already = sum(1 for m in got if m["msg"] == "added")
     connect().execute(
-        "INSERT INTO bookstore_book (title, author_id)"
+        "INSERT INTO livedata_demo_book (title, author_id)"
         " SELECT 'bulk ' || i, CASE WHEN i %% 2000 = 0 THEN %s ELSE %s END"
         " FROM generate_series(1, 100000) i",
         [janet.pk, other.pk],
@@ -215,8 +218,8 @@ def test_excluded_fields_never_reach_a_subscriber(ddp, janet, connect):
     c = ddp()
     got = subscribe(c, "s", "AllBooks")
     db = connect()
-    db.execute("UPDATE bookstore_book SET added_by_id = NULL WHERE id = %s", [book.pk])
-    db.execute("UPDATE bookstore_book SET added_by_id = %s, title = 'Seven' WHERE id = %s",
+    db.execute("UPDATE livedata_demo_book SET added_by_id = NULL WHERE id = %s", [book.pk])
+    db.execute("UPDATE livedata_demo_book SET added_by_id = %s, title = 'Seven' WHERE id = %s",
                [user.pk, book.pk])  # fmt: skip
     got += c.until(lambda m: m["msg"] == "changed")
     assert all(
@@ -225,6 +228,6 @@ def test_excluded_fields_never_reach_a_subscriber(ddp, janet, connect):
         for m in got
     ), got
     assert [m for m in got if m["msg"] == "changed"] == [
-        {"msg": "changed", "collection": "bookstore.book", "id": str(book.pk),
+        {"msg": "changed", "collection": "livedata_demo.book", "id": str(book.pk),
          "fields": {"title": "Seven"}}
     ]  # fmt: skip

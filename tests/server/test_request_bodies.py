@@ -70,7 +70,7 @@ def test_a_huge_webhook_subscription_body_is_refused_before_it_is_sent(server):
 def test_a_chunked_body_to_the_pull_feed_is_cut_at_the_limit(server):
     answer, sent = send_big(
         server,
-        f"GET /livedata/pull/bookstore.book?offset=-1 HTTP/1.1\r\nHost: {server}\r\n"
+        f"GET /livedata/pull/livedata_demo.book?offset=-1 HTTP/1.1\r\nHost: {server}\r\n"
         "Transfer-Encoding: chunked\r\n\r\n",
         chunked=True,
     )

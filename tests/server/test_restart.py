@@ -21,7 +21,7 @@ def test_clients_converge_to_the_database_after_a_restart(tmp_path):
     params = {"host": server.socket_dir, "dbname": "restart_serve", "user": "postgres"}
     db = psycopg.connect(**params, autocommit=True)
     author_id = db.execute(
-        "INSERT INTO bookstore_author (name, email) VALUES ('J', 'j@example.com') RETURNING id"
+        "INSERT INTO livedata_demo_author (name, email) VALUES ('J', 'j@example.com') RETURNING id"
     ).fetchone()[0]
     port = free_port()
     proc = spawn_livedata(
@@ -47,9 +47,9 @@ def test_clients_converge_to_the_database_after_a_restart(tmp_path):
             del view[key]
 
     def database_state() -> dict:
-        rows = db.execute("SELECT id, title, author_id FROM bookstore_book").fetchall()
-        state = {("bookstore.book", str(i)): {"title": t, "author_id": a} for i, t, a in rows}
-        state[("bookstore.author", str(author_id))] = {"name": "J", "email": "j@example.com"}
+        rows = db.execute("SELECT id, title, author_id FROM livedata_demo_book").fetchall()
+        state = {("livedata_demo.book", str(i)): {"title": t, "author_id": a} for i, t, a in rows}
+        state[("livedata_demo.author", str(author_id))] = {"name": "J", "email": "j@example.com"}
         return state
 
     def converge(client: Client, timeout: float = 30) -> None:
@@ -73,7 +73,7 @@ def test_clients_converge_to_the_database_after_a_restart(tmp_path):
         client.send({"msg": "sub", "id": "all", "name": "AllBooks", "params": []})
         for i in range(5):
             db.execute(
-                "INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s)",
+                "INSERT INTO livedata_demo_book (title, author_id) VALUES (%s, %s)",
                 [f"a{i}", author_id],
             )
         converge(client)
@@ -85,13 +85,13 @@ def test_clients_converge_to_the_database_after_a_restart(tmp_path):
         db = psycopg.connect(**params, autocommit=True)
         for i in range(5):  # right after the restart: the listener may still be away
             db.execute(
-                "INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s)",
+                "INSERT INTO livedata_demo_book (title, author_id) VALUES (%s, %s)",
                 [f"b{i}", author_id],
             )
-        db.execute("UPDATE bookstore_book SET title = 'changed' WHERE title = 'a0'")
-        db.execute("DELETE FROM bookstore_book WHERE title = 'a1'")
+        db.execute("UPDATE livedata_demo_book SET title = 'changed' WHERE title = 'a0'")
+        db.execute("DELETE FROM livedata_demo_book WHERE title = 'a1'")
         converge(client)
-        assert len([k for k in view if k[0] == "bookstore.book"]) == 9
+        assert len([k for k in view if k[0] == "livedata_demo.book"]) == 9
         client.close()
     finally:
         stop(proc)

@@ -63,7 +63,7 @@ def test_method_writes_are_committed_then_fenced(client):
     assert [m["msg"] for m in got] == ["result", "updated"]
     book = Book.objects.get(pk=int(got[0]["result"]))
     assert (book.title, book.author_id) == ("Hot Six", author.pk)
-    assert Change.objects.filter(model="bookstore.book", object_pk=str(book.pk)).exists()
+    assert Change.objects.filter(model="livedata_demo.book", object_pk=str(book.pk)).exists()
     # a write to an uncaptured table is fenced too (nothing to deliver, no NOTIFY)
     got = client.call("8", "test.writeNote", "hi")
     assert [m["msg"] for m in got] == ["result", "updated"]

@@ -17,7 +17,7 @@ def test_api_views_skip_middleware_and_still_know_the_browser_session(server):
     unknown = httpx.get(f"http://{server}/livedata/nope", timeout=30)
     assert unknown.status_code == 404 and "X-Frame-Options" in unknown.headers
 
-    anonymous = httpx.get(f"http://{server}/livedata/pull/bookstore.book?offset=-1", timeout=30)
+    anonymous = httpx.get(f"http://{server}/livedata/pull/livedata_demo.book?offset=-1", timeout=30)
     assert anonymous.status_code == 401 and anonymous.json()["error"] == "unauthenticated"
     assert "X-Frame-Options" not in anonymous.headers  # no middleware on this route
 
@@ -28,7 +28,7 @@ def test_api_views_skip_middleware_and_still_know_the_browser_session(server):
     browser.force_login(user)
     cookies = {"sessionid": browser.cookies["sessionid"].value}
     feed = httpx.get(
-        f"http://{server}/livedata/pull/bookstore.book?offset=-1", cookies=cookies, timeout=30
+        f"http://{server}/livedata/pull/livedata_demo.book?offset=-1", cookies=cookies, timeout=30
     )
     assert feed.status_code == 200, feed.text
     # but never a write: unsafe methods need credentials
@@ -54,7 +54,7 @@ def test_a_deleted_token_is_refused_at_once_despite_the_lookup_cache(long_cache_
     user = User.objects.create_user("svc", password="pw")
     user.user_permissions.add(Permission.objects.get(codename="view_book"))
     secret, token = tokens.issue(user, kind="api")
-    url = f"http://{long_cache_server}/livedata/pull/bookstore.book?offset=-1"
+    url = f"http://{long_cache_server}/livedata/pull/livedata_demo.book?offset=-1"
     auth = {"Authorization": f"Bearer {secret}"}
     assert httpx.get(url, headers=auth, timeout=30).status_code == 200  # now cached
     LoginToken.objects.filter(pk=token.pk).delete()

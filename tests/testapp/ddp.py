@@ -60,7 +60,7 @@ def big(call, size: int):
 class BooksForStaff(Publication):
     """Only for users with Django's view permission on books."""
 
-    permission_required = "bookstore.view_book"
+    permission_required = "livedata_demo.view_book"
     queries = [Book.objects.all()]
 
 
@@ -82,7 +82,7 @@ class BooksAfterTitle(Publication):
 API.register([BooksForStaff, Whoami, BooksAfterTitle])
 
 
-@method(name="test.staffOnly", permission_required="bookstore.change_book")
+@method(name="test.staffOnly", permission_required="livedata_demo.change_book")
 def staff_only(call):
     return call.user.get_username()
 

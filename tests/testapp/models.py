@@ -42,7 +42,7 @@ class Loan(models.Model):
 
     #: no database constraint: tests TRUNCATE the books (the ORM still cascades deletes)
     book = models.ForeignKey(
-        "bookstore.Book", on_delete=models.CASCADE, related_name="+", db_constraint=False
+        "livedata_demo.Book", on_delete=models.CASCADE, related_name="+", db_constraint=False
     )
     reader = models.CharField(max_length=100)
     previous = models.ForeignKey("self", null=True, on_delete=models.SET_NULL, related_name="+")

@@ -154,7 +154,7 @@ def svc(transactional_db: None) -> User:
     user = User.objects.create_user("svc", "svc@example.com", "svc-password")
     user.user_permissions.add(
         *Permission.objects.filter(
-            content_type__app_label="bookstore", codename__in=["view_book", "view_author"]
+            content_type__app_label="livedata_demo", codename__in=["view_book", "view_author"]
         )
     )
     return User.objects.get(pk=user.pk)
@@ -212,7 +212,7 @@ def subscribe(owner: User, name: str, url: str, **body: Any) -> dict[str, Any]:
     secret = tokens.issue(owner, kind="api")[0]
     response = Client().put(
         f"/livedata/subscriptions/{name}",
-        json.dumps({"url": url, "models": ["bookstore.book"], **body}),
+        json.dumps({"url": url, "models": ["livedata_demo.book"], **body}),
         content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {secret}",
     )

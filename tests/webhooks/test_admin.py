@@ -18,7 +18,7 @@ def test_admin_pages(client: Client) -> None:
         owner=admin,
         name="books",
         url="http://127.0.0.1:9/hook",
-        model_labels=["bookstore.book"],
+        model_labels=["livedata_demo.book"],
         operations=["insert"],
         secret="whsec_x",
         state="disabled",

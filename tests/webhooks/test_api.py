@@ -44,7 +44,7 @@ def api(client: Client, token: str) -> Api:
     return Api(client, token)
 
 
-BOOKS = {"url": "http://127.0.0.1:9/hook", "models": ["bookstore.book"]}
+BOOKS = {"url": "http://127.0.0.1:9/hook", "models": ["livedata_demo.book"]}
 
 
 def test_create_replace_get_list_delete(api: Api) -> None:
@@ -52,7 +52,7 @@ def test_create_replace_get_list_delete(api: Api) -> None:
     assert created.status_code == 201, created.json()
     body = created.json()
     assert body["name"] == "books" and body["state"] == "active"
-    assert body["models"] == ["bookstore.book"]
+    assert body["models"] == ["livedata_demo.book"]
     assert body["operations"] == ["insert", "update", "delete", "truncate"]
     assert check_secret(body["secret"]) is None  # generated: whsec_ + base64
     assert body["lag"] == {"changes": 0, "more": False, "seconds": 0.0}
@@ -92,7 +92,7 @@ def test_only_the_callers_subscriptions(api: Api, client: Client) -> None:
 @pytest.mark.parametrize(
     ("body", "field", "status"),
     [
-        ({"models": ["bookstore.book"]}, "url", 400),
+        ({"models": ["livedata_demo.book"]}, "url", 400),
         ({**BOOKS, "url": "not a url"}, "url", 400),
         ({**BOOKS, "url": "ftp://example.com/x"}, "url", 400),
         ({**BOOKS, "url": "http://10.1.2.3/hook"}, "url", 400),
@@ -104,9 +104,9 @@ def test_only_the_callers_subscriptions(api: Api, client: Client) -> None:
         ({**BOOKS, "url": "http://167772161/hook"}, "url", 400),  # 10.0.0.1, decimal
         ({**BOOKS, "url": "http://012.0.0.1/hook"}, "url", 400),  # octal
         ({**BOOKS, "url": "http://0xa.1/hook"}, "url", 400),  # hex
-        ({**BOOKS, "models": ["bookstore.nope"]}, "models", 400),
+        ({**BOOKS, "models": ["livedata_demo.nope"]}, "models", 400),
         ({**BOOKS, "models": ["testapp.widget"]}, "models", 400),  # not exposed
-        ({**BOOKS, "models": "bookstore.book"}, "models", 400),
+        ({**BOOKS, "models": "livedata_demo.book"}, "models", 400),
         ({**BOOKS, "models": []}, "models", 400),
         ({**BOOKS, "operations": ["upsert"]}, "operations", 400),
         ({**BOOKS, "filter": {"title__regex": "x"}}, "filter", 400),
@@ -122,8 +122,8 @@ def test_only_the_callers_subscriptions(api: Api, client: Client) -> None:
         ({**BOOKS, "batch": 10_000}, "batch", 400),
         ({**BOOKS, "active": "yes"}, "active", 400),
         ({**BOOKS, "colour": "red"}, "colour", 400),
-        ({**BOOKS, "models": ["bookstore.book", "bookstore.author"], "filter": {"author": 1}},
-         "filter", 400),
+        ({**BOOKS, "models": ["livedata_demo.book", "livedata_demo.author"],
+          "filter": {"author": 1}}, "filter", 400),
     ],
 )  # fmt: skip
 def test_bad_input_is_refused_and_nothing_stored(
@@ -230,7 +230,7 @@ def test_permission_and_exposure(api: Api, svc: User, client: Client) -> None:
     them = Api(client, tokens.issue(nobody, kind="api")[0])
     denied = them.put("books", BOOKS)
     assert denied.status_code == 403 and denied.json()["field"] == "models"
-    assert "bookstore.view_book" in denied.json()["message"]
+    assert "livedata_demo.view_book" in denied.json()["message"]
     assert not Subscription.objects.exists()
 
 
@@ -239,9 +239,9 @@ def test_filters_fields_and_per_model_forms(api: Api) -> None:
         "mixed",
         {
             "url": "http://127.0.0.1:9/hook",
-            "models": ["bookstore.book", "bookstore.author"],
-            "filter": {"bookstore.book": {"author__in": [1, 2], "title__startswith": "A"}},
-            "fields": {"bookstore.author": ["email"]},
+            "models": ["livedata_demo.book", "livedata_demo.author"],
+            "filter": {"livedata_demo.book": {"author__in": [1, 2], "title__startswith": "A"}},
+            "fields": {"livedata_demo.author": ["email"]},
             "batch": 10,
         },
     )
@@ -253,11 +253,11 @@ def test_position(api: Api, connect: Any) -> None:
     api.put("books", BOOKS)
     db = connect()
     author = db.execute(
-        "INSERT INTO bookstore_author (name, email) VALUES ('A', 'a@x') RETURNING id"
+        "INSERT INTO livedata_demo_author (name, email) VALUES ('A', 'a@x') RETURNING id"
     ).fetchone()[0]
     for i in range(3):
         db.execute(
-            "INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s)", [f"b{i}", author]
+            "INSERT INTO livedata_demo_book (title, author_id) VALUES (%s, %s)", [f"b{i}", author]
         )
     from tests.conftest import settle
 
@@ -268,7 +268,7 @@ def test_position(api: Api, connect: Any) -> None:
     start = api.put("books/position", {"from": "start"}).json()
     assert start["position"] == str(START) and start["lag"]["changes"] >= 3
     first = db.execute(
-        "SELECT txid::text, id FROM livedata_change WHERE model = 'bookstore.book' "
+        "SELECT txid::text, id FROM livedata_change WHERE model = 'livedata_demo.book' "
         "AND new->>'title' = 'b0' ORDER BY txid DESC, id DESC LIMIT 1"
     ).fetchone()
     at = api.put("books/position", {"from": f"{first[0]}:{first[1]}"}).json()  # old form
@@ -323,25 +323,25 @@ def test_sql_in_filter_values_and_keys_is_never_executed(api: Api, connect: Any)
     from livedata.webhooks.selection import Selection
 
     injected = "x' OR '1'='1"
-    drop = "'; DROP TABLE bookstore_book; --"
+    drop = "'; DROP TABLE livedata_demo_book; --"
     ok = api.put("books", {**BOOKS, "filter": {"title__in": [injected, drop]}})
     assert ok.status_code == 201, ok.json()
     assert api.get("books").json()["filter"] == {"title__in": [injected, drop]}
-    assert connect().execute("SELECT count(*) FROM bookstore_book").fetchone()[0] == 0  # intact
+    assert connect().execute("SELECT count(*) FROM livedata_demo_book").fetchone()[0] == 0  # intact
 
-    selection = Selection(["bookstore.book"], filter=Subscription.objects.get().filter)
+    selection = Selection(["livedata_demo.book"], filter=Subscription.objects.get().filter)
 
     def row(title: str) -> ChangeRow:
         new = {"id": 1, "title": title, "author_id": 1}
         at = datetime.now(UTC)
-        return ChangeRow(1, 1, "bookstore.book", "bookstore_book", "insert", "1", None, new,
+        return ChangeRow(1, 1, "livedata_demo.book", "livedata_demo_book", "insert", "1", None, new,
                          None, None, at)  # fmt: skip
 
     assert selection.select(row(injected)) is not None and selection.select(row(drop)) is not None
     assert selection.select(row("x")) is None and selection.select(row("1")) is None
 
     for key in (
-        "title; DROP TABLE bookstore_book; --",
+        "title; DROP TABLE livedata_demo_book; --",
         "title__exact') OR 1=1 --",
         "title' OR '1'='1",
         "1=1) OR (title",

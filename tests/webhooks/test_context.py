@@ -26,7 +26,7 @@ WHO = {
     "username": "admin",
     "user_id": 1,
     "remote_addr": "198.51.100.7",
-    "path": "/admin/bookstore/book/add/",
+    "path": "/admin/livedata_demo/book/add/",
 }
 
 

@@ -19,13 +19,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def add_author(db: Any, email: str = "a@example.com", name: str = "A") -> int:
     return db.execute(
-        "INSERT INTO bookstore_author (name, email) VALUES (%s, %s) RETURNING id", [name, email]
+        "INSERT INTO livedata_demo_author (name, email) VALUES (%s, %s) RETURNING id", [name, email]
     ).fetchone()[0]
 
 
 def add_book(db: Any, title: str, author: int) -> int:
     return db.execute(
-        "INSERT INTO bookstore_book (title, author_id) VALUES (%s, %s) RETURNING id",
+        "INSERT INTO livedata_demo_book (title, author_id) VALUES (%s, %s) RETURNING id",
         [title, author],
     ).fetchone()[0]
 
@@ -73,7 +73,7 @@ def assert_nothing_more_delivered(db: Any, sub_id: int, receiver: Any, make_rece
     owner = User.objects.create_user("witness")
     owner.user_permissions.add(Permission.objects.get(codename="view_author"))
     witness = make_receiver()
-    subscribe(owner, "witness", witness.url, models=["bookstore.author"])
+    subscribe(owner, "witness", witness.url, models=["livedata_demo.author"])
     marker = add_author(db, "witness@example.com", "Witness")
     got = witness.wait_for(1)
     assert got[0].event["data"]["new"]["id"] == marker
@@ -83,13 +83,15 @@ def assert_nothing_more_delivered(db: Any, sub_id: int, receiver: Any, make_rece
 
 
 def test_signed_puts_in_log_order(svc, receiver, start_worker, connect) -> None:
-    sub = subscribe(svc, "books", receiver.url, models=["bookstore.book", "bookstore.author"])
+    sub = subscribe(
+        svc, "books", receiver.url, models=["livedata_demo.book", "livedata_demo.author"]
+    )
     start_worker()
     db = connect()
     author = add_author(db)
     books = [add_book(db, f"Book {i}", author) for i in range(5)]
-    db.execute("UPDATE bookstore_book SET title = 'Renamed' WHERE id = %s", [books[0]])
-    db.execute("DELETE FROM bookstore_book WHERE id = %s", [books[1]])
+    db.execute("UPDATE livedata_demo_book SET title = 'Renamed' WHERE id = %s", [books[0]])
+    db.execute("DELETE FROM livedata_demo_book WHERE id = %s", [books[1]])
     got = receiver.wait_for(8)
     verifier = Webhook(sub["secret"])  # the specification's own verifier
     events = []
@@ -98,10 +100,10 @@ def test_signed_puts_in_log_order(svc, receiver, start_worker, connect) -> None:
         assert request.headers["content-type"] == "application/json"
         events.append(verifier.verify(request.body, request.headers))
     assert [e["type"] for e in events] == [
-        "bookstore.author.insert",
-        *["bookstore.book.insert"] * 5,
-        "bookstore.book.update",
-        "bookstore.book.delete",
+        "livedata_demo.author.insert",
+        *["livedata_demo.book.insert"] * 5,
+        "livedata_demo.book.update",
+        "livedata_demo.book.delete",
     ]
     positions = [Position.parse(e["data"]["position"]) for e in events]
     assert len(set(positions)) == 8 and positions[-1].complete
@@ -148,19 +150,19 @@ def test_filter_fields_and_operations(svc, receiver, start_worker, connect) -> N
     start_worker()
     kept = add_book(db, "Mine", mine)
     add_book(db, "Theirs", other)
-    db.execute("UPDATE bookstore_book SET author_id = %s WHERE id = %s", [mine, kept])  # no-op
-    db.execute("UPDATE bookstore_book SET title = 'Mine 2' WHERE id = %s", [kept])
+    db.execute("UPDATE livedata_demo_book SET author_id = %s WHERE id = %s", [mine, kept])  # no-op
+    db.execute("UPDATE livedata_demo_book SET title = 'Mine 2' WHERE id = %s", [kept])
     moved = add_book(db, "Moving", mine)
-    db.execute("UPDATE bookstore_book SET author_id = %s WHERE id = %s", [other, moved])
-    db.execute("DELETE FROM bookstore_book WHERE id = %s", [kept])  # not subscribed
+    db.execute("UPDATE livedata_demo_book SET author_id = %s WHERE id = %s", [other, moved])
+    db.execute("DELETE FROM livedata_demo_book WHERE id = %s", [kept])  # not subscribed
     marker = add_book(db, "Marker", mine)  # delivered after anything earlier (log order)
     got = receiver.wait_for(4)
     events = [r.event for r in receiver.requests]
     assert [(e["type"], e["data"]["pk"]) for e in events] == [
-        ("bookstore.book.insert", str(kept)),
-        ("bookstore.book.update", str(kept)),
-        ("bookstore.book.insert", str(moved)),
-        ("bookstore.book.insert", str(marker)),
+        ("livedata_demo.book.insert", str(kept)),
+        ("livedata_demo.book.update", str(kept)),
+        ("livedata_demo.book.insert", str(moved)),
+        ("livedata_demo.book.insert", str(marker)),
     ], "the author change of 'Moving' only touched a field not sent: not delivered"
     assert events[0]["data"]["new"] == {"id": kept, "title": "Mine"}  # narrowed fields
     assert events[1]["data"]["changed"] == ["title"]
@@ -237,7 +239,7 @@ def test_exhausted_schedule_disables_never_drops(svc, make_receiver, start_worke
     assert_nothing_more_delivered(db, sub.pk, receiver, make_receiver)
     assert len(receiver.requests) == 5
     down["yes"] = False
-    api_call(svc, "PUT", "books", {"url": receiver.url, "models": ["bookstore.book"]})
+    api_call(svc, "PUT", "books", {"url": receiver.url, "models": ["livedata_demo.book"]})
     got = receiver.wait_for(8)
     assert [r.event["data"]["new"]["title"] for r in got[5:]] == ["B0", "B1", "B2"]
 
@@ -300,7 +302,8 @@ def test_excluded_fields_are_never_in_deliveries(svc, receiver, start_worker, co
     from django.contrib.auth.models import User
 
     for fields in (["added_by"], ["added_by_id"], ["title", "added_by"]):
-        asked = api_call(svc, "PUT", "sneaky", {"url": receiver.url, "models": ["bookstore.book"],
+        asked = api_call(svc, "PUT", "sneaky", {"url": receiver.url,
+                                                "models": ["livedata_demo.book"],
                                                 "fields": fields})  # fmt: skip
         assert asked.status_code == 400 and asked.json()["field"] == "fields", fields
     subscribe(svc, "books", receiver.url)
@@ -308,23 +311,23 @@ def test_excluded_fields_are_never_in_deliveries(svc, receiver, start_worker, co
     user = User.objects.create_user("adder")
     db = connect()
     book = db.execute(
-        "INSERT INTO bookstore_book (title, author_id, added_by_id) VALUES ('Hot Six', %s, %s) "
+        "INSERT INTO livedata_demo_book (title, author_id, added_by_id) VALUES ('Hot Six', %s, %s) "
         "RETURNING id",
         [add_author(db), user.pk],
     ).fetchone()[0]
-    db.execute("UPDATE bookstore_book SET added_by_id = NULL WHERE id = %s", [book])
-    db.execute("UPDATE bookstore_book SET added_by_id = %s, title = 'Seven' WHERE id = %s",
+    db.execute("UPDATE livedata_demo_book SET added_by_id = NULL WHERE id = %s", [book])
+    db.execute("UPDATE livedata_demo_book SET added_by_id = %s, title = 'Seven' WHERE id = %s",
                [user.pk, book])  # fmt: skip
-    db.execute("DELETE FROM bookstore_book WHERE id = %s", [book])
+    db.execute("DELETE FROM livedata_demo_book WHERE id = %s", [book])
     # a later change, delivered after any the worker would have sent (log order): once
     # it has come, the added_by-only update is known not to be sent
     add_book(db, "Marker", add_author(db, "m@example.com"))
     got = receiver.wait_for(4)
     assert [r.event["type"] for r in receiver.requests] == [
-        "bookstore.book.insert",
-        "bookstore.book.update",  # the title; the added_by-only update is not sent
-        "bookstore.book.delete",
-        "bookstore.book.insert",
+        "livedata_demo.book.insert",
+        "livedata_demo.book.update",  # the title; the added_by-only update is not sent
+        "livedata_demo.book.delete",
+        "livedata_demo.book.insert",
     ]
     assert got[3].event["data"]["new"]["title"] == "Marker"
     assert all(b"added_by" not in r.body for r in got), [r.body for r in got]
@@ -335,7 +338,9 @@ def test_batches_are_opt_in(svc, receiver, start_worker, connect) -> None:
     db = connect()
     author = add_author(db)
     sub = subscribe(svc, "books", receiver.url, batch=10)
-    api_call(svc, "PUT", "books", {"url": receiver.url, "models": ["bookstore.book"], "batch": 10})
+    api_call(
+        svc, "PUT", "books", {"url": receiver.url, "models": ["livedata_demo.book"], "batch": 10}
+    )
     with db.transaction():
         for i in range(25):
             add_book(db, f"B{i}", author)
@@ -427,14 +432,14 @@ def test_over_real_http_with_serve(svc, token, receiver, server, connect) -> Non
         except urllib.error.HTTPError as exc:
             return exc.code, json.load(exc)
 
-    status, bad = put("books", b'{"url": "nope", "models": ["bookstore.book"]}')
+    status, bad = put("books", b'{"url": "nope", "models": ["livedata_demo.book"]}')
     assert status == 400 and bad["field"] == "url"
     status, garbled = put("books", b"{")
     assert status == 400 and garbled["error"] == "bad-request"
     status, huge = put("books", b"[" + b"1," * 50_000 + b"1]")
     assert status == 413 and huge["error"] == "payload-too-large"
     assert not Subscription.objects.exists()
-    body = {"url": receiver.url, "models": ["bookstore.book"]}
+    body = {"url": receiver.url, "models": ["livedata_demo.book"]}
     status, created = put("books", json.dumps(body).encode())
     assert status == 201
     db = connect()

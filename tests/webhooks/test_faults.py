@@ -115,7 +115,7 @@ def test_no_transaction_is_held_while_a_request_hangs(
 
     before = log.head(db)
     add_author(db, "later@example.com")
-    assert [r.model for r in read_since(before)] == ["bookstore.author"]
+    assert [r.model for r in read_since(before)] == ["livedata_demo.author"]
 
 
 def test_killed_worker_redelivers_with_the_same_id(svc, make_receiver, start_worker, connect):
@@ -191,7 +191,7 @@ from livedata.webhooks.models import Subscription
 from livedata.webhooks.signing import new_secret
 u = User.objects.create_user("svc", "s@example.com", "pw")
 u.user_permissions.add(Permission.objects.get(codename="view_book"))
-s = Subscription(owner=u, name="books", url="{receiver.url}", model_labels=["bookstore.book"],
+s = Subscription(owner=u, name="books", url="{receiver.url}", model_labels=["livedata_demo.book"],
                  operations=["insert", "update", "delete", "truncate"], secret=new_secret())
 s.log_position = log.head(connection)
 s.save()

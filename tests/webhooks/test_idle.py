@@ -42,7 +42,7 @@ def test_an_idle_worker_runs_no_statements_and_wakes_on_a_new_subscription(
     assert quiet_for(db, 30 * REFRESH), "the idle worker ran a statement"
     # another process (here: the test's Django) creates a subscription: the trigger's
     # NOTIFY wakes the worker, which claims it and delivers (after a 60 s idle wait without)
-    subscribe(svc, "authors", receiver.url, models=["bookstore.author"])
+    subscribe(svc, "authors", receiver.url, models=["livedata_demo.author"])
     marker = add_author(db, "idle@example.com", "Idle")
     got = receiver.wait_for(1, timeout=10)
     assert got[0].event["data"]["new"]["id"] == marker

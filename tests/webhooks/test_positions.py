@@ -58,7 +58,7 @@ def test_a_transaction_held_open_delays_nothing(held, svc, receiver, start_worke
         blocker.execute("INSERT INTO auth_group (name) VALUES ('held open')")
     else:
         blocker.execute(
-            "INSERT INTO bookstore_book (title, author_id) VALUES ('held', %s)", [author]
+            "INSERT INTO livedata_demo_book (title, author_id) VALUES ('held', %s)", [author]
         )
     assert blocker.execute("SELECT pg_current_xact_id_if_assigned()").fetchone()[0]
     try:
@@ -116,7 +116,7 @@ def test_an_old_txid_id_position_resumes_exactly(svc, receiver, start_worker, co
     add_book(db, "after 2", author)
     txid, row_id = db.execute(
         "SELECT txid::text::bigint, id FROM livedata_change "
-        "WHERE model = 'bookstore.book' AND new->>'title' = 'T1'"
+        "WHERE model = 'livedata_demo.book' AND new->>'title' = 'T1'"
     ).fetchone()
     response = api_call(svc, "PUT", "books/position", {"from": f"{txid}:{row_id}"})
     assert response.status_code == 200, response.json()
@@ -139,7 +139,7 @@ def test_webhook_ids_are_short_and_stable(svc, make_receiver, start_worker, conn
     book = add_book(db, "Retried", add_author(db))
     got = receiver.wait_for(2)
     row_id = db.execute(
-        "SELECT id FROM livedata_change WHERE model = 'bookstore.book' AND pk = %s", [str(book)]
+        "SELECT id FROM livedata_change WHERE model = 'livedata_demo.book' AND pk = %s", [str(book)]
     ).fetchone()[0]
     sub = Subscription.objects.get()
     assert got[0].id == got[1].id == f"msg_{sub.pk}_{sub.epoch}_{row_id}"

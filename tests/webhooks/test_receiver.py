@@ -16,7 +16,7 @@ from livedata.webhooks.receiver import webhook_receiver
 from livedata.webhooks.signing import Signer, VerificationError, check_secret, new_secret, verify
 
 SECRET = new_secret()
-BODY = json.dumps({"type": "bookstore.book.insert", "timestamp": "x", "data": {"pk": "1"}})
+BODY = json.dumps({"type": "livedata_demo.book.insert", "timestamp": "x", "data": {"pk": "1"}})
 
 
 def library_headers(secret: str, body: str, msg_id: str = "msg_1", ts: int | None = None):
@@ -107,4 +107,4 @@ def test_async_views() -> None:
         return JsonResponse({"type": event["type"]})
 
     response = asyncio.run(view(_request(library_headers(SECRET, BODY))))
-    assert json.loads(response.content) == {"type": "bookstore.book.insert"}
+    assert json.loads(response.content) == {"type": "livedata_demo.book.insert"}

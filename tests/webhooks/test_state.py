@@ -38,7 +38,7 @@ def at(n: int) -> Position:
 
 def subscription(**overrides: Any) -> SubscriptionRow:
     values: dict[str, Any] = dict(
-        id=7, owner_id=1, url="http://127.0.0.1:9/hook", labels=["bookstore.book"],
+        id=7, owner_id=1, url="http://127.0.0.1:9/hook", labels=["livedata_demo.book"],
         operations=["insert", "update", "delete"], filter={}, fields=None, batch=1,
         secret="whsec_x", position=at(100), position_text="100:100:", generation=3,
         epoch=2, attempts=0, next_attempt_at=None, updated=NOW - timedelta(hours=1),
@@ -54,7 +54,7 @@ def state(buffer_limit: int = 10, **overrides: Any) -> DeliveryState:
 
 
 def event(pk: int) -> dict[str, Any]:
-    return {"type": "bookstore.book.insert", "timestamp": "t", "data": {"pk": str(pk)}}
+    return {"type": "livedata_demo.book.insert", "timestamp": "t", "data": {"pk": str(pk)}}
 
 
 def delivered() -> Result:

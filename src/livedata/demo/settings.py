@@ -1,4 +1,5 @@
-"""Settings of the bundled demo project (``livedata`` uses them when no settings are given)."""
+"""Settings of the bundled demo project (``livedata demo``; other ``livedata`` commands only
+where no project is found, see livedata.cli)."""
 
 from __future__ import annotations
 

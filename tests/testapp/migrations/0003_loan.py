@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("bookstore", "0002_book_added_by"),
+        ("livedata_demo", "0001_initial"),
         ("testapp", "0002_bookcopy"),
     ]
 
@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
                         db_constraint=False,
                         on_delete=django.db.models.deletion.CASCADE,
                         related_name="+",
-                        to="bookstore.book",
+                        to="livedata_demo.book",
                     ),
                 ),
                 (

@@ -10,7 +10,7 @@ class Author(models.Model):
     email = models.EmailField(unique=True)
 
     class Meta:
-        db_table = "bookstore_author"
+        db_table = "livedata_demo_author"
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -31,7 +31,7 @@ class Book(models.Model):
     )
 
     class Meta:
-        db_table = "bookstore_book"
+        db_table = "livedata_demo_book"
         ordering = ["title"]
 
     def __str__(self) -> str:

@@ -62,10 +62,11 @@ def seed_subscription(url: str) -> None:
     from livedata.capture import log
     from livedata.webhooks.models import Subscription
 
+    labels = ["livedata_demo.book", "livedata_demo.author"]
     user = get_user_model().objects.get(username="demo")
     user.user_permissions.add(
         *Permission.objects.filter(
-            content_type__app_label="bookstore", codename__in=["view_book", "view_author"]
+            content_type__app_label="livedata_demo", codename__in=["view_book", "view_author"]
         )
     )
     sub, created = Subscription.objects.get_or_create(
@@ -73,7 +74,7 @@ def seed_subscription(url: str) -> None:
         name="example-receiver",
         defaults={
             "url": url,
-            "model_labels": ["bookstore.book", "bookstore.author"],
+            "model_labels": labels,
             "operations": ["insert", "update", "delete", "truncate"],
             "secret": settings.DEMO_WEBHOOK_SECRET,
         },
@@ -81,7 +82,9 @@ def seed_subscription(url: str) -> None:
     if created:
         sub.log_position = log.head(connection)
         sub.save()
-    elif sub.url != url or sub.state != Subscription.State.ACTIVE:
+    elif sub.url != url or sub.state != Subscription.State.ACTIVE or sub.model_labels != labels:
+        # (a database of the demo before its app was labelled livedata_demo: bookstore.*)
         sub.url, sub.state, sub.disabled_reason = url, Subscription.State.ACTIVE, ""
+        sub.model_labels = labels
         sub.attempts, sub.next_attempt_at, sub.updated = 0, None, timezone.now()
         sub.save()
