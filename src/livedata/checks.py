@@ -237,3 +237,18 @@ def settings_look_alikes(app_configs: Any = None, **kwargs: Any) -> list[checks.
                 )
             )
     return out
+
+
+@checks.register()
+def collections_name_fields(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A Collection's ``fields``, ``exclude``, ``filters`` or ``rename`` naming no field
+    of its model would be ignored: an ``exclude`` typo publishes the column it meant to
+    hide. A foreign key may be named either way (``author`` or ``author_id``)."""
+    from livedata.exposure.collection import declared_names
+    from livedata.exposure.registry import COLLECTIONS
+
+    return [
+        checks.Error(message, obj=collection, id="livedata.E008")
+        for collection in COLLECTIONS.values()
+        for message in declared_names(collection)
+    ]
