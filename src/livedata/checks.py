@@ -70,10 +70,12 @@ def broker_url_valid(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
 
 
 def _running(command: str) -> bool:
-    """Whether this process is ``manage.py COMMAND`` (or ``livedata COMMAND``)."""
+    """Whether this process is ``manage.py COMMAND`` (or ``livedata COMMAND``): the first
+    argument that is not an option (``--settings=...`` may come before it)."""
     import sys
 
-    return len(sys.argv) > 1 and sys.argv[1] == command
+    given = [a for a in sys.argv[1:] if not a.startswith("-")]
+    return bool(given) and given[0] == command
 
 
 @checks.register()
