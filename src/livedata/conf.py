@@ -18,6 +18,7 @@ the system check ``livedata.W004``; giving an old name and its new name is an er
 
 from __future__ import annotations
 
+import difflib
 import functools
 import warnings
 from dataclasses import dataclass, field, fields, replace
@@ -365,8 +366,13 @@ def livedata_settings() -> LivedataSettings:
     known = {f.name for f in fields(LivedataSettings)}
     unknown = sorted(set(overrides) - known)
     if unknown:
+        guesses = [
+            f"{name} (did you mean {close[0]}?)" if close else name
+            for name in unknown
+            for close in [difflib.get_close_matches(str(name), known, n=1, cutoff=0.75)]
+        ]
         raise ImproperlyConfigured(
-            f"Unknown LIVEDATA setting(s): {', '.join(unknown)}. Known: {', '.join(sorted(known))}."
+            f"Unknown LIVEDATA setting(s): {', '.join(guesses)}. Known: {', '.join(sorted(known))}."
         )
     for key in (
         "TRACK",
@@ -380,6 +386,50 @@ def livedata_settings() -> LivedataSettings:
         if key in overrides:
             overrides[key] = tuple(overrides[key])
     return replace(LivedataSettings(), **overrides)
+
+
+#: Prefixes of our names that another library may use too: a top-level setting with one
+#: is only taken for ours when it is (nearly) one of our names. ``DDP_`` always is.
+_SHARED_PREFIXES = ("LISTENER_", "WEBHOOK_", "PULL_", "HTTP_API_", "ACCOUNTS_")
+
+
+def look_alike(name: str) -> tuple[str, str] | None:
+    """Why a top-level setting ``name`` looks like livedata's, and the fix (None: it does
+    not). A misspelt ``LIVEDATA`` (``LIVE_DATA``, ``LiveData``, ``LIVEDATA_SETTINGS``)
+    or one of our prefixed keys outside it (``DDP_ALLOWED_ORIGINS``) is ignored."""
+    if name == "LIVEDATA":
+        return None
+    silence = "(if it is another library's, add 'livedata.W008' to SILENCED_SYSTEM_CHECKS)"
+    letters = "".join(c for c in name.upper() if c.isalpha())
+    if "LIVEDATA" in letters or difflib.SequenceMatcher(None, letters, "LIVEDATA").ratio() >= 0.8:
+        return (
+            "livedata reads its settings from the dict settings.LIVEDATA only.",
+            f"Rename {name} to LIVEDATA (a dict of livedata's settings) {silence}.",
+        )
+    known = [f.name for f in fields(LivedataSettings)] + list(DEPRECATED)
+    upper = name.upper()
+    if not upper.startswith(("DDP_", *_SHARED_PREFIXES)):
+        return None
+    if upper in known:
+        return (
+            f"{upper} is a key of the LIVEDATA dict, not a setting of its own.",
+            f"Move it into LIVEDATA: LIVEDATA = {{..., {upper!r}: ...}} {silence}.",
+        )
+    cutoff = 0.8 if upper.startswith("DDP_") else 0.9  # another library's WEBHOOK_SECRET
+    close = difflib.get_close_matches(upper, known, n=1, cutoff=cutoff)
+    if close:
+        return (
+            f"it looks like LIVEDATA[{close[0]!r}] misspelt and outside the LIVEDATA dict.",
+            f"Set LIVEDATA = {{..., {close[0]!r}: ...}} {silence}.",
+        )
+    if upper.startswith("DDP_"):
+        return (
+            "DDP settings are keys of the LIVEDATA dict, and this is none of them.",
+            "Known DDP keys: "
+            + ", ".join(n for n in known if n.startswith("DDP_"))
+            + f" {silence}.",
+        )
+    return None
 
 
 def _clear_when_changed(*, setting: str, **kwargs: Any) -> None:

@@ -101,3 +101,24 @@ def test_serves_the_site_over_http():
         proc.terminate()
         out = proc.communicate(timeout=20)[0]
     assert f"http://127.0.0.1:{port}/admin/" in out
+
+
+def test_the_demo_refuses_to_start_without_its_capture_triggers():
+    """Issue 16: a trigger gone (its migration applied, so `migrate` leaves it gone) is
+    a start-up error naming the model and the command, not a demo whose page never
+    updates."""
+    from django.db import connection
+
+    update = next(t for t in Author._meta.triggers if t.name == "livedata_update")
+    with connection.cursor() as cur:
+        cur.execute(f"DROP TRIGGER {update.get_pgid(Author)} ON {Author._meta.db_table}")
+    try:
+        proc = spawn_livedata("demo", "--port", str(free_port()), "--no-input")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, out
+        assert "Traceback" not in err
+        assert f"not serving: {Author._meta.label}'s changes are not captured" in err
+        assert "livedata_update are missing or outdated" in err
+        assert "run `livedata pgtrigger install`" in err
+    finally:
+        call_command("pgtrigger", "install")

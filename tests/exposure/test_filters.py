@@ -124,3 +124,51 @@ def test_narrowing_keeps_the_key_and_model_order() -> None:
         narrow(Users, ["password", 5])
     assert caught.value.part == "fields"
     assert "not an exposed field of auth.user: password, 5" in caught.value.message
+
+
+def test_a_foreign_key_goes_by_either_name_in_fields_and_filters() -> None:
+    # issue 16: filters said `author`, fields `author_id`; both work in both places now
+    for name in ("author", "author_id"):
+        selection = Selection([LABEL], fields={LABEL: [name]}, filter={name: 1})
+        assert selection.models[LABEL].keep == frozenset({"id", "author_id"})
+        assert selection.models[LABEL].matcher is not None
+        pulled = spec.parse(LABEL, QueryDict(f"offset=-1&fields={name}&{name}__in=1,2"))
+        assert [c.published for c in pulled.columns] == ["id", "author_id"]
+    assert (
+        spec.parse(LABEL, QueryDict("offset=-1&fields=author")).params_digest()
+        == spec.parse(LABEL, QueryDict("offset=-1&fields=author_id")).params_digest()
+    )
+
+
+def test_a_field_mistake_names_the_forms_expected() -> None:
+    hook = webhook_error(fields=["auther"])
+    assert hook.message == (
+        "not an exposed field of livedata_demo.book: auther (exposed: id, title, author_id (or author))"
+    )
+
+    class Renamed(Collection):
+        model = Book
+        rename = {"author": "writer"}
+
+    with pytest.raises(ExposureError) as caught:
+        narrow(Renamed, ["author_id"])
+    assert "author_id (published as writer)" in caught.value.message
+    assert [c.published for c in narrow(Renamed, ["writer"])] == ["id", "writer"]
+
+
+def test_a_collection_naming_no_field_is_a_system_check_error() -> None:
+    from livedata.checks import collections_name_fields
+
+    class Typo(Collection):
+        model = Book
+        exclude = ["added_by_id", "notes"]
+        filters = ["author"]
+
+    assert collections_name_fields() == []
+    API.register([Typo])
+    [error] = collections_name_fields()
+    assert error.id == "livedata.E008"
+    assert error.msg.startswith(
+        "Typo.exclude names 'notes', which is not a field of livedata_demo.Book"
+    )
+    assert "author or author_id" in error.msg

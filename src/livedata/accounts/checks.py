@@ -1,5 +1,7 @@
 """System checks: the accounts need the digest hasher to check Meteor clients' logins, and
-the site's URL to mail links."""
+the site's URL to mail links. Both warn only in projects that use the accounts
+(``livedata.accounts.usage``): a project that never logs a Meteor client in is not told
+to change its password hashers on every command."""
 
 from __future__ import annotations
 
@@ -11,15 +13,20 @@ from django.core import checks
 @checks.register(checks.Tags.security)
 def digest_hasher_configured(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     from livedata.accounts.hashers import digest_hasher, preferred_is_digest
+    from livedata.accounts.usage import accounts_in_use
     from livedata.conf import livedata_settings
 
     if not livedata_settings().ACCOUNTS:
         return []
+    why = accounts_in_use()
+    if why is None:
+        return []
     if digest_hasher() is None:
         return [
             checks.Warning(
-                "Meteor clients log in with a SHA-256 digest of the password, which Django's "
-                "hashers cannot check: DDP logins with a digest will fail.",
+                f"Meteor's accounts are in use ({why}) and Meteor clients log in with a "
+                "SHA-256 digest of the password, which Django's hashers cannot check: DDP "
+                "logins with a digest will fail.",
                 hint="Put 'livedata.accounts.hashers.DigestPBKDF2PasswordHasher' first in "
                 "PASSWORD_HASHERS (existing hashes upgrade on the next password login).",
                 id="livedata.W001",
@@ -43,6 +50,7 @@ def site_url_configured(app_configs: Any = None, **kwargs: Any) -> list[checks.C
     from urllib.parse import urlsplit
 
     from livedata.accounts.methods import needs_site_url
+    from livedata.accounts.usage import accounts_in_use
     from livedata.conf import livedata_settings
 
     conf = livedata_settings()
@@ -57,7 +65,11 @@ def site_url_configured(app_configs: Any = None, **kwargs: Any) -> list[checks.C
                 )
             ]
         return []
-    if conf.ACCOUNTS and needs_site_url(conf.ACCOUNTS_PASSWORD_RESET_URL):
+    if (
+        conf.ACCOUNTS
+        and needs_site_url(conf.ACCOUNTS_PASSWORD_RESET_URL)
+        and accounts_in_use() is not None
+    ):
         return [
             checks.Warning(
                 "LIVEDATA['SITE_URL'] is not set: forgotPassword cannot mail reset links "

@@ -107,17 +107,58 @@ def published_columns(collection: type[Collection]) -> list[Column]:
 
 def narrow(collection: type[Collection], names: Iterable[Any]) -> list[Column]:
     """The published columns a client named, in model order, the key always included;
-    ``ExposureError`` naming every unknown one (and what is exposed) otherwise."""
+    ``ExposureError`` naming every unknown one (and what is exposed) otherwise.
+
+    A foreign key is published by its column (``author_id``), and filters name it either
+    way: here too its field's name (``author``) is taken for it, unless renamed."""
     exposed = published_columns(collection)
     by_name = {c.published: c for c in exposed}
+    opts = collection.model._meta
+    renamed: dict[str, str] = {}  # model name -> published name, where they differ
+    shown = []  # what is exposed, with the other name a foreign key goes by
+    for c in exposed:
+        field = opts.get_field(c.attname)
+        also = ""
+        for name in sorted({field.name, c.attname} - {c.published}):
+            if c.published == c.attname:
+                by_name.setdefault(name, c)
+                also = f" (or {name})"
+            else:
+                renamed[name] = c.published
+        shown.append(c.published + also)
     wanted = list(names)
-    unknown = [str(n) for n in wanted if not isinstance(n, str) or n not in by_name]
+    unknown = [
+        f"{n} (published as {renamed[n]})" if isinstance(n, str) and n in renamed else str(n)
+        for n in wanted
+        if not isinstance(n, str) or n not in by_name
+    ]
     if unknown:
         raise ExposureError(
             "fields",
             None,
             f"not an exposed field of {collection.name()}: {', '.join(unknown)} "
-            f"(exposed: {', '.join(by_name)})",
+            f"(exposed: {', '.join(shown)})",
         )
-    keep = set(wanted)
+    keep = {by_name[n].published for n in wanted}
     return [c for c in exposed if c.pk or c.published in keep]
+
+
+def declared_names(collection: type[Collection]) -> list[str]:
+    """Each name in the Collection's ``fields``, ``exclude``, ``filters`` and ``rename``
+    that is not a field of its model (silently ignored otherwise), as a sentence saying
+    what the model's fields are called (both forms of a foreign key)."""
+    opts = collection.model._meta
+    known: dict[str, str] = {}
+    for field in opts.concrete_fields:
+        both = field.name if field.name == field.attname else f"{field.name} or {field.attname}"
+        known[field.name] = known[field.attname] = both
+    known.setdefault("pk", opts.pk.name)
+    out = []
+    for part in ("fields", "exclude", "filters", "rename"):
+        for name in getattr(collection, part) or ():
+            if not isinstance(name, str) or name not in known:
+                out.append(
+                    f"{collection.__name__}.{part} names {name!r}, which is not a field of "
+                    f"{opts.label} (its fields: {', '.join(dict.fromkeys(known.values()))})"
+                )
+    return out

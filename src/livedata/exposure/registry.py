@@ -28,14 +28,26 @@ def register(collection: type[Collection]) -> None:
         track(collection.model)
 
 
+class NoCollection(LookupError):
+    """A publication returned rows of a model with no registered Collection: the
+    developer's mistake, in their code, not a failure. Its text is safe to send (it names
+    only the model): the client's ``nosub`` 500 carries it as its reason, and the server
+    logs it on one line, without a traceback (``system check livedata.E007`` finds it
+    before start-up when the publication's queries are static)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        super().__init__(
+            f"this publication returns {label} rows, but no Collection of {label} is "
+            "registered (API.register it in ddp.py)"
+        )
+
+
 def collection_for(model: type[models.Model]) -> type[Collection]:
     name = model._meta.label_lower
     found = COLLECTIONS.get(name)
     if found is None:
-        # a developer error: logged with this text, the client sees a plain 500
-        raise LookupError(
-            f"a publication returned {name} rows but no Collection of {name} is registered"
-        )
+        raise NoCollection(name)
     return found
 
 

@@ -156,7 +156,9 @@ def publish(func: Callable[..., Any] | None = None, *, name: str | None = None) 
             return f(self, *params)
 
         get_queries.__signature__ = inspect.signature(f)  # type: ignore[attr-defined]
-        cls = type(name or f.__name__, (Publication,), {"get_queries": get_queries})
+        # _function: the code written, for readers of its source (accounts.usage)
+        attrs = {"get_queries": get_queries, "_function": staticmethod(f)}
+        cls = type(name or f.__name__, (Publication,), attrs)
         API.register([cls])
         return f
 

@@ -43,9 +43,10 @@ from livedata.ddp.connection import (
     Subscribe,
     Unsubscribe,
 )
-from livedata.ddp.errors import client_error, not_found_method
+from livedata.ddp.errors import DDPError, client_error, not_found_method
 from livedata.ddp.mergebox import Mergebox
 from livedata.ddp.messages import UNDEFINED, serialize
+from livedata.exposure.registry import NoCollection
 from livedata.memory import give_back
 from livedata.publish.methods import ConnectionInfo, MethodCall
 from livedata.runtime.admission import Busy
@@ -296,6 +297,9 @@ class DDPSession:
 
     async def _sub_failed(self, sub_id: str, name: str, exc: BaseException) -> None:
         error, unexpected = client_error(exc)
+        if isinstance(exc, NoCollection):  # the developer's mistake: say it, once, plainly
+            logger.error("livedata: publication %r: %s", name, exc)
+            error, unexpected = DDPError(500, f"Publication {name!r}: {exc}"), False
         if unexpected:
             logger.error("livedata: publication %r failed", name, exc_info=exc)
         self.subs.pop(sub_id, None)

@@ -34,8 +34,38 @@ class Command(BaseCommand):
         )
 
 
+def ready_to_serve() -> None:
+    """Refuse to start (``CommandError``, one line per problem with the commands that fix
+    it) when a captured model's triggers are not installed, or a publication's static
+    queries have no Collection: either way clients would be served data that never
+    changes, or errors. A database that cannot be reached is not a reason to refuse: the
+    server waits for it (``DDP_DATABASE_WAIT``)."""
+    import sys
+
+    from django.core.management.base import CommandError
+    from django.db import DatabaseError
+
+    from livedata.capture.readiness import not_installed
+    from livedata.checks import publications_have_collections
+
+    problems = [e.msg for e in publications_have_collections()]
+    try:
+        problems += [m.message() for m in not_installed()]
+    except DatabaseError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        sys.stderr.write(f"livedata: capture triggers not checked (database: {first})\n")
+    if problems:
+        raise CommandError(
+            "not serving: " + "\n  ".join(["", *problems])
+            if len(problems) > 1
+            else f"not serving: {problems[0]}"
+        )
+
+
 def serve(host: str, port: int, *, workers: int = 1, log_level: str = "info") -> None:
     import uvicorn
+
+    ready_to_serve()
 
     from livedata.conf import livedata_settings
     from livedata.server.logs import uvicorn_log_config

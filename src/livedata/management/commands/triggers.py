@@ -29,22 +29,32 @@ class Command(BaseCommand):
     def ls(self, database: str | None) -> None:
         """One line per trigger: STATE, model:trigger, and what to do when it is not right.
 
-        INSTALLED matches the code; OUTDATED differs from the code (run migrate);
-        UNINSTALLED is declared but not in the database (run migrate); ORPHAN is in the
-        database but no model declares it (run `livedata triggers prune`).
+        INSTALLED matches the code; OUTDATED differs from the code; UNINSTALLED is
+        declared but not in the database; ORPHAN is in the database but no model declares
+        it (run `livedata triggers prune`). The note of OUTDATED and UNINSTALLED names
+        the step missing (``livedata.capture.readiness``): ``makemigrations`` when no
+        migration has the trigger as the code declares it, ``migrate`` when one has but
+        is not applied, ``pgtrigger install`` when it is applied and the trigger is gone.
         """
+        from livedata.capture.readiness import not_installed
+
         rows: list[tuple[str, str, str]] = []
-        hint = {
-            core.INSTALLED: "",
-            core.OUTDATED: "differs from the code: run `livedata migrate`",
-            core.UNINSTALLED: "not installed: run `livedata migrate`",
+        state = {
+            core.OUTDATED: "differs from the code",
+            core.UNINSTALLED: "not installed",
             core.UNALLOWED: "not allowed on this database by the router",
+        }
+        fixes = {
+            (m.model, name): m.commands() for m in not_installed(database) for name in m.triggers
         }
         for model, trigger in registry.registered():
             if not trigger.name.startswith(PREFIX):
                 continue
             status, enabled = trigger.get_installation_status(model, database=database)
-            note = hint.get(status, "")
+            note = state.get(status, "")
+            fix = fixes.get((model, trigger.name))
+            if fix and status in (core.OUTDATED, core.UNINSTALLED):
+                note += f": run `{fix}`"
             if status in (core.INSTALLED, core.OUTDATED) and enabled is False:
                 note = (note + "; " if note else "") + "disabled"
             rows.append((status, f"{model._meta.label}:{trigger.name}", note))
