@@ -1,13 +1,13 @@
-"""``livedata serve``: the site and DDP in one process (or N), on uvicorn."""
+"""``livedata serve``: the site and DDP in one process (or N), on uvicorn: the project's
+``ASGI_APPLICATION`` (which must mount ``LivedataApp``), else ``livedata.server.asgi``'s."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
-
-APP = "livedata.server.asgi:application"
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 
 class Command(BaseCommand):
@@ -39,11 +39,16 @@ def serve(host: str, port: int, *, workers: int = 1, log_level: str = "info") ->
 
     from livedata.conf import livedata_settings
     from livedata.server.logs import uvicorn_log_config
+    from livedata.server.mounting import checked_application
     from livedata.server.protocols import GuardedHttpToolsProtocol, GuardedWebSocketProtocol
 
     conf = livedata_settings()
+    try:
+        app = checked_application()  # the project's ASGI_APPLICATION, else livedata's
+    except ImproperlyConfigured as exc:
+        raise CommandError(str(exc)) from None
     uvicorn.run(
-        APP,
+        app,
         host=host,
         port=port,
         workers=workers if workers > 1 else None,
