@@ -89,3 +89,12 @@ def test_serve_refuses_an_application_it_cannot_serve_ddp_with(app, says):
     assert done.returncode == 1
     [line] = done.stderr.strip().splitlines()
     assert line.startswith(f"CommandError: ASGI_APPLICATION {app!r} ") and says in line, line
+
+
+def test_without_asgi_application_serve_runs_livedatas_own(settings):
+    from livedata.server.mounting import checked_application
+
+    del settings.ASGI_APPLICATION  # a project that names none
+    assert checked_application() == "livedata.server.asgi:application"
+    settings.ASGI_APPLICATION = "tests.testapp.asgi.application"
+    assert checked_application() == "tests.testapp.asgi:application"
