@@ -8,6 +8,8 @@ from livedata.demo.settings import INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 ROOT_URLCONF = "tests.urls"
+# servers started by a test may serve another application (``livedata serve`` honours it)
+ASGI_APPLICATION = os.environ.get("LIVEDATA_TEST_ASGI_APPLICATION", ASGI_APPLICATION)  # noqa: F405
 # servers started by a test may restrict the hosts they serve (JSON list)
 ALLOWED_HOSTS = json.loads(os.environ.get("LIVEDATA_TEST_ALLOWED_HOSTS") or '["*"]')
 # the demo's digest hasher with few iterations: fast test users, same format

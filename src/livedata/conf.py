@@ -136,6 +136,11 @@ class LivedataSettings:
     HTTP_SHUTDOWN_PERIOD: float = 5.0
 
     # --- DDP server ---------------------------------------------------------------------
+    #: Where DDP is served: ``"/live"`` serves it at ``/live/websocket`` and over SockJS at
+    #: ``/live/sockjs`` (a Meteor client connects to ``https://host/live``), for sites whose
+    #: ``/websocket`` belongs to something else. Those paths only: the rest, ``/websocket``
+    #: included, go to the wrapped application. Empty: ``/websocket`` and ``/sockjs``.
+    DDP_PATH_PREFIX: str = ""
     #: Seconds a DDP connection (WebSocket or SockJS) has to send ``connect``; else it is
     #: closed. 0: no limit.
     DDP_CONNECT_TIMEOUT: float = 10.0

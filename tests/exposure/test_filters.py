@@ -143,7 +143,8 @@ def test_a_foreign_key_goes_by_either_name_in_fields_and_filters() -> None:
 def test_a_field_mistake_names_the_forms_expected() -> None:
     hook = webhook_error(fields=["auther"])
     assert hook.message == (
-        "not an exposed field of livedata_demo.book: auther (exposed: id, title, author_id (or author))"
+        "not an exposed field of livedata_demo.book: auther"
+        " (exposed: id, title, author_id (or author))"
     )
 
     class Renamed(Collection):

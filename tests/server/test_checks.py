@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from django.test import override_settings
 
 from livedata.server.checks import server_limits
@@ -40,3 +41,21 @@ def test_start_up_freezes_and_sets_the_gc_thresholds():
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_path_prefix_must_be_a_path():
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    from livedata.server.checks import path_prefix
+
+    for good in ["", "/live", "/live/", "/a/b-c_d.e", "/"]:
+        with override_settings(LIVEDATA={"DDP_PATH_PREFIX": good}):
+            assert path_prefix() == [], good
+    for bad in ["live", "/live?x=1", "/li ve", "/a//b", "/../x", "/%2e", "/live#", None, 5]:
+        with override_settings(LIVEDATA={"DDP_PATH_PREFIX": bad}):
+            [error] = path_prefix()
+        assert error.id == "livedata.E007" and repr(bad) in error.msg, bad
+    # registered: `check` (and every command that runs the checks) stops on it
+    with override_settings(LIVEDATA={"DDP_PATH_PREFIX": "live"}), pytest.raises(SystemCheckError):
+        call_command("check")

@@ -37,10 +37,12 @@ class SockJSClient(DDPCalls):
 
     transport = ""
 
-    def __init__(self, server: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, server: str, headers: dict[str, str] | None = None, prefix: str = "/sockjs"
+    ) -> None:
         self.server = server
         self.headers = headers or {}
-        self.base = f"/sockjs/000/{uuid.uuid4().hex}"
+        self.base = f"{prefix}/000/{uuid.uuid4().hex}"
         self.pending: list[str] = []
 
     def frame(self, timeout: float = 10) -> str:
@@ -96,8 +98,10 @@ class XhrStreaming(XhrPolling):
 
     transport = "xhr_streaming"
 
-    def __init__(self, server: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(server, headers)
+    def __init__(
+        self, server: str, headers: dict[str, str] | None = None, prefix: str = "/sockjs"
+    ) -> None:
+        super().__init__(server, headers, prefix)
         self.frames: queue.Queue[str | None] = queue.Queue()
         self.responses = 0
         self._conn: http.client.HTTPConnection | None = None
@@ -190,8 +194,10 @@ class HtmlFile(XhrStreaming):
 class WebSocket(SockJSClient):
     transport = "websocket"
 
-    def __init__(self, server: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(server, headers)
+    def __init__(
+        self, server: str, headers: dict[str, str] | None = None, prefix: str = "/sockjs"
+    ) -> None:
+        super().__init__(server, headers, prefix)
         self._cm = connect(
             f"ws://{server}{self.base}/websocket", open_timeout=10, additional_headers=headers
         )

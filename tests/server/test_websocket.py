@@ -22,8 +22,8 @@ CONNECT = {"msg": "connect", "version": "1", "support": ["1", "pre2", "pre1"]}
 
 
 class Client(DDPCalls):
-    def __init__(self, server: str, **kwargs) -> None:
-        self._cm = connect(f"ws://{server}/websocket", open_timeout=10, **kwargs)
+    def __init__(self, server: str, path: str = "/websocket", **kwargs) -> None:
+        self._cm = connect(f"ws://{server}{path}", open_timeout=10, **kwargs)
         self.ws = self._cm.__enter__()
 
     def close(self) -> None:

@@ -1,6 +1,11 @@
+"""The demo's ASGI application (its settings' ``ASGI_APPLICATION``, which ``livedata
+serve`` runs): ``livedata.server.asgi``'s, on the demo's settings unless
+``DJANGO_SETTINGS_MODULE`` names others (the test suite's, which extend them)."""
+
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "livedata.demo.settings")
-application = get_asgi_application()
+
+from livedata.server.asgi import application
+
+__all__ = ["application"]

@@ -2,7 +2,10 @@
 SockJS, Django for every other path, and one change-log listener per process.
 
 - ``app``: routing, and the composition root: makes the process's ``livedata.runtime``
-  hub and the ``DDPService`` sessions share (engine, registries, token watch).
+  hub and the ``DDPService`` sessions share (engine, registries, token watch);
+  ``LivedataApp`` wraps the project's ASGI application (Django's, or Channels' router).
+- ``asgi``: ``application`` for a project without an ``asgi.py`` of its own;
+  ``mounting``: which application ``livedata serve`` runs (``ASGI_APPLICATION``).
 - ``without_middleware``: livedata's HTTP API views, served without the project's
   middleware.
 - ``tokens``: a deleted login token closes the DDP sessions logged in with it.
@@ -16,5 +19,6 @@ SockJS, Django for every other path, and one change-log listener per process.
 - ``wsframes`` (pure) and ``wsprotocol``: livedata's own WebSocket protocol, the one
   ``livedata serve`` gives uvicorn (``protocols``: uvicorn's, with the limits a public
   server needs, used when permessage-deflate is on).
-- ``sockjs``: SockJS 0.3 (generic; DDP is mounted at ``/sockjs``).
+- ``sockjs``: SockJS 0.3 (generic; DDP is mounted at ``/sockjs``, below
+  ``DDP_PATH_PREFIX``).
 """

@@ -1,7 +1,12 @@
 """The ASGI application (the composition root): DDP at ``/websocket`` and over SockJS at
-``/sockjs``, Django for everything else.
+``/sockjs`` (both under ``DDP_PATH_PREFIX``, e.g. ``/live/websocket``), the wrapped
+application for everything else.
 
     application = LivedataApp(get_asgi_application())
+
+The wrapped application may be Django's (a WebSocket to another path is then refused, as
+Django cannot take it) or any ASGI application, e.g. Channels' ``ProtocolTypeRouter``:
+WebSockets to other paths go to it untouched, so the project's consumers keep theirs.
 
 It makes the process's one ``livedata.runtime.Runtime`` (listener, pools, services) and
 the ``DDPService`` every DDP session shares on top of it (the live-query engine, the
@@ -11,7 +16,10 @@ method and publication registries, the login-token watch), and passes them in.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import weakref
+from typing import Any, ClassVar
+
+from django.core.handlers.asgi import ASGIHandler
 
 from livedata.capture.log import Batch
 from livedata.livequery.engine import Engine
@@ -26,6 +34,8 @@ from livedata.server.without_middleware import ViewOnlyHandler, is_api_request
 
 logger = logging.getLogger("livedata.server")
 
+#: DDP's raw WebSocket paths (Meteor's clients use the first; the second is SockJS's raw
+#: WebSocket), below ``DDP_PATH_PREFIX``
 DDP_PATHS = ("/websocket", "/sockjs/websocket")
 
 
@@ -65,12 +75,12 @@ def _freeze_startup_objects(thresholds: tuple[int, int, int] | None = None) -> N
         gc.set_threshold(*thresholds)
 
 
-def _is_sockjs(path: str) -> bool:
-    return path == "/sockjs" or path.startswith("/sockjs/")
-
-
 class LivedataApp:
-    """Route DDP (WebSocket, SockJS) to livedata and everything else to ``django_app``."""
+    """Route DDP (WebSocket, SockJS) to livedata and everything else to ``django_app``
+    (Django's ASGI application, or an ASGI router such as Channels' wrapping it)."""
+
+    #: the apps made in this process (``livedata serve`` checks its application made one)
+    instances: ClassVar[weakref.WeakSet[LivedataApp]] = weakref.WeakSet()
 
     def __init__(
         self,
@@ -81,18 +91,33 @@ class LivedataApp:
         api_without_middleware: bool = True,
     ) -> None:
         self.django_app = django_app
+        LivedataApp.instances.add(self)
         self.runtime = runtime or Runtime()
         self.ddp = DDPService(self.runtime, methods=methods)
         #: livedata's API views without the project's middleware (None: through it)
         self._api_handler: Any = ViewOnlyHandler() if api_without_middleware else None
         self._sockjs: Any = None
+        prefix = self.runtime.settings.DDP_PATH_PREFIX.rstrip("/")
+        self.websocket_paths = tuple(prefix + path for path in DDP_PATHS)
+        self.sockjs_prefix = prefix + "/sockjs"
+        # Django's own handler raises on a WebSocket: those are refused here instead
+        self._wrapped_takes_websockets = not isinstance(django_app, ASGIHandler)
+
+    def is_ddp(self, scope: dict[str, Any]) -> bool:
+        """A request for DDP: its raw WebSocket, or anything below the SockJS prefix."""
+        path = scope["path"]
+        if scope["type"] == "websocket" and path.rstrip("/") in self.websocket_paths:
+            return True
+        return path == self.sockjs_prefix or path.startswith(self.sockjs_prefix + "/")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "lifespan":
             await self._lifespan(receive, send)
-        elif kind == "websocket" or _is_sockjs(scope["path"]):
+        elif kind in ("http", "websocket") and self.is_ddp(scope):
             await self._ddp(scope, receive, send)
+        elif kind == "websocket" and not self._wrapped_takes_websockets:
+            await send({"type": "websocket.close", "code": 4404})  # a WebSocket to elsewhere
         elif kind == "http" and is_api_request(scope):
             # the body is read here, up to the APIs' limit, before Django reads it whole
             limit = self.runtime.settings.HTTP_API_MAX_BODY_BYTES
@@ -117,23 +142,21 @@ class LivedataApp:
                 "livedata: refused a DDP request for host %s", headers_of(scope).get("host")
             )
             await refuse(scope, receive, send, 400, "Bad Request (Invalid host)")
-        elif kind == "websocket" and scope["path"].rstrip("/") in DDP_PATHS:
+        elif kind == "websocket" and scope["path"].rstrip("/") in self.websocket_paths:
             from livedata.server.websocket import serve_websocket
 
             await self.runtime.start()
             await serve_websocket(self.ddp, scope, receive, send)
-        elif kind in ("http", "websocket") and _is_sockjs(scope["path"]):
+        else:  # SockJS
             await self.runtime.start()
             await self._sockjs_endpoint()(scope, receive, send)
-        else:  # a WebSocket to anywhere else
-            await send({"type": "websocket.close", "code": 4404})
 
     def _sockjs_endpoint(self) -> Any:
         """DDP over SockJS at ``/sockjs`` (Meteor's browser clients), made on first use."""
         if self._sockjs is None:
             from livedata.server.sockjs.ddp import ddp_endpoint
 
-            self._sockjs = ddp_endpoint(self.ddp)
+            self._sockjs = ddp_endpoint(self.ddp, self.sockjs_prefix)
         return self._sockjs
 
     async def _lifespan(self, receive: Any, send: Any) -> None:

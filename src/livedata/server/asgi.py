@@ -1,12 +1,28 @@
-"""``livedata.server.asgi:application``: the project's Django site plus livedata's DDP.
+"""``livedata.server.asgi:application``: the project's Django site plus livedata's DDP,
+for an ASGI server started by hand on a project with no ``asgi.py`` of its own that
+mounts livedata (``uvicorn``, gunicorn's uvicorn worker, ``daphne``), and what
+``livedata serve`` runs when the settings name no ``ASGI_APPLICATION``.
 
-Uses ``DJANGO_SETTINGS_MODULE`` (the ``livedata`` command defaults it to the demo)."""
+The settings are the project's: ``DJANGO_SETTINGS_MODULE``. Without it this module
+refuses to load, with one line on stderr, rather than serve settings the project never
+named (the bundled demo has its own application, ``livedata.demo.asgi``). It exits with
+3, which both uvicorn's and gunicorn's supervisors take as "failed to start": they stop
+instead of restarting the worker for ever.
+"""
 
 import os
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "livedata.demo.settings")
+import sys
 
 from django.conf import settings
+
+if not os.environ.get("DJANGO_SETTINGS_MODULE") and not settings.configured:
+    sys.stderr.write(
+        "livedata.server.asgi: DJANGO_SETTINGS_MODULE is not set: set it to your project's "
+        "settings (e.g. DJANGO_SETTINGS_MODULE=myproject.settings); `livedata demo` serves "
+        "the demo\n"
+    )
+    raise SystemExit(3)
+
 from django.core.asgi import get_asgi_application
 
 from livedata.server.app import LivedataApp

@@ -1,11 +1,18 @@
-"""System checks of the server's limits: each must be a number, 0 or more (0: off), since
-a typo here would silently leave the server open to held connections (issue 19)."""
+"""System checks of the server's settings: each limit must be a number, 0 or more (0:
+off), since a typo here would silently leave the server open to held connections (issue
+19); and ``DDP_PATH_PREFIX`` must be a path DDP's clients can be pointed at, since a
+malformed one would silently serve DDP nowhere a client looks."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.core import checks
+
+#: ``DDP_PATH_PREFIX``: empty, or "/" and URL path segments (no empty, "." or ".."
+#: segment; one trailing "/" is ignored), of the characters a path needs no escaping for
+_PREFIX = re.compile(r"(/(?!\.\.?(?:/|$))[A-Za-z0-9._~!$&'()*+,;=:@-]+)*/?")
 
 #: settings that bound held connections and sessions: numbers, 0 (no limit) or more
 LIMITS = (
@@ -56,3 +63,21 @@ def server_limits(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
             )
         )
     return errors
+
+
+@checks.register()
+def path_prefix(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from livedata.conf import livedata_settings
+
+    prefix = livedata_settings().DDP_PATH_PREFIX
+    if isinstance(prefix, str) and _PREFIX.fullmatch(prefix):
+        return []
+    return [
+        checks.Error(
+            f"LIVEDATA['DDP_PATH_PREFIX'] must be '' or a path such as '/live', not {prefix!r}.",
+            hint="It starts with '/' and has no query or fragment, no empty, '.' or '..' "
+            "segment, no spaces or characters that need escaping; DDP is then served at "
+            "PREFIX/websocket and PREFIX/sockjs.",
+            id="livedata.E007",
+        )
+    ]

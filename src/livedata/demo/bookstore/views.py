@@ -1,6 +1,7 @@
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from livedata.conf import livedata_settings
 from livedata.demo.bookstore.models import Author, Book
 
 
@@ -12,5 +13,7 @@ def index(request: HttpRequest) -> HttpResponse:
         {
             "books": Book.objects.select_related("author"),
             "authors": Author.objects.all(),
+            # where DDP is served (LIVEDATA["DDP_PATH_PREFIX"])
+            "ddp_prefix": livedata_settings().DDP_PATH_PREFIX.rstrip("/"),
         },
     )

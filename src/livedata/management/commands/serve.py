@@ -1,13 +1,13 @@
-"""``livedata serve``: the site and DDP in one process (or N), on uvicorn."""
+"""``livedata serve``: the site and DDP in one process (or N), on uvicorn: the project's
+``ASGI_APPLICATION`` (which must mount ``LivedataApp``), else ``livedata.server.asgi``'s."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
-
-APP = "livedata.server.asgi:application"
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 
 class Command(BaseCommand):
@@ -69,6 +69,7 @@ def serve(host: str, port: int, *, workers: int = 1, log_level: str = "info") ->
 
     from livedata.conf import livedata_settings
     from livedata.server.logs import uvicorn_log_config
+    from livedata.server.mounting import checked_application
     from livedata.server.protocols import GuardedHttpToolsProtocol, GuardedWebSocketProtocol
     from livedata.server.wsprotocol import LeanWebSocketProtocol
 
@@ -77,8 +78,12 @@ def serve(host: str, port: int, *, workers: int = 1, log_level: str = "info") ->
     # websockets-sansio when permessage-deflate is wanted (ours negotiates no extension)
     compress = conf.DDP_WEBSOCKET_COMPRESSION
     ws = GuardedWebSocketProtocol if compress else LeanWebSocketProtocol
+    try:
+        app = checked_application()  # the project's ASGI_APPLICATION, else livedata's
+    except ImproperlyConfigured as exc:
+        raise CommandError(str(exc)) from None
     uvicorn.run(
-        APP,
+        app,
         host=host,
         port=port,
         workers=workers if workers > 1 else None,

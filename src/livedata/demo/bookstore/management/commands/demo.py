@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
+from livedata.conf import livedata_settings
 from livedata.demo.bookstore.seed import USERS, seed, seed_subscription
 
 
@@ -31,6 +32,7 @@ class Command(BaseCommand):
         local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         seed_subscription(f"http://{local}:{port}/example-receiver/")
         base = f"http://{host}:{port}"
+        ddp_at = f"ws://{host}:{port}{livedata_settings().DDP_PATH_PREFIX.rstrip('/')}/websocket"
         lines = [
             "",
             "livedata demo: the bookstore",
@@ -38,7 +40,7 @@ class Command(BaseCommand):
             f"  site          {base}/",
             f"  admin         {base}/admin/",
             f"  change log    {base}/admin/livedata/change/",
-            f"  DDP           ws://{host}:{port}/websocket  (methods: {', '.join(_methods())})",
+            f"  DDP           {ddp_at}  (methods: {', '.join(_methods())})",
             f"  webhooks      {base}/livedata/subscriptions/  (demo's 'example-receiver' PUTs "
             f"to {base}/example-receiver/)",
             "  credentials   " + "   ".join(f"{u} / {p}" for u, _, p, _ in USERS),
@@ -50,7 +52,6 @@ class Command(BaseCommand):
             return
         from django.conf import settings
 
-        from livedata.conf import livedata_settings
         from livedata.management.commands.serve import serve
 
         if host in ("0.0.0.0", "::"):
