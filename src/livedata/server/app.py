@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from livedata.capture.log import Batch
+from livedata.conf import livedata_settings
 from livedata.livequery.engine import Engine
 from livedata.publish.methods import MethodRegistry
 from livedata.publish.methods import registry as default_methods
@@ -21,6 +22,7 @@ from livedata.publish.publication import API
 from livedata.runtime import Runtime
 from livedata.server.bodies import bounded_body
 from livedata.server.figures import session_figures
+from livedata.server.proxies import TrustedProxies
 from livedata.server.tokens import TokenWatch
 from livedata.server.without_middleware import ViewOnlyHandler, is_api_request
 
@@ -86,9 +88,12 @@ class LivedataApp:
         #: livedata's API views without the project's middleware (None: through it)
         self._api_handler: Any = ViewOnlyHandler() if api_without_middleware else None
         self._sockjs: Any = None
+        self._trusted: tuple[Any, TrustedProxies] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
+        if kind != "lifespan":
+            self._proxies().rewrite(scope)  # the client's address through trusted proxies
         if kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket" or _is_sockjs(scope["path"]):
@@ -128,6 +133,13 @@ class LivedataApp:
         else:  # a WebSocket to anywhere else
             await send({"type": "websocket.close", "code": 4404})
 
+    def _proxies(self) -> TrustedProxies:
+        """``HTTP_FORWARDED_ALLOW_IPS``, parsed again when the settings change."""
+        conf = livedata_settings()
+        if self._trusted is None or self._trusted[0] is not conf:
+            self._trusted = (conf, TrustedProxies(conf.HTTP_FORWARDED_ALLOW_IPS))
+        return self._trusted[1]
+
     def _sockjs_endpoint(self) -> Any:
         """DDP over SockJS at ``/sockjs`` (Meteor's browser clients), made on first use."""
         if self._sockjs is None:
@@ -141,6 +153,7 @@ class LivedataApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
+                    self._proxies()  # a malformed HTTP_FORWARDED_ALLOW_IPS stops start-up
                     await self.runtime.start()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})

@@ -1,11 +1,15 @@
 """System checks of the server's limits: each must be a number, 0 or more (0: off), since
-a typo here would silently leave the server open to held connections (issue 19)."""
+a typo here would silently leave the server open to held connections (issue 19); and of
+its trusted proxies (``HTTP_FORWARDED_ALLOW_IPS``), where a typo would silently trust
+no one, or the wrong peers."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.core import checks
+
+from livedata.server.proxies import parse
 
 #: settings that bound held connections and sessions: numbers, 0 (no limit) or more
 LIMITS = (
@@ -52,6 +56,16 @@ def server_limits(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
             checks.Error(
                 "LIVEDATA['HTTP_GC_THRESHOLDS'] must be None or three whole numbers, 0 or more "
                 f"(gc.set_threshold's), not {thresholds!r}.",
+                id="livedata.E005",
+            )
+        )
+    try:
+        parse(conf.HTTP_FORWARDED_ALLOW_IPS)
+    except ValueError as exc:
+        errors.append(
+            checks.Error(
+                f"LIVEDATA['HTTP_FORWARDED_ALLOW_IPS']: {exc}.",
+                hint='Trusted proxies, e.g. ("127.0.0.1", "10.0.0.0/8", "unix").',
                 id="livedata.E005",
             )
         )
