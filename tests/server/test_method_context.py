@@ -61,6 +61,7 @@ def test_method_writes_carry_user_method_session_and_address(server):
         }
         # a method of the project's, logged in
         pk = result(ada, "2", "test.addBook", "Analytical Engine", "ada@example.com")
+        result(ada, "4", "test.addBookAsync", "Async Engine", "ada@example.com")
         # another session's anonymous write, and psql's, in between
         result(other, "3", "test.addBook", "Other", "ada@example.com")
         psql(
@@ -79,6 +80,13 @@ def test_method_writes_carry_user_method_session_and_address(server):
             "user_id": user.pk,
             "username": "ada",
             "ddp_method": "test.addBook",
+            "ddp_session": ada_session,
+            "remote_addr": "127.0.0.1",
+        },
+        "Async Engine": {
+            "user_id": user.pk,
+            "username": "ada",
+            "ddp_method": "test.addBookAsync",
             "ddp_session": ada_session,
             "remote_addr": "127.0.0.1",
         },

@@ -209,4 +209,3 @@ def test_the_readme_shows_the_configuration_and_unit_the_test_runs() -> None:
     for fence, expected in (("nginx", nginx.site(**nginx.EXAMPLE)), ("ini", nginx.UNIT)):
         block = section[section.index(f"```{fence}\n") + len(f"```{fence}\n") :]
         assert block[: block.index("```")] == expected
-
