@@ -16,9 +16,7 @@ bench/storm.py, and Debian's package installed when missing.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
+from bench import debian
 
 TEMPLATE = """\
 global
@@ -60,16 +58,7 @@ def config(bind: str, servers: list[str]) -> str:
 
 def binary() -> str | None:
     """The haproxy binary, installed from Debian's package when missing (as root)."""
-    found = shutil.which("haproxy")
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        print("installing Debian's haproxy...", flush=True)
-        apt = ["apt-get", "install", "-y", "-q", "haproxy"]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        if subprocess.run(apt, capture_output=True, env=env).returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
-            subprocess.run(apt, capture_output=True, env=env)
-        found = shutil.which("haproxy")
-    return found
+    return debian.binary("haproxy")
 
 
 #: the README's example: 2 hosts with 2 processes each, HAProxy on port 80

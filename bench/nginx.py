@@ -19,8 +19,8 @@ missing.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
+
+from bench import debian
 
 SITE = """\
 map $http_upgrade $connection_upgrade {{
@@ -131,17 +131,7 @@ def exec_start(port: int) -> list[str]:
 
 def binary() -> str | None:
     """The nginx binary, installed from Debian's package when missing (as root)."""
-    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    found = shutil.which("nginx", path=path)
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        print("installing Debian's nginx...", flush=True)
-        apt = ["apt-get", "install", "-y", "-q", "nginx"]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        if subprocess.run(apt, capture_output=True, env=env).returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
-            subprocess.run(apt, capture_output=True, env=env)
-        found = shutil.which("nginx", path=path)
-    return found
+    return debian.binary("nginx")
 
 
 #: the README's example: 2 processes on this host, the site's name and certificate
