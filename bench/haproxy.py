@@ -10,6 +10,8 @@ bench/storm.py, and Debian's package installed when missing.
   sessions of a process that goes away.
 - Each response names the process that served it (``X-Livedata-Server``), for operators
   and for the test that checks the stickiness.
+- ``X-Forwarded-For`` carries the client's address (``option forwardfor``): list
+  HAProxy's address in the processes' ``HTTP_FORWARDED_ALLOW_IPS``.
 - A process is checked every 200 ms and taken out after one failed check; a refused
   connection is retried on another process (``option redispatch``).
 """
@@ -30,6 +32,8 @@ defaults
     timeout tunnel 1h
     retries 3
     option redispatch
+    # the client's address, for the processes' HTTP_FORWARDED_ALLOW_IPS
+    option forwardfor
 frontend livedata
     bind {bind}
     use_backend livedata_sockjs if {{ path_beg /sockjs/ }}

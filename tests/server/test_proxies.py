@@ -148,3 +148,33 @@ def test_a_malformed_setting_is_a_system_check_error(settings, value):
     errors = [e for e in server_limits() if "HTTP_FORWARDED_ALLOW_IPS" in e.msg]
     assert [(e.level, e.id) for e in errors] == [(checks.ERROR, "livedata.E005")]
     assert repr(value[0] if isinstance(value, list) else value) in errors[0].msg
+
+
+@pytest.fixture
+def capped_proxied(transactional_db: None) -> Iterator[str]:
+    settings = {"HTTP_FORWARDED_ALLOW_IPS": [PROXY], "HTTP_MAX_CONNECTIONS_PER_ADDRESS": 3}
+    yield from _serve("1", LIVEDATA_SETTINGS=json.dumps(settings))
+
+
+def test_a_trusted_proxy_is_not_capped_per_address(capped_proxied):
+    """It carries every client's connections: 3 per address caps 127.0.0.1, not it."""
+    import socket
+
+    host, port = capped_proxied.split(":")
+
+    def answers(source: str, count: int) -> list[bytes]:
+        sockets = [
+            socket.create_connection((host, int(port)), 10, (source, 0)) for _ in range(count)
+        ]
+        try:
+            out = []
+            for sock in sockets:  # each asks once, all held open meanwhile
+                sock.sendall(b"GET /sockjs/info HTTP/1.1\r\nHost: x\r\n\r\n")
+                out.append(sock.recv(12))
+            return out
+        finally:
+            for sock in sockets:
+                sock.close()
+
+    assert answers(UNTRUSTED, 4) == [b"HTTP/1.1 200"] * 3 + [b"HTTP/1.1 503"]
+    assert answers(PROXY, 6) == [b"HTTP/1.1 200"] * 6
