@@ -10,15 +10,15 @@ bench/storm.py, and Debian's package installed when missing.
   sessions of a process that goes away.
 - Each response names the process that served it (``X-Livedata-Server``), for operators
   and for the test that checks the stickiness.
+- ``X-Forwarded-For`` carries the client's address (``option forwardfor``): list
+  HAProxy's address in the processes' ``HTTP_FORWARDED_ALLOW_IPS``.
 - A process is checked every 200 ms and taken out after one failed check; a refused
   connection is retried on another process (``option redispatch``).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
+from bench import debian
 
 TEMPLATE = """\
 global
@@ -32,6 +32,8 @@ defaults
     timeout tunnel 1h
     retries 3
     option redispatch
+    # the client's address, for the processes' HTTP_FORWARDED_ALLOW_IPS
+    option forwardfor
 frontend livedata
     bind {bind}
     use_backend livedata_sockjs if {{ path_beg /sockjs/ }}
@@ -60,16 +62,7 @@ def config(bind: str, servers: list[str]) -> str:
 
 def binary() -> str | None:
     """The haproxy binary, installed from Debian's package when missing (as root)."""
-    found = shutil.which("haproxy")
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        print("installing Debian's haproxy...", flush=True)
-        apt = ["apt-get", "install", "-y", "-q", "haproxy"]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        if subprocess.run(apt, capture_output=True, env=env).returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
-            subprocess.run(apt, capture_output=True, env=env)
-        found = shutil.which("haproxy")
-    return found
+    return debian.binary("haproxy")
 
 
 #: the README's example: 2 hosts with 2 processes each, HAProxy on port 80

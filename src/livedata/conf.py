@@ -126,9 +126,14 @@ class LivedataSettings:
     #: Largest request headers; larger ones get 431.
     HTTP_MAX_HEADER_BYTES: int = 64 * 1024
     #: Connections (HTTP and WebSocket) one client address may hold open in a process;
-    #: one more is answered 503 and closed. Behind a reverse proxy every client has the
-    #: proxy's address: cap there, and set this 0 (no cap) or high.
+    #: one more is answered 503 and closed. Trusted proxies (``HTTP_FORWARDED_ALLOW_IPS``)
+    #: are not capped: cap connections per client there.
     HTTP_MAX_CONNECTIONS_PER_ADDRESS: int = 200
+    #: Reverse proxies whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed
+    #: (uvicorn's ``--forwarded-allow-ips``; livedata.server.proxies): addresses or
+    #: networks, e.g. ("127.0.0.1", "10.0.0.0/8"), "unix" for a Unix socket, "*" for any
+    #: peer. Empty: every peer is the client itself and the headers are ignored.
+    HTTP_FORWARDED_ALLOW_IPS: tuple[str, ...] = ()
     #: On SIGTERM, seconds over which open DDP WebSockets are closed, evenly spread (as
     #: Meteor's ``@meteorjs/ddp-graceful-shutdown``), so their clients reconnect to the
     #: other processes in a trickle, not all at once; the port stops accepting at once.
@@ -258,7 +263,8 @@ class LivedataSettings:
 
     # --- HTTP APIs (webhook subscriptions, pull) -----------------------------------------
     #: Refuse credentials (Basic, Bearer) sent over plain HTTP by a non-loopback client.
-    #: Behind a TLS-terminating proxy, set Django's SECURE_PROXY_SSL_HEADER instead.
+    #: Behind a TLS-terminating proxy, list it in ``HTTP_FORWARDED_ALLOW_IPS`` (its
+    #: ``X-Forwarded-Proto`` then says whether the client used TLS).
     HTTP_API_REQUIRE_TLS: bool = True
     #: Largest JSON request body the APIs accept.
     HTTP_API_MAX_BODY_BYTES: int = 64 * 1024
@@ -390,6 +396,9 @@ def livedata_settings() -> LivedataSettings:
     ):
         if key in overrides:
             overrides[key] = tuple(overrides[key])
+    proxies = overrides.get("HTTP_FORWARDED_ALLOW_IPS")
+    if isinstance(proxies, list):  # a string stays one: the system check names it
+        overrides["HTTP_FORWARDED_ALLOW_IPS"] = tuple(proxies)
     return replace(LivedataSettings(), **overrides)
 
 

@@ -55,7 +55,7 @@ def test_path_prefix_must_be_a_path():
     for bad in ["live", "/live?x=1", "/li ve", "/a//b", "/../x", "/%2e", "/live#", None, 5]:
         with override_settings(LIVEDATA={"DDP_PATH_PREFIX": bad}):
             [error] = path_prefix()
-        assert error.id == "livedata.E007" and repr(bad) in error.msg, bad
+        assert error.id == "livedata.E009" and repr(bad) in error.msg, bad
     # registered: `check` (and every command that runs the checks) stops on it
     with override_settings(LIVEDATA={"DDP_PATH_PREFIX": "live"}), pytest.raises(SystemCheckError):
         call_command("check")

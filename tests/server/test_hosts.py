@@ -169,7 +169,9 @@ class Deployment:
             PYTHONPATH=CHILD_PYTHONPATH,
             PYTHONUNBUFFERED="1",
             DATABASE_URL=db.url,
-            LIVEDATA_SETTINGS=json.dumps({"LISTENER_BROKER_URL": broker.url}),
+            LIVEDATA_SETTINGS=json.dumps(
+                {"LISTENER_BROKER_URL": broker.url, "HTTP_FORWARDED_ALLOW_IPS": [net.host]}
+            ),
         )
         # on their own hosts every process has the same port, as in production
         port = free_port()
@@ -330,6 +332,15 @@ def test_haproxy_in_front_of_four_hosts_with_sticky_sockjs_and_a_killed_leader(d
     for client in clients.values():
         sees(client, "Dune")
     sees(session, "Dune")
+    # a method's write names the client (127.0.0.1, from HAProxy's X-Forwarded-For), not
+    # HAProxy's address on the bridge
+    clients[0].call("w", "test.addBook", "Via HAProxy", "Dune@example.org")
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        [(address,)] = conn.execute(
+            "SELECT context->>'remote_addr' FROM livedata_change "
+            "WHERE model = 'livedata_demo.book' AND new->>'title' = 'Via HAProxy'"
+        ).fetchall()
+    assert address == "127.0.0.1"
     # every request of the SockJS session went to one process: the one that answered
     # test.pid and holds the subscription
     assert len(session.served) > 5 and set(session.served) == {f"s{sockjs_host}"}

@@ -112,6 +112,14 @@ def add_book(call, title: str, author_email: str):
     return str(Book.objects.create(title=title.strip(), author=author).pk)
 
 
+@method(name="test.addBookAsync")
+async def add_book_async(call, title: str, author_email: str):
+    """``test.addBook`` as an async method: its ORM call runs in a thread of its own."""
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(add_book)(call, title, author_email)
+
+
 @method(name="test.limited", rate_limits={"per": "connection", "calls": 3, "seconds": 60})
 def limited(call):
     return "ok"

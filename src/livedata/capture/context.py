@@ -10,7 +10,9 @@ each other's context. SELECTs are left alone, so reads cost nothing.
 - ``ContextMiddleware`` sets the request's context (user, method, path, remote address,
   request id) for sync and async views.
 - ``livedata.context(**fields)`` does the same for scripts, commands and task workers,
-  as a context manager or decorator; nested contexts merge.
+  as a context manager or decorator; nested contexts merge. The DDP server uses it for
+  methods (``server.ddp_session``: user, ``ddp_method``, ``ddp_session``, remote address),
+  and the runtime carries it into the worker thread that runs a sync method.
 """
 
 from __future__ import annotations
@@ -145,6 +147,13 @@ def install() -> None:
             _on_connection_created(None, conn)
 
 
+def user_fields(user: Any) -> dict[str, Any]:
+    """``user_id`` and ``username`` of a logged-in user; nothing for anonymous or None."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return {}
+    return {"user_id": user.pk, "username": user.get_username()}
+
+
 def _request_fields(request: Any) -> dict[str, Any]:
     from livedata.conf import livedata_settings
 
@@ -152,14 +161,8 @@ def _request_fields(request: Any) -> dict[str, Any]:
     request_id = request.headers.get(header) or uuid.uuid4().hex
     request.livedata_request_id = request_id[:200]
 
-    def user() -> dict[str, Any]:
-        u = getattr(request, "user", None)
-        if u is None or not getattr(u, "is_authenticated", False):
-            return {}
-        return {"user_id": u.pk, "username": u.get_username()}
-
     return {
-        "user": user,
+        "user": lambda: user_fields(getattr(request, "user", None)),
         "method": request.method,
         "path": request.path,
         "remote_addr": request.META.get("REMOTE_ADDR"),

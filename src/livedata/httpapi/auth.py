@@ -7,8 +7,10 @@ metrics endpoint takes metrics tokens: ``api_view(token_kinds=...)``); the kind 
 authenticated is in ``request.livedata_token_kind``.
 
 Credentials travel in clear over plain HTTP, so they are refused there unless the client
-is on a loopback address or ``LIVEDATA["HTTP_API_REQUIRE_TLS"]`` is False (behind a TLS
-proxy, set Django's ``SECURE_PROXY_SSL_HEADER`` so ``request.is_secure()`` knows).
+is on a loopback address or ``LIVEDATA["HTTP_API_REQUIRE_TLS"]`` is False. Behind a TLS
+proxy listed in ``HTTP_FORWARDED_ALLOW_IPS`` the address and ``request.is_secure()`` are
+the client's (``server.proxies`` rewrites the request's scope), so a proxy on the same
+host does not make every request loopback.
 
 Basic runs the password hasher on every request (Django's PBKDF2: hundreds of ms by
 design); services that call often should use a bearer token (``livedata token``). The

@@ -26,6 +26,9 @@ or name is a 400 "Match failed" for the client, not a 500. Raise ``DDPError`` fo
 the client should see; Django's ValidationError/PermissionDenied/ObjectDoesNotExist map
 to 400/403/404; anything else is 500 "Internal server error" (traceback in the log).
 
+The changes a method writes carry the audit context (``capture.context``): the caller's
+``user_id`` and ``username``, ``ddp_method``, ``ddp_session`` and ``remote_addr``.
+
 Each installed app's ``ddp.py`` is imported when Django starts, so methods defined there (or in
 modules it imports) are registered.
 """

@@ -10,6 +10,7 @@ has no lifespan support.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import socket
@@ -199,15 +200,19 @@ class Runtime:
         (taken after they committed; None: it wrote nothing)."""
         bound = method.bind(call, params)
         loop = asyncio.get_running_loop()
+        # the caller's context variables (the audit context) go with it to the thread:
+        # run_in_executor, unlike asyncio.to_thread, does not carry them
+        carried = contextvars.copy_context().run
         pool = self.pools.get(method.pool, self.pools["default"])[0]
         wait = self.settings.DDP_DATABASE_WAIT
         if method.is_async:
             if method.login_required or method.permission_required:
-                await loop.run_in_executor(pool, run_waiting, wait, method.check_access, call.user)
+                check = method.check_access
+                await loop.run_in_executor(pool, carried, run_waiting, wait, check, call.user)
             result = await method.func(*bound.args, **bound.kwargs)
             fence = await loop.run_in_executor(pool, fence_snapshot)
             return result, fence
-        return await loop.run_in_executor(pool, run_sync, method, call, bound, wait)
+        return await loop.run_in_executor(pool, carried, run_sync, method, call, bound, wait)
 
     async def fence(self, snapshot: Snapshot) -> None:
         """Wait until the fenced consumer (the live queries) was handed everything

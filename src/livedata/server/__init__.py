@@ -15,6 +15,8 @@ SockJS, Django for every other path, and one change-log listener per process.
   document);
 - ``outbox`` (pure) and ``outgoing``: the connection's one bounded outbox, whatever the
   transport, how it is carried to the client (``Carrier``, ``Writer``) and streaming.
+- ``proxies``: the client's address and scheme through trusted reverse proxies
+  (``HTTP_FORWARDED_ALLOW_IPS``), set on each request's scope before anything reads it.
 - ``websocket``: the raw DDP WebSocket transport at ``/websocket``.
 - ``wsframes`` (pure) and ``wsprotocol``: livedata's own WebSocket protocol, the one
   ``livedata serve`` gives uvicorn (``protocols``: uvicorn's, with the limits a public

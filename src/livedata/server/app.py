@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from django.core.handlers.asgi import ASGIHandler
 
 from livedata.capture.log import Batch
+from livedata.conf import livedata_settings
 from livedata.livequery.engine import Engine
 from livedata.publish.methods import MethodRegistry
 from livedata.publish.methods import registry as default_methods
@@ -29,6 +30,7 @@ from livedata.publish.publication import API
 from livedata.runtime import Runtime
 from livedata.server.bodies import bounded_body
 from livedata.server.figures import session_figures
+from livedata.server.proxies import TrustedProxies
 from livedata.server.tokens import TokenWatch
 from livedata.server.without_middleware import ViewOnlyHandler, is_api_request
 
@@ -102,6 +104,7 @@ class LivedataApp:
         self.sockjs_prefix = prefix + "/sockjs"
         # Django's own handler raises on a WebSocket: those are refused here instead
         self._wrapped_takes_websockets = not isinstance(django_app, ASGIHandler)
+        self._trusted: tuple[Any, TrustedProxies] | None = None
 
     def is_ddp(self, scope: dict[str, Any]) -> bool:
         """A request for DDP: its raw WebSocket, or anything below the SockJS prefix."""
@@ -112,6 +115,8 @@ class LivedataApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
+        if kind != "lifespan":
+            self._proxies().rewrite(scope)  # the client's address through trusted proxies
         if kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind in ("http", "websocket") and self.is_ddp(scope):
@@ -151,6 +156,13 @@ class LivedataApp:
             await self.runtime.start()
             await self._sockjs_endpoint()(scope, receive, send)
 
+    def _proxies(self) -> TrustedProxies:
+        """``HTTP_FORWARDED_ALLOW_IPS``, parsed again when the settings change."""
+        conf = livedata_settings()
+        if self._trusted is None or self._trusted[0] is not conf:
+            self._trusted = (conf, TrustedProxies(conf.HTTP_FORWARDED_ALLOW_IPS))
+        return self._trusted[1]
+
     def _sockjs_endpoint(self) -> Any:
         """DDP over SockJS at ``/sockjs`` (Meteor's browser clients), made on first use."""
         if self._sockjs is None:
@@ -164,6 +176,7 @@ class LivedataApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
+                    self._proxies()  # a malformed HTTP_FORWARDED_ALLOW_IPS stops start-up
                     await self.runtime.start()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})

@@ -1,7 +1,8 @@
 """System checks of the server's settings: each limit must be a number, 0 or more (0:
 off), since a typo here would silently leave the server open to held connections (issue
-19); and ``DDP_PATH_PREFIX`` must be a path DDP's clients can be pointed at, since a
-malformed one would silently serve DDP nowhere a client looks."""
+19); its trusted proxies (``HTTP_FORWARDED_ALLOW_IPS``), where a typo would silently
+trust no one, or the wrong peers; and ``DDP_PATH_PREFIX`` must be a path DDP's clients
+can be pointed at, since a malformed one would silently serve DDP nowhere a client looks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import re
 from typing import Any
 
 from django.core import checks
+
+from livedata.server.proxies import parse
 
 #: ``DDP_PATH_PREFIX``: empty, or "/" and URL path segments (no empty, "." or ".."
 #: segment; one trailing "/" is ignored), of the characters a path needs no escaping for
@@ -62,6 +65,16 @@ def server_limits(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
                 id="livedata.E005",
             )
         )
+    try:
+        parse(conf.HTTP_FORWARDED_ALLOW_IPS)
+    except ValueError as exc:
+        errors.append(
+            checks.Error(
+                f"LIVEDATA['HTTP_FORWARDED_ALLOW_IPS']: {exc}.",
+                hint='Trusted proxies, e.g. ("127.0.0.1", "10.0.0.0/8", "unix").',
+                id="livedata.E005",
+            )
+        )
     return errors
 
 
@@ -78,6 +91,6 @@ def path_prefix(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
             hint="It starts with '/' and has no query or fragment, no empty, '.' or '..' "
             "segment, no spaces or characters that need escaping; DDP is then served at "
             "PREFIX/websocket and PREFIX/sockjs.",
-            id="livedata.E007",
+            id="livedata.E009",
         )
     ]

@@ -32,6 +32,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from livedata.capture.context import context, user_fields
 from livedata.dbwait import DatabaseUnavailable, is_database_error
 from livedata.ddp import messages
 from livedata.ddp.connection import (
@@ -435,7 +436,8 @@ class DDPSession:
         fence: Snapshot | None = None
         self._call_in_flight = call
         try:
-            result, fence = await self.runtime.invoke(method, call, action.params)
+            with context(**self._audit(action.name)):
+                result, fence = await self.runtime.invoke(method, call, action.params)
             if "user" in call.pending:
                 await self.set_user(*call.pending["user"])
         except BaseException as exc:
@@ -462,6 +464,17 @@ class DDPSession:
         self.flush()
         await self.runtime.fence(fence)
         self.protocol.method_updated(action.id)
+
+    def _audit(self, method_name: str) -> dict[str, Any]:
+        """The audit context of a method's writes (``capture.context``): who called,
+        which method, on which DDP session, from which address (the client's, through
+        trusted proxies: ``server.proxies``)."""
+        return {
+            **user_fields(self.user),
+            "ddp_method": method_name,
+            "ddp_session": self.protocol.session,
+            "remote_addr": self.client_address,
+        }
 
     # --- output (``outbox``, ``outgoing``) ----------------------------------------------
 

@@ -15,6 +15,7 @@ subclasses of its httptools and websockets-sansio protocols instead (settings in
 - ``HTTP_MAX_HEADER_BYTES``: a request whose headers pass it gets 431 and is closed.
 - ``HTTP_MAX_CONNECTIONS_PER_ADDRESS``: connections open at once from one client address
   in this process (WebSockets included); one more is answered 503 at once and closed.
+  Trusted proxies (``HTTP_FORWARDED_ALLOW_IPS``) are not capped: they carry everyone's.
 - ``HTTP_SHUTDOWN_PERIOD``: on shutdown, open WebSockets are closed evenly spread over
   this many seconds (``Drain``), not all at once.
 
@@ -26,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from livedata.server.proxies import TrustedProxies
 
 logger = logging.getLogger("livedata.server")
 
@@ -40,6 +43,8 @@ class Limits:
     header_timeout: float
     max_header_bytes: int
     max_per_address: int
+    #: peers not capped per address: they carry many clients' connections
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
     @classmethod
     def from_settings(cls) -> Limits:
@@ -50,6 +55,7 @@ class Limits:
             conf.HTTP_HEADER_TIMEOUT,
             conf.HTTP_MAX_HEADER_BYTES,
             conf.HTTP_MAX_CONNECTIONS_PER_ADDRESS,
+            TrustedProxies(conf.HTTP_FORWARDED_ALLOW_IPS),
         )
 
 
@@ -141,7 +147,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         assert limits is not None
         address = self.client[0] if self.client else ""
         count = connections.open(transport, address)
-        if limits.max_per_address and count > limits.max_per_address:
+        capped = limits.max_per_address and not limits.proxies.trusts(address)
+        if capped and count > limits.max_per_address:
             refused = _refusals.note(address)
             if refused:
                 logger.warning(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -24,13 +25,46 @@ class Command(BaseCommand):
             help="processes sharing the port, each with its own listener",
         )
         parser.add_argument("--log-level", default="info")
+        parser.add_argument(
+            "--ssl-certfile", metavar="PEM", help="serve https and wss with this certificate"
+        )
+        parser.add_argument("--ssl-keyfile", metavar="PEM", help="the certificate's private key")
+        parser.add_argument(
+            "--uds", metavar="PATH", help="listen on this Unix socket instead of --host/--port"
+        )
+        parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="development: restart when a .py file changes (one process, not --workers)",
+        )
+        parser.add_argument(
+            "--reload-dir",
+            action="append",
+            metavar="DIR",
+            help="directories --reload watches (repeatable; default: the current one)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        cert, key = options["ssl_certfile"], options["ssl_keyfile"]
+        if bool(cert) != bool(key):
+            raise CommandError("--ssl-certfile and --ssl-keyfile go together: give both")
+        for path in (cert, key):
+            if path and not os.path.isfile(path):
+                raise CommandError(f"no such file: {path}")
+        if options["reload"] and options["workers"] > 1:
+            raise CommandError("--reload runs one process: drop --workers")
+        if options["reload_dir"] and not options["reload"]:
+            raise CommandError("--reload-dir needs --reload")
         serve(
             options["host"],
             options["port"],
             workers=options["workers"],
             log_level=options["log_level"],
+            ssl_certfile=cert,
+            ssl_keyfile=key,
+            uds=options["uds"],
+            reload=options["reload"],
+            reload_dirs=options["reload_dir"],
         )
 
 
@@ -62,7 +96,23 @@ def ready_to_serve() -> None:
         )
 
 
-def serve(host: str, port: int, *, workers: int = 1, log_level: str = "info") -> None:
+def serve(
+    host: str,
+    port: int,
+    *,
+    workers: int = 1,
+    log_level: str = "info",
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    uds: str | None = None,
+    reload: bool = False,
+    reload_dirs: list[str] | None = None,
+) -> None:
+    """uvicorn with livedata's protocols and limits. ``ssl_*``: TLS (https, wss);
+    ``uds``: a Unix socket (for a proxy on this host: list ``"unix"`` in
+    ``HTTP_FORWARDED_ALLOW_IPS``); ``reload``: restart on code changes (development).
+    The client address comes from the proxies trusted by ``HTTP_FORWARDED_ALLOW_IPS``
+    (``livedata.server.proxies``, in the app), never from uvicorn's own handling."""
     import uvicorn
 
     ready_to_serve()
@@ -86,6 +136,11 @@ def serve(host: str, port: int, *, workers: int = 1, log_level: str = "info") ->
         app,
         host=host,
         port=port,
+        uds=uds,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        reload=reload,
+        reload_dirs=reload_dirs,
         workers=workers if workers > 1 else None,
         lifespan="on",
         # with a header timeout and caps on header size and connections per address
@@ -99,7 +154,7 @@ def serve(host: str, port: int, *, workers: int = 1, log_level: str = "info") ->
         ws_per_message_deflate=compress,
         log_level=log_level,
         log_config=uvicorn_log_config(),  # SockJS session ids never in the access log
-        proxy_headers=False,
+        proxy_headers=False,  # livedata.server.proxies does it, for any ASGI server
         # WebSockets close over HTTP_SHUTDOWN_PERIOD (protocols.Drain); then open SockJS
         # streams and long polls, which would otherwise hold a shutdown forever, are cut
         timeout_graceful_shutdown=math.ceil(conf.HTTP_SHUTDOWN_PERIOD) + 3,
