@@ -20,6 +20,7 @@ from livedata.server.sockjs.core import OUTBOX_LIMIT
 from livedata.server.sockjs.ddp import DDPHandler
 from livedata.server.sockjs.endpoint import SockJSEndpoint
 from livedata.server.sockjs.receivers import Receiver
+from tests.capture.test_listener import until
 
 LIMIT = 1000
 CONNECT = '{"msg":"connect","version":"1","support":["1"]}'
@@ -187,3 +188,42 @@ def test_the_writer_sends_inline_and_only_a_send_that_waits_goes_on_in_a_task():
         assert not broken._sending
 
     asyncio.run(scenario())
+
+
+def test_frames_queued_together_go_in_one_send_many_and_a_lone_one_alone():
+    async def scenario() -> list[tuple[str, list[str]]]:
+        calls: list[tuple[str, list[str]]] = []
+        gate = asyncio.Event()
+
+        async def send(text: str) -> None:
+            calls.append(("one", [text]))
+
+        async def send_many(texts: list[str]) -> None:
+            if texts[0] == "wait":
+                await gate.wait()
+            calls.append(("many", texts))
+
+        async def close(code: int, reason: str) -> None:
+            pass
+
+        writer = Writer(send, close, LIMIT, send_many)
+        writer.outbox.put(["a", "b", "c"])
+        writer.carry()
+        writer.outbox.put(["d"])
+        writer.carry()
+        writer.outbox.put(["wait", "e"])
+        writer.carry()  # waits for the socket: the rest in the writer task
+        writer.outbox.put(["f"])
+        writer.outbox.put(["g"])
+        gate.set()
+        await until(lambda: writer._task is None)
+        assert writer.outbox.bytes == 0
+        return calls
+
+    calls = asyncio.run(scenario())
+    assert calls == [
+        ("many", ["a", "b", "c"]),
+        ("one", ["d"]),
+        ("many", ["wait", "e"]),
+        ("many", ["f", "g"]),
+    ]

@@ -36,6 +36,11 @@ from livedata.server.outbox import Outbox
 logger = logging.getLogger("livedata.server")
 
 SendText = Callable[[str], Awaitable[None]]
+#: Sends several frames in one write (a transport that can: ``wsprotocol``'s extension).
+SendMany = Callable[[list[str]], Awaitable[None]]
+#: That ASGI extension (and its send event's type): ``{"type": SEND_MANY, "texts": [...]}``
+#: writes the text frames at once: a batch of changes in one system call.
+SEND_MANY = "livedata.websocket.send_many"
 CloseTransport = Callable[[int, str], Awaitable[None]]
 
 #: Longest wait for queued frames to get out when closing, before giving up on them (a
@@ -84,11 +89,29 @@ class Carrier(Protocol):
 class Writer:
     """The carrier of a transport whose ``send`` waits while the socket is backed up."""
 
-    __slots__ = ("_close", "_room", "_room_low", "_send", "_sending", "_task", "outbox")
+    __slots__ = (
+        "_close",
+        "_room",
+        "_room_low",
+        "_send",
+        "_send_many",
+        "_sending",
+        "_task",
+        "outbox",
+    )
 
-    def __init__(self, send: SendText, close: CloseTransport, limit: int) -> None:
+    def __init__(
+        self,
+        send: SendText,
+        close: CloseTransport,
+        limit: int,
+        send_many: SendMany | None = None,
+    ) -> None:
+        """``send_many``: when the transport has it, frames queued together go in one
+        write (one system call for a batch of changes, not one per change)."""
         self.outbox = Outbox(limit)
         self._send = send
+        self._send_many = send_many
         self._close = close
         self._task: asyncio.Task[None] | None = None
         self._sending = False  # someone is sending the outbox: frames keep their order
@@ -101,11 +124,14 @@ class Writer:
         first send that has to wait for the socket goes on in a task, with the rest."""
         if self._task is not None or self._sending or self.outbox.closed:
             return
-        outbox, send, room = self.outbox, self._send, self._room
+        outbox, send, room, many = self.outbox, self._send, self._room, self._send_many
         self._sending = True  # no one else sends meanwhile: frames keep their order
         try:
             while outbox:
-                sending = send(outbox.popleft())
+                if many is not None and len(outbox) > 1:
+                    sending = many(outbox.take())
+                else:
+                    sending = send(outbox.popleft())
                 if type(sending) is not CoroutineType:  # another awaitable: drive it too
                     sending = _awaited(sending)
                 try:
@@ -185,10 +211,13 @@ class Writer:
         """Send the frames ahead in the outbox, one at a time, until there are none;
         ``_sending`` meanwhile, so that no one else sends and frames keep their order."""
         self._sending = True
-        outbox = self.outbox
+        outbox, many = self.outbox, self._send_many
         try:
             while outbox:
-                await self._send(outbox.popleft())
+                if many is not None and len(outbox) > 1:
+                    await many(outbox.take())
+                else:
+                    await self._send(outbox.popleft())
                 if self._room is not None and outbox.bytes <= self._room_low:
                     self._room.set()  # a stream waiting for room goes on
         finally:

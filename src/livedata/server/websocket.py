@@ -16,7 +16,7 @@ from livedata.runtime.admission import Busy
 from livedata.server.ddp_session import DDPSession, Services
 from livedata.server.headers import headers_of
 from livedata.server.origin import origin_allowed, site_origin
-from livedata.server.outgoing import Flag, Writer
+from livedata.server.outgoing import SEND_MANY, Flag, Writer
 
 logger = logging.getLogger("livedata.server")
 
@@ -94,6 +94,14 @@ async def serve_websocket(
             return _nothing()
         return send({"type": "websocket.send", "text": text})  # type: ignore[no-any-return]
 
+    send_many = None
+    if SEND_MANY in scope.get("extensions", {}):
+
+        def send_many(texts: list[str]) -> Awaitable[None]:
+            if closed.is_set():
+                return _nothing()
+            return send({"type": SEND_MANY, "texts": texts})  # type: ignore[no-any-return]
+
     handler = asyncio.current_task()
     abandoned = False
 
@@ -117,7 +125,8 @@ async def serve_websocket(
     client = scope.get("client")
     ddp_session = DDPSession(
         services,
-        Writer(send_text, close, conf.DDP_MAX_OUTGOING_BYTES),  # send waits for the socket
+        # send waits for the socket
+        Writer(send_text, close, conf.DDP_MAX_OUTGOING_BYTES, send_many),
         client_address=client[0] if client else None,
         http_headers=headers,
         site_origin=site,

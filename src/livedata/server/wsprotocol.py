@@ -36,6 +36,7 @@ from uvicorn.protocols.utils import (
 )
 
 from livedata.server import wsframes
+from livedata.server.outgoing import SEND_MANY
 from livedata.server.protocols import connections, drain_delay
 from livedata.server.wsframes import BINARY, PONG, TEXT, Close, Failure, Message, Ping
 
@@ -48,17 +49,21 @@ MAX_QUEUED = 32
 CLOSE_TIMEOUT = 10.0
 
 
-#: The last text frame built, by the identity of its text: a fan-out sends the same str
-#: to every subscriber in turn, so it is encoded and framed once, not once per socket.
-_last: tuple[str | None, bytes] = (None, b"")
+#: Text frames built lately, by the identity of their text (each entry holds its str, so
+#: its id is not reused meanwhile): a fan-out sends the same strs to every subscriber in
+#: turn, so each is encoded and framed once, not once per socket.
+_frames: dict[int, tuple[str, bytes]] = {}
+FRAME_CACHE = 256
 
 
 def _text_frame(text: str) -> bytes:
-    global _last
-    if _last[0] is text:
-        return _last[1]
+    found = _frames.get(id(text))
+    if found is not None and found[0] is text:
+        return found[1]
+    if len(_frames) >= FRAME_CACHE:
+        _frames.clear()
     built = wsframes.frame(TEXT, text.encode())
-    _last = (text, built)
+    _frames[id(text)] = (text, built)
     return built
 
 
@@ -273,7 +278,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             "headers": headers,
             "subprotocols": subprotocols,
             "state": self.app_state.copy(),
-            "extensions": {"websocket.http.response": {}},
+            "extensions": {"websocket.http.response": {}, SEND_MANY: {}},
         }
         self.accept_key = wsframes.accept_key(key)
         self._put({"type": "websocket.connect"})
@@ -345,7 +350,9 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             raise ClientDisconnected()
         kind = message["type"]
         if self.parser is not None and not self.close_sent:  # open: the hot path first
-            if kind == "websocket.send":
+            if kind == SEND_MANY:
+                self.transport.write(b"".join([_text_frame(t) for t in message["texts"]]))
+            elif kind == "websocket.send":
                 text = message.get("text")
                 if text is not None:
                     self.transport.write(_text_frame(text))
