@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -164,19 +165,31 @@ def test_a_trusted_proxy_is_not_capped_per_address(capped_proxied):
 
     host, port = capped_proxied.split(":")
 
-    def answers(source: str, count: int) -> list[bytes]:
+    def answers(source: str, count: int) -> list[str]:
+        """``count`` connections from ``source``, all held open: each asks once."""
         sockets = [
             socket.create_connection((host, int(port)), 10, (source, 0)) for _ in range(count)
         ]
         try:
-            out = []
-            for sock in sockets:  # each asks once, all held open meanwhile
-                sock.sendall(b"GET /sockjs/info HTTP/1.1\r\nHost: x\r\n\r\n")
-                out.append(sock.recv(12))
-            return out
+            return [_status(sock) for sock in sockets]
         finally:
             for sock in sockets:
                 sock.close()
 
-    assert answers(UNTRUSTED, 4) == [b"HTTP/1.1 200"] * 3 + [b"HTTP/1.1 503"]
-    assert answers(PROXY, 6) == [b"HTTP/1.1 200"] * 6
+    # (the fixture's own probe from 127.0.0.1 may not be counted out yet: at most 3)
+    untrusted = answers(UNTRUSTED, 6)
+    assert untrusted.count("200") <= 3 and untrusted[-1] == "refused", untrusted
+    assert answers(PROXY, 6) == ["200"] * 6
+
+
+def _status(sock: Any) -> str:
+    """ "200", or "refused" (the 503 the cap answers at once, or the closed socket that
+    follows it when the request was sent after)."""
+    data = b""
+    try:
+        sock.sendall(b"GET /sockjs/info HTTP/1.1\r\nHost: x\r\n\r\n")
+        while len(data) < 12 and (chunk := sock.recv(12 - len(data))):
+            data += chunk
+    except ConnectionError:
+        pass
+    return "200" if data == b"HTTP/1.1 200" else "refused"
