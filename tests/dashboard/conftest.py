@@ -4,6 +4,7 @@ admin page's own connection is), and users of each kind."""
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -11,7 +12,13 @@ from typing import Any
 import pytest
 from django.test import Client as DjangoClient
 
+from tests.server.conftest import _serve
 from tests.server.test_websocket import CONNECT, Client
+from tests.webhooks.conftest import demo_collections, make_receiver, svc  # noqa: F401
+
+#: The dashboard's servers: a fast refresh, and retries far apart (a failing webhook
+#: stays "retrying" until someone presses "retry now").
+SETTINGS = {"DASHBOARD_INTERVAL": 0.2, "WEBHOOK_RETRY_SCHEDULE": [0, 600, 600]}
 
 
 def cookie_client(server: str, user: Any = None) -> Client:
@@ -73,6 +80,12 @@ def staff(transactional_db) -> Any:
     from django.contrib.auth.models import User
 
     return User.objects.create_superuser("boss", "boss@example.com", "boss-password")
+
+
+@pytest.fixture
+def server(transactional_db) -> Iterator[str]:
+    """A ``livedata serve`` with ``SETTINGS`` (replaces the server tests' fixture here)."""
+    yield from _serve("1", LIVEDATA_SETTINGS=json.dumps(SETTINGS))
 
 
 @pytest.fixture

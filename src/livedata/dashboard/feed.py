@@ -83,6 +83,12 @@ class Feed:
                 [((("model", m),), n) for m, n in sorted(self.changes_by_model.items())],
             ),
             Figure.one(
+                "dashboard_refreshes_total",
+                "counter",
+                "wake-ups of the dashboard's refresh task (none while nobody has it open)",
+                self.wakeups,
+            ),
+            Figure.one(
                 "dashboard_subscribers",
                 "gauge",
                 "open dashboard pages (subscriptions to livedata.dashboard)",

@@ -152,7 +152,7 @@
       var state = el("span", s.state, "ld-state ld-" + s.state);
       if (s.state === "disabled") state.title = s.disabled_reason;
       if (s.state === "retrying") state.title = s.attempts + " failed; next at " + s.next_attempt_at + ": " + s.last_error;
-      return row([name, state, s.delivered, s.last_status === null ? "–" : s.last_status,
+      return row([name, state, s.delivered, s.recent && s.recent.length ? (s.recent[0].status_code || s.recent[0].outcome) : "–",
         lag ? lag.lag_transactions + " tx / " + lag.lag_seconds + " s" : "–", attempts, actions],
         { id: s.id, state: s.state, delivered: s.delivered });
     });
