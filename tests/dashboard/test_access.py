@@ -74,13 +74,13 @@ def test_the_admin_page_is_for_staff_with_the_permission(server, staff):
     clerk.force_login(_viewer("clerk", staff=True, perm=False))
     assert clerk.get(PAGE).status_code == 403
     for page in (anonymous, plain.get(PAGE), clerk.get(PAGE)):
-        assert b"livedata-dashboard" not in page.content
+        assert b"ld-dashboard" not in page.content
     boss = DjangoClient()
     boss.force_login(staff)
     page = boss.get(PAGE)
     assert page.status_code == 200
     html = page.content.decode()
-    assert 'id="livedata-dashboard"' in html
+    assert 'id="ld-dashboard"' in html
     for script in ("uPlot.iife.min.js", "dashboard/ddp.js", "dashboard/dashboard.js"):
         assert script in html
     assert "cdn" not in html.lower() and "//unpkg" not in html

@@ -3,7 +3,7 @@
    textContent: nothing a client wrote is ever parsed as HTML. */
 (function () {
   "use strict";
-  var root = document.getElementById("livedata-dashboard");
+  var root = document.getElementById("ld-dashboard");
   var scheme = location.protocol === "https:" ? "wss://" : "ws://";
   var ddp = new window.LivedataDDP(scheme + location.host + "/websocket");
   var statusEl = document.getElementById("status");
