@@ -84,3 +84,18 @@ def test_the_admin_page_is_for_staff_with_the_permission(server, staff):
     for script in ("uPlot.iife.min.js", "dashboard/ddp.js", "dashboard/dashboard.js"):
         assert script in html
     assert "cdn" not in html.lower() and "//unpkg" not in html
+
+
+def test_logging_out_ends_the_subscription(clients, staff):
+    """The connection's user changes (Meteor's ``logout``): the dashboard checks again,
+    answers ``nosub`` and removes its documents from the client."""
+    c = clients(staff)
+    c.send(SUB)
+    got, before = answer(c, "d")
+    assert got["msg"] == "ready"
+    shown = {m["id"] for m in before if m.get("collection") == COLLECTION}
+    c.send({"msg": "method", "id": "out", "method": "logout", "params": []})
+    seen = c.until(lambda m: m.get("msg") == "nosub" and m["id"] == "d")
+    assert seen[-1]["error"]["error"] == 403
+    removed = {m["id"] for m in seen if m.get("msg") == "removed" and m["collection"] == COLLECTION}
+    assert removed == shown

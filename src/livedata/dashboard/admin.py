@@ -17,21 +17,13 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from livedata.capture.admin import ReadOnlyAdmin
 from livedata.dashboard.access import may_view
 from livedata.dashboard.models import Dashboard
 
 
 @admin.register(Dashboard)
-class DashboardAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
+class DashboardAdmin(ReadOnlyAdmin):
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return may_view(request.user)
 
