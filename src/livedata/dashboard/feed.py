@@ -69,6 +69,8 @@ class Feed:
         self._before: tuple[float, float, dict[str, float]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        #: while the first subscriber's documents are read: the rows arriving meanwhile
+        self._arrived: list[Any] | None = None
         #: times the refresh task woke (tests check it stays 0 without subscribers)
         self.wakeups = 0
         runtime.figures.add("dashboard", self.figures)
@@ -105,7 +107,16 @@ class Feed:
         await self._check(session.user)
         async with self._lock:
             if not self.subscribers:
-                await self._seed()
+                self._arrived = []  # rows of batches handed over while the seed is read
+                try:
+                    await self._seed()
+                    for row in self._arrived:
+                        self._add_change(row)
+                except BaseException:
+                    self._idle()  # nothing half-read stays for the next subscriber
+                    raise
+                finally:
+                    self._arrived = None
             self.subscribers[(session, sub_id)] = None
             session.publish_added(sub_id, self._all())
             if self._task is None:
@@ -251,8 +262,10 @@ class Feed:
         counts = self.changes_by_model
         for row in batch.rows:
             counts[row.model] = counts.get(row.model, 0) + 1
-        if not self.subscribers or not batch.rows or self._task is None:
-            return  # nobody looks (or the first subscriber's seed is still being read)
+        if self._arrived is not None:  # the first subscriber's seed is being read
+            self._arrived.extend(batch.rows[-self.recent :])
+        if not self.subscribers or not batch.rows:
+            return  # nobody looks
         out: list[Any] = []
         for row in batch.rows[-self.recent :]:
             self._add_change(row, out)
