@@ -16,7 +16,6 @@ from collections import ChainMap
 from typing import Any
 
 from livedata.capture.log import Batch
-from livedata.dashboard.feed import PUBLICATION, Feed
 from livedata.livequery.engine import Engine
 from livedata.publish.methods import MethodRegistry
 from livedata.publish.methods import registry as default_methods
@@ -40,9 +39,11 @@ class DDPService:
         self.runtime = runtime
         self.settings = runtime.settings
         self.methods = methods or default_methods
+        from livedata.dashboard.feed import PUBLICATION, Feed  # its models need Django set up
+
         self.engine = Engine(runtime)
         #: publications served from memory rather than by the engine (the dashboard's)
-        self.feeds: dict[str, Feed] = {PUBLICATION: Feed(runtime, self.engine)}
+        self.feeds: dict[str, Any] = {PUBLICATION: Feed(runtime, self.engine)}
         #: names clients may subscribe to
         self.publications = ChainMap(self.feeds, API.publications)
         runtime.figures.add("ddp sessions", lambda: session_figures(runtime))
