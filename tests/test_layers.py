@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
     {"accounts"},
     {"httpapi"},
     {"livequery", "webhooks", "pull", "metrics"},
+    {"dashboard"},  # reads the consumers above; the server routes its publication
     {"server"},
     {"admin", "checks", "models", "urls", "api", "migrations"},  # Django's entry points
     {"apps"},  # the app config: wires the above at start-up

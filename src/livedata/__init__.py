@@ -25,8 +25,9 @@ that imports it back, inside a package either (the same test finds any cycle):
    batches, which talks to subscribers through ``livequery.subscriber.Subscriber``),
    ``webhooks``, ``pull``, ``metrics`` (the figures of ``runtime.figures`` for
    Prometheus, and their endpoint);
-9. ``server`` (transports, sessions, the ASGI app: the composition root);
-10. Django's entry points (``admin``, ``checks``, ``models``, ``urls``, ``api``,
+9. ``dashboard`` (the operators' page and its DDP publication, over the above's state);
+10. ``server`` (transports, sessions, the ASGI app: the composition root);
+11. Django's entry points (``admin``, ``checks``, ``models``, ``urls``, ``api``,
     ``migrations``), then ``apps``, ``management``, ``cli`` and ``demo``, ``__main__``.
 
 The names below are imported lazily so that ``import livedata`` works before Django is set up.

@@ -30,6 +30,7 @@ class LivedataConfig(AppConfig):
         if livedata_settings().ACCOUNTS:
             from livedata.accounts import methods, publications  # noqa: F401  (Meteor's)
 
+        from livedata.dashboard import methods as _dashboard  # noqa: F401  (its buttons)
         from livedata.pull.live import runtime_service as pull_service
         from livedata.runtime import Runtime
         from livedata.webhooks.worker import runtime_service

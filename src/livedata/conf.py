@@ -341,6 +341,14 @@ class LivedataSettings:
     #: How long delivery-log rows are kept.
     WEBHOOK_DELIVERY_RETENTION: timedelta = timedelta(days=3)
 
+    # --- Operators' dashboard (livedata.dashboard, /admin/livedata/dashboard/) -----------
+    #: Seconds between refreshes of an open dashboard (none while nobody has it open).
+    DASHBOARD_INTERVAL: float = 1.0
+    #: Change rows the page lists (the latest; older ones are in the change-log admin).
+    DASHBOARD_RECENT_CHANGES: int = 50
+    #: Seconds of history the page's chart keeps (samples taken while it is open).
+    DASHBOARD_HISTORY: float = 600.0
+
     if not TYPE_CHECKING:  # type checkers flag the old names; at run time they still work
 
         def __getattr__(self, name: str) -> Any:

@@ -39,7 +39,13 @@ def services():
 
     tokens = SimpleNamespace(track_token=lambda *args: None)
     return SimpleNamespace(
-        runtime=runtime, settings=conf, methods={}, publications={}, engine=Engine(), tokens=tokens
+        runtime=runtime,
+        settings=conf,
+        methods={},
+        publications={},
+        engine=Engine(),
+        tokens=tokens,
+        feeds={},
     )
 
 

@@ -26,8 +26,21 @@ _URL_LOOKUPS = {
 }
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """An admin that shows and never writes (the change log; the dashboard's page)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Change)
-class ChangeAdmin(admin.ModelAdmin):
+class ChangeAdmin(ReadOnlyAdmin):
     list_display = ["id", "at", "op", "model", "object_pk", "who", "request"]
     list_filter = ["op", "model"]
     search_fields = ["=object_pk", "context__username", "=context__request_id"]
@@ -47,15 +60,6 @@ class ChangeAdmin(admin.ModelAdmin):
         "pretty_context",
     ]
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
         return lookup in _URL_LOOKUPS or super().lookup_allowed(lookup, value, request)

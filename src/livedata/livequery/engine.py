@@ -487,6 +487,29 @@ class Engine:
             ),
         ]
 
+    def observer_details(self) -> list[dict[str, Any]]:
+        """Each observer as the operators' dashboard shows it: publication, parameters,
+        whether it is per user, its subscribers, and how each of its queries refreshes.
+
+        A source of its own beside ``figures`` (``runtime.figures``' rule: parameters
+        are unbounded, so they are no Prometheus labels); read on demand."""
+        out = []
+        for observer in list(self.observers.values()):
+            name, params, user = observer.key
+            out.append(
+                {
+                    "publication": name,
+                    "params": params,
+                    "per_user": observer.per_user,
+                    "user": None if user is None else str(user),
+                    "subscribers": len(observer.subscribers),
+                    "refresh": [q.how_refreshed for q in observer.queries],
+                    "documents": sum(len(q.docs) for q in observer.queries),
+                }
+            )
+        out.sort(key=lambda d: (d["publication"], d["params"], d["user"] or ""))
+        return out
+
 
 def fair_order(observers: Iterable[Observer]) -> list[Observer]:
     """Observers in turns across clients: every client's first observer, then every

@@ -10,13 +10,15 @@ WebSockets to other paths go to it untouched, so the project's consumers keep th
 
 It makes the process's one ``livedata.runtime.Runtime`` (listener, pools, services) and
 the ``DDPService`` every DDP session shares on top of it (the live-query engine, the
-method and publication registries, the login-token watch), and passes them in.
+method and publication registries, the login-token watch, the dashboard's feed), and
+passes them in.
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
+from collections import ChainMap
 from typing import Any, ClassVar
 
 from django.core.handlers.asgi import ASGIHandler
@@ -49,8 +51,13 @@ class DDPService:
         self.runtime = runtime
         self.settings = runtime.settings
         self.methods = methods or default_methods
-        self.publications = API.publications  # names clients may subscribe to
+        from livedata.dashboard.feed import PUBLICATION, Feed  # its models need Django set up
+
         self.engine = Engine(runtime)
+        #: publications served from memory rather than by the engine (the dashboard's)
+        self.feeds: dict[str, Any] = {PUBLICATION: Feed(runtime, self.engine)}
+        #: names clients may subscribe to
+        self.publications = ChainMap(self.feeds, API.publications)
         runtime.figures.add("ddp sessions", lambda: session_figures(runtime))
         runtime.figures.add("live queries", self.engine.figures)
         # the live queries first (the write fence waits on them), then the token watch
@@ -59,6 +66,8 @@ class DDPService:
 
     async def _on_engine_batch(self, batch: Batch) -> None:
         await self.engine.on_changes(batch.rows)
+        for feed in self.feeds.values():
+            feed.on_batch(batch)
 
 
 def _freeze_startup_objects(thresholds: tuple[int, int, int] | None = None) -> None:

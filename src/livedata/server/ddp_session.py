@@ -80,6 +80,8 @@ class Services(Protocol):
     publications: Mapping[str, Any]
     engine: Engine
     tokens: TokenWatch
+    #: publications served from memory (``dashboard.feed.Feed``), by name
+    feeds: Mapping[str, Any]
 
 
 class DDPSession:
@@ -177,6 +179,8 @@ class DDPSession:
         self._leave()
         self.services.tokens.track_token(self, self.login_token, None)
         await self.services.engine.drop_session(self)
+        for feed in self.services.feeds.values():
+            feed.drop_session(self)
         # freed now rather than at the next full GC (sessions are in reference cycles), and
         # the pages returned: a leaving client's memory goes back (issue 19)
         released = sum(len(docs) for docs in self.mergebox.collections.values())
@@ -276,6 +280,7 @@ class DDPSession:
                         await self._subscribe(action)
                     elif isinstance(action, Unsubscribe):
                         self.subs.pop(action.id, None)
+                        self._unsubscribe_feed(action.id)
                         await self.services.engine.unsubscribe(self, action.id)
                         self._send_data(self.mergebox.remove_subscription(action.id))
                         self.protocol.nosub(action.id)
@@ -289,8 +294,12 @@ class DDPSession:
 
     async def _subscribe(self, action: Subscribe) -> None:
         self.subs[action.id] = (action.name, action.params)
+        feed = self.services.feeds.get(action.name)
         try:
-            await self.services.engine.subscribe(self, action.id, action.name, action.params)
+            if feed is not None:
+                await feed.subscribe(self, action.id, action.params)
+            else:
+                await self.services.engine.subscribe(self, action.id, action.name, action.params)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -304,9 +313,15 @@ class DDPSession:
         if unexpected:
             logger.error("livedata: publication %r failed", name, exc_info=exc)
         self.subs.pop(sub_id, None)
+        self._unsubscribe_feed(sub_id)
         await self.services.engine.unsubscribe(self, sub_id)
         self._send_data(self.mergebox.remove_subscription(sub_id))
         self.protocol.nosub(sub_id, error)
+
+    def _unsubscribe_feed(self, sub_id: str) -> None:
+        for feed in self.services.feeds.values():
+            if feed.owns(self, sub_id):
+                feed.unsubscribe(self, sub_id)
 
     # --- the user (see ``login``) -------------------------------------------------------
 
@@ -319,10 +334,17 @@ class DDPSession:
         self.services.tokens.track_token(self, self.login_token, login_token)
         self.login_token = login_token
         self.user = user if user is not None else AnonymousUser()
-        failed = await self.services.engine.rerun(
-            self, dict(self.subs), universal_documents(self.user)
-        )
+        feeds = self.services.feeds
+        queried = {k: sub for k, sub in self.subs.items() if sub[0] not in feeds}
+        failed = await self.services.engine.rerun(self, queried, universal_documents(self.user))
         await self.stream()
+        # the rebuilt view has none of the feeds' documents: each checks access again
+        for sub_id, (name, _params) in list(self.subs.items()):
+            if name in feeds:
+                try:
+                    await feeds[name].rerun(self, sub_id)
+                except Exception as exc:
+                    failed.append((sub_id, exc))
         for sub_id, exc in failed:
             await self._sub_failed(sub_id, self.subs.get(sub_id, ("?",))[0], exc)
 

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from livedata.webhooks import control
 from livedata.webhooks.models import Delivery, Subscription
 
 
@@ -22,7 +23,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
     ]  # fmt: skip
     list_filter = ["state"]
     search_fields = ["name", "url", "owner__username"]
-    actions = ["enable", "disable"]
+    actions = ["enable", "retry_now", "disable"]
     readonly_fields = [
         "position_display", "generation", "epoch", "attempts", "next_attempt_at", "delivered",
         "last_success_at", "last_error_at", "last_status", "last_error", "created", "updated",
@@ -48,14 +49,13 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Enable (continue from its position)")
     def enable(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:
-        n = queryset.update(
-            state=Subscription.State.ACTIVE,
-            disabled_reason="",
-            attempts=0,
-            next_attempt_at=None,
-            updated=timezone.now(),
-        )
+        n = control.enable(queryset)
         self.message_user(request, f"{n} subscription(s) enabled", messages.SUCCESS)
+
+    @admin.action(description="Retry now (the next change, without waiting)")
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:
+        n = control.retry_now(queryset)
+        self.message_user(request, f"{n} subscription(s) retried now", messages.SUCCESS)
 
     @admin.action(description="Disable (changes are kept)")
     def disable(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:
