@@ -226,6 +226,7 @@ def test_a_standby_with_no_fence_waiting_does_not_wake_the_leader(db_params, red
         idle = leader.reads - idle_from
         fenced_from = leader.reads
         async with await psycopg.AsyncConnection.connect(**db_params, autocommit=True) as conn:
+            await conn.execute("SELECT pg_current_xact_id()")  # moves the snapshot only
             text = (await (await conn.execute(log.HEAD_SQL)).fetchone())[0]
         await asyncio.wait_for(standby.followers[0].wait_covers(Snapshot.parse(text)), 5)
         fenced = leader.reads - fenced_from
