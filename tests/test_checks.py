@@ -174,6 +174,17 @@ def test_the_digest_hasher_warning_needs_accounts_in_use(settings) -> None:
         usage._publication_user, usage._method_user = saved
 
 
+def test_livedata_own_methods_do_not_count_as_using_the_accounts() -> None:
+    """The dashboard's staff-only methods need a login (Django's session cookie), not
+    Meteor's digest logins: a project without accounts gets no W001 for them."""
+    from livedata.accounts import usage
+    from livedata.publish.methods import registry
+
+    own = [name for name in registry.names() if name.startswith("livedata.dashboard.")]
+    assert own and all(registry.get(name).permission_required for name in own)
+    assert usage._method_user(own) is None
+
+
 def test_an_unknown_livedata_key_says_which_was_meant(settings) -> None:
     from django.core.exceptions import ImproperlyConfigured
 

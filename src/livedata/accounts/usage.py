@@ -7,7 +7,7 @@ served says nothing. They are in use when any of these holds:
 - a setting says so: ``LIVEDATA`` names ``ACCOUNTS`` (true) or any ``ACCOUNTS_*`` key;
 - a publication reads ``self.user`` in ``get_queries`` (read from its source, as
   livedata notices the read at run time), or needs a login or a permission;
-- a method of the project (not one of Meteor's) needs a login or a permission, reads
+- a method of the project (not one of livedata's own) needs a login or a permission, reads
   ``call.user`` or logs the connection in (``call.set_user``).
 
 Code whose source cannot be read is taken to use them (a warning too many rather than
@@ -19,11 +19,12 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-#: where Meteor's own methods and publications are defined (they do not count)
-OWN = "livedata.accounts"
+#: where livedata's own methods and publications are defined (they do not count): Meteor's
+#: accounts, and the operators' dashboard (staff logged in by Django's session cookie)
+OWN = ("livedata.accounts", "livedata.dashboard")
 
 
 def accounts_in_use() -> str | None:
@@ -53,10 +54,11 @@ def _publication_user() -> str | None:
     return None
 
 
-def _method_user() -> str | None:
+def _method_user(names: Iterable[str] | None = None) -> str | None:
+    """Why a method (of ``names``, default every registered one) uses the accounts."""
     from livedata.publish.methods import registry
 
-    for name in registry.names():
+    for name in registry.names() if names is None else names:
         entry = registry.get(name)
         if entry is None or getattr(entry.func, "__module__", "").startswith(OWN):
             continue
