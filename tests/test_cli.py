@@ -241,7 +241,9 @@ def test_the_demo_is_used_only_by_livedata_demo_or_without_a_project_and_says_so
     assert out.returncode == 0, out.stderr
     [line] = out.stderr.splitlines()
     assert line.startswith("livedata: no Django project here (no --settings, ")
-    assert DEMO_LINE in line and f"database {project.dbname!r}" in line
+    # the demo's database: DATABASE_URL's (the project's, here), else the embedded "livedata"
+    expected = project.dbname if "DATABASE_URL" in project.env else "livedata"
+    assert DEMO_LINE in line and f"database {expected!r}" in line
     assert "livedata_demo.0001_initial" in out.stdout
 
 

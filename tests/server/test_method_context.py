@@ -38,7 +38,9 @@ def result(client: Client, method_id: str, *args: object) -> object:
 def psql(sql: str) -> None:
     """A write as an operator makes it: psql on the test database."""
     params = connection.get_connection_params()
-    cmd = ["psql", "-h", params["host"], "-p", str(params["port"]), "-U", params["user"]]
+    cmd = ["psql", "-h", params["host"], "-U", params["user"]]
+    if params.get("port"):  # the embedded server has only its socket directory
+        cmd += ["-p", str(params["port"])]
     subprocess.run([*cmd, "-d", params["dbname"], "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True)
 
 
