@@ -268,6 +268,11 @@ async def _awaited(awaitable: Awaitable[None]) -> None:
     await awaitable
 
 
+#: characters of a subscription's initial frames queued before they are carried together
+#: (one write); bounded so that 1000 clients subscribing at once hold little each
+STREAM_CHUNK = 64 * 1024
+
+
 async def stream(messages: list[dict[str, Any] | str], carrier: Carrier, closed: Flag) -> None:
     """Send ``messages`` (messages, or frames already encoded; held in the outbox since
     the stream began) as the client takes them, until ``closed``.
@@ -282,15 +287,20 @@ async def stream(messages: list[dict[str, Any] | str], carrier: Carrier, closed:
     """
     outbox = carrier.outbox
     low = max(outbox.limit // 4, 1)
+    chunk = min(low, STREAM_CHUNK)
     i = 0
     while i < len(messages):
         if closed.is_set():
             return
-        message = messages[i]
-        frame = message if type(message) is str else serialize(message)  # type: ignore[arg-type]
-        messages[i] = ""  # sent: its memory may go
-        i += 1
-        outbox.put_ahead(frame)
+        # queue a chunk, then carry it at once: a transport with ``send_many`` writes it
+        # in one system call (150 documents: one write, not 150; one write per frame was
+        # half of what subscribing 1000 clients at once cost)
+        while i < len(messages) and outbox.bytes <= chunk:
+            message = messages[i]
+            frame = message if type(message) is str else serialize(message)  # type: ignore[arg-type]
+            messages[i] = ""  # queued: its memory may go
+            i += 1
+            outbox.put_ahead(frame)
         carrier.carry()
         if outbox.bytes > low:
             await carrier.room(low)
