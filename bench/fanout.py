@@ -1,10 +1,13 @@
-"""Fan-out of one popular publication, livedata against a bare broadcaster (issue 14).
+"""Fan-out of one popular publication (and of 100 per-author ones), livedata against a
+bare broadcaster (issue 14).
 
 Every figure is measured side by side with its ceiling in the same run: the bare
 broadcaster of bench/fanout_bare.py (LISTEN, one pre-encoded ``added`` per NOTIFY written
-to every socket, no mergebox, no per-client state) on the ASGI stack ``livedata serve``
-uses. Before each server starts, the bench database is reset to the django-ddp
-bookstore seed: 50 authors with 2 books each (150 documents in ``AllBooks``).
+to every subscribed socket, or to that author's with ``BooksOfAuthor``; no mergebox, no
+per-client state) on the ASGI stack ``livedata serve`` uses. Before each server starts,
+the bench database is reset to the django-ddp bookstore seed: 50 authors with 2 books
+each (150 documents in ``AllBooks``), and bookless authors beyond when a workload
+groups its clients over more.
 
 - **Clients** are Node ``ws`` clients (bench/fanout_client.js, ``ws`` from tests/js,
   installed there with ``npm ci`` when missing), spread over ``--procs`` Node processes
@@ -28,6 +31,12 @@ bookstore seed: 50 authors with 2 books each (150 documents in ``AllBooks``).
     (``livedata.server.wsprotocol``), the bare server with uvicorn's websockets-sansio;
     ``--bare-lean`` also runs the bare server on livedata's protocol ("bare-lean"), a
     second ceiling on the very same WebSocket code, with its own ratio line.
+  - ``groups100``: issue 14's "1000 clients over 100 publications at 1000 changes/s"
+    (bench/live_queries.py's workload, here with the Node generator): client i
+    subscribes ``BooksOfAuthor`` with the id of author i % 100, the writer inserts
+    books for random authors among those 100 (the first 50 have the seed's 2 books, the
+    other 50 none), so each change reaches 10 clients. The same figures and ratios as
+    above; the bare servers keep a set of sockets per author.
   - ``subscribe``: 1000 clients connect (server RSS growth / N: memory per idle
     session), then all subscribe ``AllBooks`` at once: seconds until all are ready, and
     RSS growth / N per subscribed client.
@@ -53,8 +62,8 @@ bookstore seed: 50 authors with 2 books each (150 documents in ``AllBooks``).
     transactions per change. With ``--rounds`` the pair runs that many times, alternating.
 
 The goals of issue 14 are checked at the end (PASS / FAIL with the figure).
-``--quick`` divides the clients (at least 20) and the emails by 10 and runs 2 s per
-run: a smoke check that everything works end to end, not figures.
+``--quick`` divides the clients (at least 20) and the groups (emails, authors) by 10
+and runs 2 s per run: a smoke check that everything works end to end, not figures.
 
     .venv/bin/python -m bench.fanout [--quick] [--only 1000x10,subscribe] [--seconds 10]
 
@@ -119,18 +128,33 @@ class Workload:
     name: str
     clients: int
     rate: float = 10.0
-    emails: int = 0  # BooksByAuthorEmail over this many emails; 0: AllBooks
+    publication: str = "AllBooks"
+    #: client i subscribes ``publication`` for author i % groups (GROUP_PARAM), and the
+    #: writer picks among those authors; 0: every client on it with no parameters
+    groups: int = 0
     workers: int = 1
-    kind: str = "live"  # or "subscribe", or "via" (direct against broker)
+    #: "live": beside the bare servers; "xacts": livedata only, transactions per change
+    #: (long stats lags, the NOTIFY floor); "subscribe"; "via" (direct against broker)
+    kind: str = "live"
 
 
+#: a grouped publication's parameter for author index g (``ids``: the seed's author ids)
+GROUP_PARAM = {
+    "BooksByAuthorEmail": lambda ids, g: f"author-{g}@bench.example",
+    "BooksOfAuthor": lambda ids, g: ids[g],
+}
 WORKLOADS = [
     Workload("100x10", 100, 10),
     Workload("1000x10", 1000, 10),
     Workload("1000x30", 1000, 30),
     Workload("1000x50", 1000, 50),
+    Workload("groups100", 1000, 1000, "BooksOfAuthor", 100),
     Workload("subscribe", 1000, kind="subscribe"),
-    *(Workload(f"email{e}-w{w}", 500, 10, emails=e, workers=w) for e in (50, 500) for w in (1, 4)),
+    *(
+        Workload(f"email{e}-w{w}", 500, 10, "BooksByAuthorEmail", e, w, kind="xacts")
+        for e in (50, 500)
+        for w in (1, 4)
+    ),
     *(Workload(f"via-w{w}", 200, 10, workers=w, kind="via") for w in (1, 2, 4)),
 ]
 #: livedata's own WebSocket protocol, which ``livedata serve`` runs (``--bare-lean``)
@@ -293,18 +317,14 @@ def cpu_seconds(proc: subprocess.Popen) -> float:
 
 
 def live_run(wl: Workload, server: str, params: dict[str, Any], args: Any) -> dict[str, Any]:
-    clients_n, emails = scaled(wl.clients, args.quick), emails_of(wl, args.quick)
+    clients_n, groups = scaled(wl.clients, args.quick), groups_of(wl, args.quick)
     probe = GC_PROBE if server == "livedata" and args.gc_probe else None
-    with serving(server, params, emails, wl.workers, probe) as (proc, url, ids):
-        authors = ids[:emails] if emails else ids[:SEED_AUTHORS]
+    with serving(server, params, groups, wl.workers, probe) as (proc, url, ids):
+        authors = ids[:groups] if groups else ids[:SEED_AUTHORS]
         clients = Clients(url, clients_n, args.procs)
-        if emails:
-            email = [f"author-{i % emails}@bench.example" for i in range(clients_n)]
-            clients.subscribe(lambda i: ["BooksByAuthorEmail", [email[i]]])
-        else:
-            clients.subscribe(lambda i: ["AllBooks", []])
+        ready = clients.subscribe(lambda i: [wl.publication, sub_params(wl, groups, ids, i)])
         # pg_stat_database lags: a backend reports at most once a second, an idle one later
-        lag = IDLE_STATS_LAG if emails else STATS_LAG
+        lag = IDLE_STATS_LAG if wl.kind == "xacts" else STATS_LAG
         time.sleep(lag)
         idle = server_xacts(params)
         time.sleep(IDLE_SECONDS)  # what the server does with no changes (polls, webhooks)
@@ -321,7 +341,7 @@ def live_run(wl: Workload, server: str, params: dict[str, Any], args: Any) -> di
         cpu1, t1, wall1 = cpu_seconds(proc), time.perf_counter(), time.time()
         commits = {book: ns / 1e6 for book, (ns, _) in out["commits"].items()}
         times = sorted(commits.values())
-        expected = [expected_of(emails, o, count, out["commits"]) for o, count in clients.slices()]
+        expected = [expected_of(groups, o, count, out["commits"]) for o, count in clients.slices()]
         clients.send(
             [
                 {"cmd": "report", "commits": commits, "expected": e, "until": times[-1]}
@@ -343,7 +363,10 @@ def live_run(wl: Workload, server: str, params: dict[str, Any], args: Any) -> di
     window = (times[-1] - times[0]) / 1000
     return {
         "clients": clients_n,
-        "emails": emails,
+        "publication": wl.publication,
+        "groups": groups,
+        "initial_docs_min": min(r["docsMin"] for r in ready),
+        "initial_docs_max": max(r["docsMax"] for r in ready),
         "rate": wl.rate,
         "achieved_rate": out["rate"],
         "changes": len(commits),
@@ -390,13 +413,18 @@ def notify_floor(params: dict[str, Any], changes: int = 50) -> float:
     return (server_xacts(params) - before - changes) / changes
 
 
-def expected_of(emails: int, offset: int, count: int, commits: dict[int, Any]) -> int:
+def sub_params(wl: Workload, groups: int, ids: list[int], i: int) -> list[Any]:
+    """Client i's subscription parameters: its group's (author i % groups), or none."""
+    return [GROUP_PARAM[wl.publication](ids, i % groups)] if groups else []
+
+
+def expected_of(groups: int, offset: int, count: int, commits: dict[int, Any]) -> int:
     """How many live ``added`` clients offset..offset+count-1 must receive (client i is on
-    email i % emails; 0: AllBooks)."""
-    if not emails:
+    author i % groups; 0: every client sees every book)."""
+    if not groups:
         return count * len(commits)
-    per_email = Counter((offset + j) % emails for j in range(count))
-    return sum(per_email[author] for _, author in commits.values())
+    per_group = Counter((offset + j) % groups for j in range(count))
+    return sum(per_group[author] for _, author in commits.values())
 
 
 def percentiles(hist: dict[int, int]) -> dict[str, float]:
@@ -442,9 +470,9 @@ def scaled(clients: int, quick: bool) -> int:
     return max(20, clients // 10) if quick else clients
 
 
-def emails_of(wl: Workload, quick: bool) -> int:
-    """Distinct emails: with --quick a tenth too, to keep the clients per email."""
-    return max(1, wl.emails // 10) if quick and wl.emails else wl.emails
+def groups_of(wl: Workload, quick: bool) -> int:
+    """Distinct groups (authors): with --quick a tenth too, to keep the clients per group."""
+    return max(1, wl.groups // 10) if quick and wl.groups else wl.groups
 
 
 def main() -> None:
@@ -480,7 +508,7 @@ def main() -> None:
         "postgres": benchlib.server_info(params),
         "runs": {},
     }
-    if any(w.emails for w in WORKLOADS if w.name in names):
+    if any(w.kind == "xacts" for w in WORKLOADS if w.name in names):
         results["notify_floor"] = notify_floor(params)
     for wl in (w for w in WORKLOADS if w.name in names):
         run = subscribe_run if wl.kind == "subscribe" else live_run
@@ -490,8 +518,8 @@ def main() -> None:
                 f"{s}#{i}" for i in range(args.rounds) for s in (pair if i % 2 == 0 else pair[::-1])
             ]
         else:
-            servers = ["livedata"] if wl.emails else ["livedata", "bare"]
-            if args.bare_lean and not wl.emails:
+            servers = ["livedata"] if wl.kind == "xacts" else ["livedata", "bare"]
+            if args.bare_lean and wl.kind != "xacts":
                 servers.append("bare-lean")
         results["runs"][wl.name] = {s: run(wl, s.split("#")[0], params, args) for s in servers}
         print(f"{wl.name}: done", flush=True)

@@ -4,13 +4,17 @@ Issue 14's baseline: a minimal ASGI app with no Django, no mergebox and no per-c
 state. One PostgreSQL connection LISTENs on ``fanout_books``; the writer of
 bench/fanout.py sends the new book row as the NOTIFY payload in the row's own
 transaction. Each notification becomes one pre-encoded DDP ``added`` frame (the bytes
-livedata's AllBooks sends for a book), written to every subscribed socket in turn.
+livedata sends for a book), written in turn to every ``AllBooks`` socket and to every
+``BooksOfAuthor`` socket of the book's author (the payload's ``author_id``: a dict of
+author id → sockets, the in-memory match at its cheapest).
 
 It speaks just enough DDP for the load generator (bench/fanout_client.js) to treat it
-as livedata: the ``server_id`` greeting, ``connect`` → ``connected``, ``sub`` (any name)
-→ the initial documents + ``ready``, ``ping`` → ``pong``. The initial documents are
-every author and book, read and encoded once at start-up (bench/fanout.py seeds before
-starting it), so a subscription costs 150 sends of shared frames.
+as livedata: the ``server_id`` greeting, ``connect`` → ``connected``, ``sub`` → the
+initial documents + ``ready``, ``ping`` → ``pong``. The initial documents are read and
+encoded once at start-up (bench/fanout.py seeds before starting it), as livedata's
+publications send them: for ``BooksOfAuthor`` [author id], that author's books (no
+author document); for any other name, every author and book (AllBooks: 150 sends of
+shared frames).
 
 bench/fanout.py runs it on the stack ``livedata serve`` uses (uvicorn, websockets-sansio,
 httptools, no permessage-deflate); ``FANOUT_DSN`` is the libpq connection string.
@@ -26,8 +30,10 @@ from typing import Any
 import psycopg
 
 CHANNEL = "fanout_books"
-_subscribed: set[Any] = set()
+_subscribed: set[Any] = set()  # AllBooks
+_of_author: dict[str, set[Any]] = {}  # BooksOfAuthor, by str(author id)
 _initial: list[dict[str, str]] = []
+_initial_of_author: dict[str, list[dict[str, str]]] = {}
 _task: list[asyncio.Task[None]] = []
 
 
@@ -48,19 +54,26 @@ async def _broadcast(started: asyncio.Event) -> None:
             "SELECT id, title, author_id FROM livedata_demo_book ORDER BY id"
         )
         for id_, title, author_id in await books.fetchall():
-            _initial.append(
-                added("livedata_demo.book", id_, {"title": title, "author_id": author_id})
-            )
+            book = added("livedata_demo.book", id_, {"title": title, "author_id": author_id})
+            _initial.append(book)
+            _initial_of_author.setdefault(str(author_id), []).append(book)
         await conn.execute(f"LISTEN {CHANNEL}")
         started.set()
         async for note in conn.notifies():
             row = json.loads(note.payload)
             event = added("livedata_demo.book", row.pop("id"), row)
-            for send in list(_subscribed):
-                try:
-                    await send(event)
-                except Exception:  # a socket that went away
-                    _subscribed.discard(send)
+            await _send_all(_subscribed, event)
+            group = _of_author.get(str(row["author_id"]))
+            if group:
+                await _send_all(group, event)
+
+
+async def _send_all(sockets: set[Any], event: dict[str, str]) -> None:
+    for send in list(sockets):
+        try:
+            await send(event)
+        except Exception:  # a socket that went away
+            sockets.discard(send)
 
 
 async def _lifespan(receive: Any, send: Any) -> None:
@@ -81,6 +94,7 @@ async def _session(receive: Any, send: Any) -> None:
     await receive()  # websocket.connect
     await send({"type": "websocket.accept"})
     await send({"type": "websocket.send", "text": '{"server_id":"0"}'})
+    joined: list[set[Any]] = []
     try:
         while True:
             message = await receive()
@@ -91,15 +105,23 @@ async def _session(receive: Any, send: Any) -> None:
             if kind == "connect":
                 await send({"type": "websocket.send", "text": '{"msg":"connected","session":"b"}'})
             elif kind == "sub":
-                for event in _initial:
+                if ddp.get("name") == "BooksOfAuthor":
+                    author = str(ddp["params"][0])
+                    initial = _initial_of_author.get(author, [])
+                    group = _of_author.setdefault(author, set())
+                else:
+                    initial, group = _initial, _subscribed
+                for event in initial:
                     await send(event)
                 ready = json.dumps({"msg": "ready", "subs": [ddp["id"]]})
                 await send({"type": "websocket.send", "text": ready})
-                _subscribed.add(send)
+                group.add(send)
+                joined.append(group)
             elif kind == "ping":
                 await send({"type": "websocket.send", "text": '{"msg":"pong"}'})
     finally:
-        _subscribed.discard(send)
+        for group in joined:
+            group.discard(send)
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -12,7 +12,10 @@ committing a row. Printed: p50/p99 latency, messages delivered vs expected, and 
 
 Also: database transactions made by the server per change (from pg_stat_database: the
 listener's reads and any re-queries; in-memory matching makes none), and memory per
-subscribed client (server RSS growth / C).
+subscribed client (server RSS growth / C). The verdict is issue 14's goal, p99 <= 50 ms
+at 1000 changes/s; its Python websockets clients can themselves be the bottleneck
+(about 10 k msgs/s), so bench/fanout.py's ``groups100`` measures the same workload with
+Node clients, beside a LISTEN/NOTIFY broadcaster.
 
     .venv/bin/python -m bench.live_queries [--quick]
 """
@@ -38,6 +41,7 @@ from bench.asgi_servers import ROOT, free_port, start, uvicorn
 
 PY = sys.executable
 GROUPS = 100
+GOAL_RATE = 1000  # changes/s of issue 14's goal, p99 <= 50 ms
 SERVER_ENV = {"LIVEDATA_SETTINGS": os.environ.get("LIVEDATA_SETTINGS", "")}
 SPAWN = multiprocessing.get_context("spawn")  # writers: fresh processes, no inherited loop
 ENV = {"LIVEDATA_DB_NAME": "livedata_bench", "DJANGO_SETTINGS_MODULE": "livedata.demo.settings"}
@@ -306,11 +310,15 @@ def report(results: dict[str, Any], clients: int, seconds: float) -> None:
         f"memory (server RSS growth per client): {fresh:.1f} KiB connected and subscribed, "
         f"{end:.1f} KiB at the end (with the documents the run added)"
     )
-    goal = next((r for r in results["ours"] if r["rate"] == 100), None)
+    # issue 14's goal is at 1000 changes/s (bench/fanout.py groups100 measures it with a
+    # generator that is not itself the bottleneck)
+    goal = next((r for r in results["ours"] if r["rate"] == GOAL_RATE), None)
+    head = f"goal p99 <= 50 ms, {clients} clients x {GOAL_RATE} changes/s"
     if goal:
         verdict = "PASS" if goal["p99_ms"] <= 50 else "FAIL"
-        p99 = goal["p99_ms"]
-        print(f"goal p99 <= 50 ms, {clients} clients x 100 changes/s: {verdict} ({p99:.1f} ms)")
+        print(f"{head}: {verdict} ({goal['p99_ms']:.1f} ms)")
+    else:
+        print(f"{head}: not measured (no {GOAL_RATE}/s run in --rates)")
 
 
 def _spawn(target: Any, *args: Any) -> multiprocessing.Process:
