@@ -33,7 +33,7 @@ def live_table(runs: dict[str, Any]) -> None:
             " the others AllBooks)"
         )
     print(
-        f"{'workload':<9} {'server':<8} {'clients':>7} {'rate':>11} {'delivered':>15}"
+        f"{'workload':<9} {'server':<9} {'clients':>7} {'rate':>11} {'delivered':>15}"
         f" {'msgs/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'CPU %':>6}"
         f" {'µs/msg':>7} {'xact/chg':>8} {'gen lag p99/max ms':>18}"
     )
@@ -42,7 +42,7 @@ def live_table(runs: dict[str, Any]) -> None:
             rate = f"{r['rate']:.0f} ({r['achieved_rate']:.1f})"
             xacts = f"{r['db_xacts_per_change']:.2f}" if server == "livedata" else ""
             print(
-                f"{name:<9} {server:<8} {r['clients']:>7} {rate:>11}"
+                f"{name:<9} {server:<9} {r['clients']:>7} {rate:>11}"
                 f" {r['delivered']:>7}/{r['expected']:<7} {r['msgs_s']:>8,.0f}"
                 f" {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['max_ms']:>7.1f}"
                 f" {r['cpu_pct']:>6.0f} {r['cpu_us_per_msg']:>7.1f} {xacts:>8}"
@@ -55,7 +55,7 @@ def live_table(runs: dict[str, Any]) -> None:
             bare = runs[name][ceiling]
             label = "ratio" if ceiling == "bare" else "/lean"
             print(
-                f"{'':<9} {label:<8} {'':>7} {'':>11} {'':>15}"
+                f"{'':<9} {label:<9} {'':>7} {'':>11} {'':>15}"
                 f" {ratio(ours['msgs_s'], bare['msgs_s']):>8}"
                 f" {ratio(ours['p50_ms'], bare['p50_ms']):>7}"
                 f" {ratio(ours['p99_ms'], bare['p99_ms']):>7}"
@@ -75,17 +75,17 @@ def subscribe_table(runs: dict[str, Any]) -> None:
         return
     print("\nSubscribing at once to AllBooks, and memory (server RSS growth / clients)")
     print(
-        f"{'server':<8} {'clients':>7} {'all ready s':>11} {'docs each':>10} {'nosub':>5}"
+        f"{'server':<9} {'clients':>7} {'all ready s':>11} {'docs each':>10} {'nosub':>5}"
         f" {'KiB/idle session':>16} {'KiB/subscribed client':>21}"
     )
     for server, r in runs["subscribe"].items():
         docs = f"{r['docs_min']}-{r['docs_max']}"
         print(
-            f"{server:<8} {r['clients']:>7} {r['all_ready_s']:>11.2f} {docs:>10} {r['nosub']:>5}"
+            f"{server:<9} {r['clients']:>7} {r['all_ready_s']:>11.2f} {docs:>10} {r['nosub']:>5}"
             f" {r['kib_per_idle_session']:>16.1f} {r['kib_per_subscribed_client']:>21.1f}"
         )
     ours, bare = runs["subscribe"]["livedata"], runs["subscribe"]["bare"]
-    print(f"{'ratio':<8} {'':>7} {ratio(ours['all_ready_s'], bare['all_ready_s']):>11}")
+    print(f"{'ratio':<9} {'':>7} {ratio(ours['all_ready_s'], bare['all_ready_s']):>11}")
 
 
 def beyond_notify(r: dict[str, Any], floor: float) -> float:
