@@ -460,7 +460,10 @@ def test_a_follower_from_a_pruned_position_is_told_and_stops(db_params, connect,
 
 def test_watched_channels_share_the_connection_and_are_told_after_a_reconnect(db_params):
     """``watch``: a NOTIFY on another channel calls its watcher (a burst once) and reads
-    no log; a reconnection calls it too (what was sent meanwhile is lost)."""
+    no log; a reconnection calls it too (what was sent meanwhile is lost), except a
+    watcher with ``on_connect=False``, called on NOTIFYs only."""
+
+    quiet: list[str] = []
 
     async def main() -> tuple[list[float], int, int]:
         calls: list[float] = []
@@ -470,6 +473,7 @@ def test_watched_channels_share_the_connection_and_are_told_after_a_reconnect(db
         task = asyncio.create_task(listener.run())
         await asyncio.wait_for(listener.connected.wait(), 10)
         listener.watch("livedata_test_other", lambda: calls.append(time.monotonic()))
+        listener.watch("livedata_test_other", lambda: quiet.append("x"), on_connect=False)
         await until(lambda: len(calls) == 1)  # told once it LISTENs
         reads = listener.reads
         async with await psycopg.AsyncConnection.connect(**db_params, autocommit=True) as conn:
@@ -492,4 +496,5 @@ def test_watched_channels_share_the_connection_and_are_told_after_a_reconnect(db
 
     calls, reads, notifies = asyncio.run(main())
     assert len(calls) == 4
+    assert quiet == ["x", "x"]  # the two NOTIFYs, not the (re)connections
     assert reads == 0 and notifies == 0  # the log's own channel was not woken

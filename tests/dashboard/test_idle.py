@@ -3,7 +3,8 @@ transaction is made for it; with a subscriber both happen (so the test can see t
 
 Transactions are counted by PostgreSQL (``pg_stat_database.xact_commit`` of the test
 database: everything the server does, whoever asked), the timer's wake-ups by the
-server's own figure ``livedata_dashboard_refreshes_total`` (its metrics endpoint).
+server's own figure ``livedata_dashboard_refreshes_total`` (its metrics endpoint), and
+the rows it writes for the other processes' pages by ``dashboard_cluster_reports_total``.
 PostgreSQL publishes a backend's counts up to 10 s late when it goes idle
 (``PGSTAT_IDLE_INTERVAL``), so each window starts after that much quiet.
 """
@@ -51,6 +52,11 @@ def _refreshes(server: str, token: str) -> float:
     return _figure(server, token, "dashboard_refreshes_total")
 
 
+def _reports(server: str, token: str) -> float:
+    """Rows the server wrote to the dashboard's process table (``dashboard.cluster``)."""
+    return _figure(server, token, "dashboard_cluster_reports_total")
+
+
 def _rate(db_params) -> float:
     """Transactions per second committed in the test database over ``WINDOW``."""
     before = _commits(db_params)
@@ -64,6 +70,7 @@ def test_no_timer_and_no_query_without_a_subscriber(server, clients, staff, db_p
     assert _refreshes(server, token) == 0
     idle = _rate(db_params)
     assert _refreshes(server, token) == 0  # no subscriber: the timer never woke
+    assert _reports(server, token) == 0  # nor did it write its row for other processes
 
     page = clients(staff)
     page.send({"msg": "sub", "id": "d", "name": "livedata.dashboard", "params": []})
@@ -71,6 +78,7 @@ def test_no_timer_and_no_query_without_a_subscriber(server, clients, staff, db_p
     open_rate = _rate(db_params)
     woke = _refreshes(server, token)
     assert woke >= WINDOW / 0.2 / 2  # DASHBOARD_INTERVAL 0.2: about 25 in the window
+    assert _reports(server, token) >= WINDOW / 0.2 / 2  # its row, as often
 
     page.close()  # the last subscriber leaves
     deadline = time.monotonic() + 10
@@ -79,10 +87,13 @@ def test_no_timer_and_no_query_without_a_subscriber(server, clients, staff, db_p
         time.sleep(0.1)
     stopped_at = _refreshes(server, token)
     time.sleep(STATS_DELAY)
+    reported = _reports(server, token)  # 3 intervals without a NOTIFY: it stopped
     closed = _rate(db_params)
     assert _refreshes(server, token) == stopped_at  # the timer stopped with it
+    assert _reports(server, token) == reported  # and the reports
     print(f"transactions/s: idle {idle:.2f}, open {open_rate:.2f}, closed again {closed:.2f}")
-    # open: one refresh reads webhooks and mirrors (2 transactions) 5 times a second
+    # open: one refresh (webhooks, mirrors, processes, the NOTIFY: 1 transaction) and one
+    # report (1) 5 times a second
     assert open_rate - idle >= 5, (idle, open_rate)
     # closed: back to what the server does without it (listener, webhook reloads...)
     # (a dashboard still refreshing would add 10/s; the background varies by a few)

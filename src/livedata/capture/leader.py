@@ -104,11 +104,11 @@ class ClusterListener(Listener):
         if self.position is None or not self.position.covers(batch.end):
             self.position = batch.end  # never back (the stream's copy of a local batch)
 
-    def watch(self, channel: str, callback: Callable[[], None]) -> None:
+    def watch(self, channel: str, callback: Callable[[], None], *, on_connect: bool = True) -> None:
         """As ``Listener.watch``: on the leader's session (leading or standing by) while the
         broker is up, on the session reading the log itself while it is down."""
-        super().watch(channel, callback)
-        self.leader.watch(channel, callback)
+        super().watch(channel, callback, on_connect=on_connect)
+        self.leader.watch(channel, callback, on_connect=on_connect)
 
     def stop(self) -> None:
         super().stop()

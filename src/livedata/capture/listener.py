@@ -113,7 +113,8 @@ class Listener:
         self.reconnect_max = conf.LISTENER_RECONNECT_MAX
         self.followers: list[Follower] = []
         #: other channels this connection LISTENs on, with their callbacks (``watch``)
-        self._watches: dict[str, list[Callable[[], None]]] = {}
+        #: (callback, also after each (re)connection)
+        self._watches: dict[str, list[tuple[Callable[[], None], bool]]] = {}
         self._unlistened: set[str] = set()
         self._stopping = asyncio.Event()
         self._poke = asyncio.Event()
@@ -174,21 +175,25 @@ class Listener:
         params = self._params or await asyncio.to_thread(connection_params, self._alias)
         return await psycopg.AsyncConnection.connect(**_generic_plans(params, "livedata catch-up"))
 
-    def watch(self, channel: str, callback: Callable[[], None]) -> None:
+    def watch(self, channel: str, callback: Callable[[], None], *, on_connect: bool = True) -> None:
         """Call ``callback`` (on the event loop) on every NOTIFY on ``channel``, and after
         every (re)connection, since NOTIFYs sent while disconnected are lost. A burst of
-        NOTIFYs received together calls it once."""
+        NOTIFYs received together calls it once. ``on_connect=False``: on NOTIFYs only,
+        for a watcher whose sender repeats itself (the dashboard's, every refresh) and
+        which must not start anything when nobody sent one."""
         if channel == self.channel:
             raise ValueError(f"{channel!r} is the change log's own channel")
         if channel not in self._watches:
             self._watches[channel] = []
             self._unlistened.add(channel)
             self._poke.set()  # LISTEN on it now, not after the next commit
-        self._watches[channel].append(callback)
+        self._watches[channel].append((callback, on_connect))
 
-    def _notified(self, channels: set[str]) -> None:
+    def _notified(self, channels: set[str], *, connecting: bool = False) -> None:
         for channel in channels:
-            for callback in self._watches.get(channel, ()):
+            for callback, on_connect in self._watches.get(channel, ()):
+                if connecting and not on_connect:
+                    continue
                 try:
                     callback()
                 except Exception:
@@ -203,7 +208,7 @@ class Listener:
         for channel in sorted(fresh):
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         self._unlistened -= fresh
-        self._notified(fresh)
+        self._notified(fresh, connecting=True)
 
     def stop(self) -> None:
         self._stopping.set()

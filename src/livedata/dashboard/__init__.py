@@ -7,7 +7,12 @@ livedata's own DDP server.
   webhook subscriptions and mirrors. It runs only while someone is subscribed: no timer,
   no query otherwise (``tests/dashboard/test_idle.py`` counts both);
 - ``documents``: the pure part, figures into the page's documents and rates;
-- ``store``: what the page needs from the database (webhooks, mirrors, recent rows);
+- ``reading``: one reading of the board as "now" and "flow" (the page's refresh and the
+  cluster report both take theirs there);
+- ``cluster``: every live process's row in an UNLOGGED table, written only while a page
+  is open somewhere (a NOTIFY with each refresh starts each process's report);
+- ``store``: what the page needs from the database (webhooks, mirrors, recent rows, the
+  live processes' rows);
 - ``access``: who may see it (active staff with ``livedata.view_dashboard``);
 - ``methods``: the page's buttons, staff-only DDP methods (retry a webhook now, re-enable);
 - ``models``, ``admin``: the unmanaged model that gives the page its admin URL

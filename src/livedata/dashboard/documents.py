@@ -14,10 +14,12 @@ from livedata.capture.log import ChangeRow
 from livedata.runtime.figures import Figure
 
 #: Documents of the page's one collection: "now", "flow", "webhooks", "pull"; change rows
-#: in ``CHANGES`` (id: the row's id) and the chart's samples in ``SAMPLES``.
+#: in ``CHANGES`` (id: the row's id), the chart's samples in ``SAMPLES``, and every live
+#: process's headline figures in ``PROCESSES`` (id: ``host:pid``, see ``cluster``).
 COLLECTION = "livedata_dashboard"
 CHANGES = "livedata_dashboard_changes"
 SAMPLES = "livedata_dashboard_samples"
+PROCESSES = "livedata_dashboard_processes"
 
 
 def by_name(figures: list[Figure]) -> dict[str, Figure]:

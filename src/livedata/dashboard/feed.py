@@ -14,6 +14,11 @@ live queries their batch (``on_batch``, called by ``server.app``), so an insert 
 once; without subscribers a batch costs one counter addition per row (``changes_total``
 by model, a figure of the board, kept always so the rates and the endpoint agree).
 
+**Every process's figures.** The refresh's database call also sends ``NOTIFY
+livedata_dashboard`` and reads the table of live processes (``cluster``): each process
+notified reports its headline figures there for as long as refreshes go on, and each
+row becomes a document of ``documents.PROCESSES``, removed when its process goes quiet.
+
 Access: ``access.may_view`` (active staff with ``livedata.view_dashboard``), checked on
 subscribe and again when the connection's user changes; others get ``nosub`` 403.
 """
@@ -22,8 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 from collections import deque
 from typing import Any
@@ -32,6 +35,8 @@ from livedata.capture.log import Batch
 from livedata.dashboard import documents as docs
 from livedata.dashboard import store
 from livedata.dashboard.access import may_view_now
+from livedata.dashboard.cluster import Reporter
+from livedata.dashboard.reading import Reading
 from livedata.dbthreads import with_connection
 from livedata.ddp.errors import DDPError
 from livedata.ddp.mergebox import message_for
@@ -56,7 +61,14 @@ class Feed:
         conf = runtime.settings
         self.interval: float = conf.DASHBOARD_INTERVAL
         self.recent: int = conf.DASHBOARD_RECENT_CHANGES
-        self.process = f"{socket.gethostname()}:{os.getpid()}"
+        self.reading = Reading(runtime, engine, lambda: self.changes_by_model)
+        self.process = self.reading.process
+        #: this process's row in the cluster's table, while a page is open anywhere
+        self.reporter = Reporter(
+            runtime,
+            Reading(runtime, engine, lambda: self.changes_by_model),
+            lambda: len(self.subscribers),
+        )
         #: (session, sub id) of every subscription, in arrival order
         self.subscribers: dict[tuple[Any, str], None] = {}
         #: the documents every subscriber holds: (collection, id) → fields
@@ -66,7 +78,6 @@ class Feed:
         self._sample_seq = 0
         #: change rows read by the listener, by model (always counted: a board figure)
         self.changes_by_model: dict[str, int] = {}
-        self._before: tuple[float, float, dict[str, float]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         #: while the first subscriber's documents are read: the rows arriving meanwhile
@@ -160,7 +171,7 @@ class Feed:
         self.documents.clear()
         self._changes.clear()
         self._samples.clear()
-        self._before = None
+        self.reading.reset()
 
     def _all(self) -> list[tuple[str, str, dict[str, Any]]]:
         return [(c, i, f) for (c, i), f in self.documents.items()]
@@ -190,37 +201,23 @@ class Feed:
                 self._task = None
 
     async def _refresh(self, *, send: bool) -> None:
+        self.reporter.notified()  # this process reports too, whatever its listener hears
         loop = asyncio.get_running_loop()
-        state = await loop.run_in_executor(self.runtime.executor, with_connection, store.state)
-        figures = docs.by_name(self.runtime.figures.read())
-        clock = time.monotonic()
-        messages = docs.total(figures, "messages_out_total")
-        by_model = {m: float(n) for m, n in self.changes_by_model.items()}
-        before = self._before or (clock, messages, by_model)
-        seconds = clock - before[0]
-        per_s = (messages - before[1]) / seconds if seconds > 0 else 0.0
-        changes_per_s = docs.rates(by_model, before[2], seconds)
-        self._before = (clock, messages, by_model)
-        observers = [] if self.engine is None else self.engine.observer_details()
-        now = docs.now_document(
-            figures,
-            observers,
-            process=self.process,
-            messages_per_s=max(0.0, per_s),
-            memory_bytes=_resident_memory(),
-            dashboard_subscribers=len(self.subscribers),
+        state = await loop.run_in_executor(
+            self.runtime.executor, with_connection, store.state, self.reporter.stale_seconds
         )
-        flow = docs.flow_document(figures, changes_per_s)
+        snapshot = self.reading.take(dashboard_subscribers=len(self.subscribers))
+        figures, flow = snapshot.figures, snapshot.flow
         out: list[tuple[str, str, str, dict[str, Any] | None]] = []
-        self._set(out, docs.COLLECTION, "now", now)
+        self._set(out, docs.COLLECTION, "now", snapshot.now)
         self._set(out, docs.COLLECTION, "flow", flow)
         self._set(out, docs.COLLECTION, "webhooks", {"subscriptions": state["webhooks"]})
         self._set(out, docs.COLLECTION, "pull", docs.pull_document(figures, state["mirrors"]))
         lags = [c["lag_seconds"] for c in flow["consumers"]]
         sample = {
             "t": time.time(),
-            "changes_per_s": round(sum(changes_per_s.values()), 2),
-            "messages_per_s": round(max(0.0, per_s), 2),
+            "changes_per_s": round(sum(snapshot.changes_per_s.values()), 2),
+            "messages_per_s": round(snapshot.messages_per_s, 2),
             "max_lag_seconds": max(lags, default=0.0),
         }
         self._sample_seq += 1
@@ -230,8 +227,21 @@ class Feed:
         keep = max(1, int(self.runtime.settings.DASHBOARD_HISTORY / self.interval))
         while len(self._samples) > keep:
             self._remove(out, docs.SAMPLES, self._samples.popleft())
+        self._processes(out, state["processes"])
         if send:
             self._broadcast(out)
+
+    def _processes(self, out: list[Any], rows: list[dict[str, Any]]) -> None:
+        """One document per live process (``cluster``): added, changed, removed as
+        processes come, report and go quiet."""
+        live = set()
+        for row in rows:
+            live.add(row["process"])
+            fields = dict(row["figures"], at=row["at"].isoformat())
+            self._set(out, docs.PROCESSES, row["process"], fields)
+        for collection, doc_id in list(self.documents):
+            if collection == docs.PROCESSES and doc_id not in live:
+                self._remove(out, collection, doc_id)
 
     def _set(self, out: list[Any], collection: str, doc_id: str, fields: dict[str, Any]) -> None:
         key = (collection, doc_id)
@@ -277,14 +287,3 @@ class Feed:
         frames = [serialize(message_for(c, op, i, f)) for c, op, i, f in out]
         for session, sub_id in list(self.subscribers):
             session.publish_diffs(sub_id, [out], [frames])
-
-
-def _resident_memory() -> float | None:
-    """The process's resident memory, as ``process_resident_memory_bytes`` (the
-    Prometheus client's process collector, which the metrics endpoint exposes too)."""
-    from prometheus_client import ProcessCollector
-
-    for metric in ProcessCollector(registry=None).collect():
-        if metric.name == "process_resident_memory_bytes":
-            return metric.samples[0].value if metric.samples else None
-    return None

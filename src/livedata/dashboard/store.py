@@ -1,13 +1,17 @@
 """What the dashboard reads from the database, in a pool thread, only while someone has
 the page open: webhook subscriptions with their last attempts, the mirrors' positions,
-and the last change rows (once, when the first subscriber arrives)."""
+the live processes' rows (``cluster``), and the last change rows (once, when the first
+subscriber arrives)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
+
 from livedata.capture.log import ChangeRow
 from livedata.capture.models import Change
+from livedata.dashboard import cluster
 from livedata.pull.models import MirrorPosition
 from livedata.webhooks.control import state_of
 from livedata.webhooks.models import Delivery, Subscription
@@ -99,6 +103,15 @@ def mirrors() -> list[dict[str, Any]]:
     ]
 
 
-def state() -> dict[str, Any]:
-    """What one refresh reads (one call, one pool thread)."""
-    return {"webhooks": webhooks(), "mirrors": mirrors()}
+def state(stale_seconds: float) -> dict[str, Any]:
+    """What one refresh reads (one call, one pool thread), with the NOTIFY that keeps
+    every process reporting its row (``cluster``) and the rows of those that do. One
+    transaction: the NOTIFY goes out as it commits, and the database counts one commit
+    per refresh."""
+    with transaction.atomic():
+        cluster.notify()
+        return {
+            "webhooks": webhooks(),
+            "mirrors": mirrors(),
+            "processes": cluster.live(stale_seconds),
+        }

@@ -54,6 +54,27 @@
     });
   }
 
+  /* every live process's row (livedata/dashboard/cluster.py), this page's own marked */
+  function renderProcesses(now) {
+    var procs = ddp.collections.livedata_dashboard_processes || {};
+    var mine = now ? now.process : null;
+    fill("processes", Object.keys(procs).sort(), function (name) {
+      var p = procs[name];
+      var sessions = entries(p.sessions).map(function (e) { return e[0] + " " + e[1]; });
+      var listener = p.listener_connected ? "connected" : "down";
+      if (p.broker_connected !== null && p.broker_connected !== undefined) {
+        listener += p.broker_connected ? ", broker" : ", broker down";
+      }
+      var leader = p.leader === null || p.leader === undefined ? "–" : (p.leader ? "yes" : "no");
+      var tr = row([name + (name === mine ? " (this page)" : ""), sessions.join(", ") || "0", p.subscriptions,
+        p.observers, p.messages_per_s, bytes(p.memory_bytes), listener, p.max_lag_seconds, leader],
+        { process: name, self: name === mine ? "1" : "0" });
+      if (name === mine) tr.className = "ld-self";
+      tr.title = "reported at " + p.at;
+      return tr;
+    });
+  }
+
   function renderFlow(flow) {
     if (!flow) return;
     fill("rates", entries(flow.changes_per_s), function (e) { return row([e[0], e[1]], { model: e[0] }); });
@@ -169,6 +190,7 @@
   function render() {
     pending = false;
     renderNow(doc("now"));
+    renderProcesses(doc("now"));
     renderFlow(doc("flow"));
     renderWebhooks(doc("webhooks"), doc("flow"));
     renderPull(doc("pull"));
