@@ -157,7 +157,8 @@ def closed_feed_us_per_row(rows: int = 1, calls: int = 200_000) -> float:
     from livedata.dashboard.feed import Feed
     from livedata.runtime.figures import Board
 
-    feed = Feed(SimpleNamespace(settings=livedata_settings(), figures=Board()))
+    runtime = SimpleNamespace(settings=livedata_settings(), figures=Board(), listener=None)
+    feed = Feed(runtime)
     batch = SimpleNamespace(rows=[SimpleNamespace(model="livedata_demo.book")] * rows)
     on_batch = feed.on_batch
     start = time.perf_counter()
