@@ -242,10 +242,15 @@ async def write(
             attempt, outcome, status_code, error, response_excerpt, latency_ms, worker, at)
         SELECT d.sub, d.wid, d.pos, d.n, d.att, d.out, d.st, d.err, d.exc, d.ms,
                %(worker)s, d.at
-        FROM json_to_recordset(%(log)s::json) AS d(
+        FROM ROWS FROM (json_to_recordset(%(log)s::json) AS (
             sub bigint, wid text, pos text, n int, att int, out text, st int, err text,
-            exc text, ms float8, at timestamptz)
+            exc text, ms float8, at timestamptz)) WITH ORDINALITY
+            AS d(sub, wid, pos, n, att, out, st, err, exc, ms, at, ord)
         WHERE EXISTS (SELECT 1 FROM {SUB_TABLE} s WHERE s.id = d.sub)
+        -- the log's ids in attempt order, whatever the plan: with more subscriptions
+        -- than attempts PostgreSQL hashes the attempts for the EXISTS and returns a
+        -- subscription's rows in reverse (CI: a retry logged after the next attempt)
+        ORDER BY d.ord
     )
     SELECT id FROM upd WHERE NOT moved
     """
