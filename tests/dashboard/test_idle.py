@@ -86,8 +86,14 @@ def test_no_timer_and_no_query_without_a_subscriber(server, clients, staff, db_p
         assert time.monotonic() < deadline, f"{dashboards} dashboards still open"
         time.sleep(0.1)
     stopped_at = _refreshes(server, token)
+    # the reports go on for 3 intervals without a NOTIFY: the window starts STATS_DELAY
+    # after the last, or its late-published counts land in the window
+    deadline, reported = time.monotonic() + 10, -1.0
+    while (now := _reports(server, token)) != reported:
+        assert time.monotonic() < deadline, "the process goes on reporting"
+        reported = now
+        time.sleep(1.0)  # more than 3 intervals of 0.2 s: a report would have come
     time.sleep(STATS_DELAY)
-    reported = _reports(server, token)  # 3 intervals without a NOTIFY: it stopped
     closed = _rate(db_params)
     assert _refreshes(server, token) == stopped_at  # the timer stopped with it
     assert _reports(server, token) == reported  # and the reports
