@@ -78,10 +78,17 @@ def spawn_serve(port: int, **env: str) -> Any:
 
 
 def _serve(overrides: str, **env: str) -> Iterator[str]:
-    port = free_port()
-    proc = spawn_serve(port, LIVEDATA_TEST_OVERRIDES=overrides, **env)
+    for tries in range(3):
+        port = free_port()  # free when asked; another process may bind it before ours
+        proc = spawn_serve(port, LIVEDATA_TEST_OVERRIDES=overrides, **env)
+        try:
+            wait_listening(port, proc)
+            break
+        except RuntimeError as exc:  # CI once lost the port that way: another one
+            stop(proc)
+            if "address already in use" not in str(exc) or tries == 2:
+                raise
     try:
-        wait_listening(port, proc)
         yield f"127.0.0.1:{port}"
     finally:
         stop(proc)
